@@ -1,0 +1,3 @@
+"""OTAGuard: secure over-the-air updates for IoT fleets."""
+
+__version__ = "0.1.0"

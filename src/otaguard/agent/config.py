@@ -1,0 +1,77 @@
+"""Agent configuration (TOML on a real device; built in code by the simulator)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from otaguard.errors import ConfigError
+
+
+@dataclass
+class AgentConfig:
+    device_id: str
+    hardware: str
+    server_url: str
+    state_dir: Path
+    credential_file: Path
+    director_key_file: Path
+    trusted_root_file: Path
+    ca_file: Path | None = None
+    health_command: list[str] = field(default_factory=list)
+    health_timeout: float = 60.0
+    poll_interval: float = 300.0
+    poll_jitter: float = 0.2
+    max_download_attempts: int = 8
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    checkpoint_bytes: int = 1 << 20
+    request_timeout: float = 30.0
+
+    @property
+    def tuf_dir(self) -> Path:
+        return self.state_dir / "tuf"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "journal.json"
+
+    def credential(self) -> str:
+        try:
+            return self.credential_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read device credential {self.credential_file}: {exc}"
+            ) from exc
+
+    @classmethod
+    def from_toml(cls, path: Path) -> AgentConfig:
+        try:
+            raw: dict[str, Any] = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read agent config {path}: {exc}") from exc
+        base = path.parent
+        paths = (
+            "state_dir",
+            "credential_file",
+            "director_key_file",
+            "trusted_root_file",
+            "ca_file",
+        )
+        try:
+            agent = dict(raw["agent"])
+        except KeyError as exc:
+            raise ConfigError(f"{path}: missing [agent] table") from exc
+        for key in paths:
+            if key in agent:
+                agent[key] = (base / agent[key]).resolve()
+        known = set(cls.__dataclass_fields__)
+        unknown = set(agent) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown agent settings {sorted(unknown)}")
+        try:
+            return cls(**agent)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,148 @@
+"""The agent's HTTP side: an authenticated httpx client, a TUF fetcher over it, and a
+resumable, length-capped, hashing target download that streams into a slot."""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tuf.api import exceptions as tuf_exc
+from tuf.ngclient.fetcher import FetcherInterface
+
+from otaguard.errors import DownloadError
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    device_id: str
+    secret: str
+
+    def headers(self) -> dict[str, str]:
+        return {"X-OTAGuard-Device": self.device_id, "Authorization": f"Bearer {self.secret}"}
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Client TLS context that trusts only ``ca_file`` (the pinned server CA), TLS >= 1.2."""
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def make_client(
+    base_url: str,
+    ca_file: Path | None,
+    credentials: DeviceCredentials | None,
+    *,
+    timeout: float = 20.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    verify: Any = tls_context(ca_file) if ca_file else True
+    return httpx.Client(
+        base_url=base_url,
+        verify=verify,
+        headers=credentials.headers() if credentials else {},
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        transport=transport,
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+    )
+
+
+def _is_permanent(status: int) -> bool:
+    return 400 <= status < 500 and status not in (408, 425, 429)
+
+
+class HttpxFetcher(FetcherInterface):
+    """TUF's fetcher interface over our client (same TLS pinning and credentials)."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        try:
+            response = self.client.send(self.client.build_request("GET", url), stream=True)
+        except httpx.HTTPError as exc:
+            raise tuf_exc.DownloadError(f"cannot fetch {url}: {exc}") from exc
+        if response.status_code != 200:
+            response.close()
+            raise tuf_exc.DownloadHTTPError(
+                f"HTTP {response.status_code} for {url}", response.status_code
+            )
+        return self._chunks(response)
+
+    @staticmethod
+    def _chunks(response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes(CHUNK)
+        except httpx.HTTPError as exc:
+            raise tuf_exc.DownloadError(f"transfer interrupted: {exc}") from exc
+        finally:
+            response.close()
+
+
+@dataclass
+class DownloadProgress:
+    written: int
+    resumed_from: int
+    requests: int
+
+
+def download_into(
+    client: httpx.Client,
+    url: str,
+    *,
+    length: int,
+    offset: int,
+    write: Callable[[bytes], None],
+    on_progress: Callable[[int], None] | None = None,
+) -> DownloadProgress:
+    """Fetch bytes ``offset..length`` of ``url`` (HTTP Range when resuming) and hand them to
+    ``write``. Never accepts more than ``length`` bytes in total (endless-data defence).
+
+    Raises ``DownloadError`` (``permanent`` for 4xx) when the transfer fails; what was written
+    so far stays written, so the caller resumes from ``offset + written``.
+    """
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    written = 0
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 416 and offset >= length:
+                return DownloadProgress(0, offset, 1)
+            if response.status_code not in (200, 206):
+                raise DownloadError(
+                    f"HTTP {response.status_code} for {url}",
+                    permanent=_is_permanent(response.status_code),
+                )
+            if offset and response.status_code == 200:
+                raise DownloadError("server ignored the Range request; restart needed")
+            for chunk in response.iter_bytes(CHUNK):
+                if offset + written + len(chunk) > length:
+                    raise DownloadError(
+                        f"server sent more than the signed length of {length} bytes", permanent=True
+                    )
+                write(chunk)
+                written += len(chunk)
+                if on_progress:
+                    on_progress(offset + written)
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"transfer of {url} interrupted after {written} bytes: {exc}") from exc
+    return DownloadProgress(written, offset, 1)
+
+
+def hash_prefix(read: Callable[[int], bytes], length: int) -> Any:
+    """A sha256 object fed with the first ``length`` bytes from ``read`` (to resume hashing)."""
+    h = hashlib.sha256()
+    left = length
+    while left > 0:
+        chunk = read(min(CHUNK, left))
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+    return h

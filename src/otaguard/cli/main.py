@@ -1,0 +1,156 @@
+"""The ``otaguard`` command."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from otaguard.errors import OTAGuardError
+
+app = typer.Typer(
+    help="OTAGuard: secure over-the-air updates for IoT fleets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where keys, TLS material and state are kept.")
+]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = Path("otaguard-data"),
+    devices: Annotated[int, typer.Option("--devices", min=1, max=5000, help="Fleet size.")] = 20,
+    keep_serving: Annotated[
+        bool, typer.Option("--keep-serving", help="Leave the server up afterwards (Ctrl-C ends).")
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address the server listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Server port (0: any free port).")] = 8443,
+    payload_kib: Annotated[int, typer.Option(min=1, help="Size of each image payload.")] = 256,
+) -> None:
+    """Sign v1 and v2, serve them, and update a simulated fleet from v1 to v2."""
+    from otaguard.demo import HARDWARE, Demo
+
+    d = Demo(data_dir, devices=devices, host=host, port=port, payload_size=payload_kib * 1024)
+    started = time.monotonic()
+    try:
+        d.start_server()
+        console.print(
+            f"server up at [bold]{d.url}[/] (TLS, local CA {d.data_dir / 'tls' / 'ca.pem'})"
+        )
+        d.setup_repository()
+        _, v1 = d.release("1.0.0")
+        v2_name, _ = d.release("2.0.0", security_version=1)
+        console.print(
+            f"maker signed and published {HARDWARE} 1.0.0 and 2.0.0 (root 2/3, targets 2/2)"
+        )
+        d.provision_fleet(v1)
+        dep_id = d.deploy(v2_name)
+        console.print(f"deployment {dep_id}: {v2_name} to {devices} devices")
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("updating fleet", total=devices)
+            runs = d.run(on_done=lambda _r: progress.advance(task))
+        assert d.api is not None
+        statuses = {t["device_id"]: t for t in d.api.deployment_devices(dep_id)}
+        table = Table(title=f"fleet after deployment {dep_id}")
+        for col in ("device", "old version", "new version", "active slot", "result"):
+            table.add_column(col)
+        ok = True
+        for r in runs:
+            st = statuses.get(r.device_id, {})
+            result = str(st.get("status", "?"))
+            good = (
+                result == "succeeded"
+                and r.version_after == "2.0.0"
+                and r.slot_after != r.slot_before
+                and not r.error
+            )
+            ok &= good
+            shown = (
+                result
+                if not (st.get("detail") or r.error)
+                else f"{result}: {st.get('detail') or r.error}"
+            )
+            table.add_row(
+                r.device_id,
+                str(r.version_before),
+                str(r.version_after),
+                str(r.slot_after),
+                f"[green]{shown}[/]" if good else f"[red]{shown}[/]",
+            )
+        console.print(table)
+        console.print(
+            f"{sum(1 for r in runs if r.version_after == '2.0.0')}/{devices} devices on 2.0.0 "
+            f"in {time.monotonic() - started:.1f}s"
+        )
+        if keep_serving:
+            console.print(
+                f"serving at [bold]{d.url}[/]; admin token in {d.run_dir / 'server' / 'admin-token'}; Ctrl-C to stop"
+            )
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                while not stop.wait(1.0):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            return
+        if not ok:
+            raise typer.Exit(code=1)
+    except OTAGuardError as exc:
+        raise _fail(exc) from exc
+    finally:
+        d.close()
+
+
+@app.command()
+def server(
+    data_dir: DataDir = Path("otaguard-data/server"),
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Listen port.")] = 8443,
+    database: Annotated[
+        str | None, typer.Option("--database", help="SQLAlchemy URL (default: SQLite in data dir).")
+    ] = None,
+) -> None:
+    """Run the update server (TLS on; a local CA is generated on first run)."""
+    from otaguard.server.context import ServerContext, ServerSettings
+    from otaguard.server.runner import serve_forever
+
+    try:
+        ctx = ServerContext.open(
+            ServerSettings(data_dir=data_dir, host=host, port=port, database_url=database)
+        )
+    except OTAGuardError as exc:
+        raise _fail(exc) from exc
+    assert ctx.settings.tls is not None
+    console.print(f"OTAGuard server on https://{host}:{port}  CA: {ctx.settings.tls.ca_cert}")
+    console.print(f"admin token: {data_dir / 'admin-token'}")
+    try:
+        serve_forever(ctx)
+    finally:
+        ctx.close()
+
+
+def main() -> None:
+    app()

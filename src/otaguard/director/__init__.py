@@ -1,0 +1,1 @@
+"""OTAGuard director package."""

@@ -1,0 +1,95 @@
+"""One exception hierarchy for OTAGuard.
+
+Every failure a caller may want to react to is an ``OTAGuardError``; the device side never lets
+anything else escape the update loop (it reports it, typed, and keeps running its current image).
+"""
+
+from __future__ import annotations
+
+
+class OTAGuardError(Exception):
+    """Base of every error OTAGuard raises on purpose."""
+
+    code = "error"
+
+
+class ConfigError(OTAGuardError):
+    """A configuration value or file is missing or invalid."""
+
+    code = "config"
+
+
+class KeyMaterialError(OTAGuardError):
+    """A key could not be generated, loaded or used (wrong passphrase, wrong type...)."""
+
+    code = "key"
+
+
+class RepositoryError(OTAGuardError):
+    """The signed image repository is inconsistent or an operation on it is not allowed."""
+
+    code = "repository"
+
+
+class VerificationError(OTAGuardError):
+    """Signed data or downloaded bytes failed verification. A device must refuse what raised it."""
+
+    code = "verification"
+
+
+class AssignmentError(VerificationError):
+    """A director assignment is invalid for this device (signature, expiry, device, replay)."""
+
+    code = "assignment"
+
+
+class CompatibilityError(OTAGuardError):
+    """A release does not fit a device (hardware type, anti-rollback security version)."""
+
+    code = "compatibility"
+
+
+class DownloadError(OTAGuardError):
+    """A transfer failed. ``permanent`` errors (4xx, missing artifact) are not retried."""
+
+    code = "download"
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class InstallError(OTAGuardError):
+    """Writing or verifying a slot failed."""
+
+    code = "install"
+
+
+class BootError(OTAGuardError):
+    """The simulated bootloader could not boot any slot."""
+
+    code = "boot"
+
+
+class StoreError(OTAGuardError):
+    """The database or blob store refused an operation."""
+
+    code = "store"
+
+
+class NotFoundError(StoreError):
+    """A requested record or blob does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(StoreError):
+    """The operation conflicts with the current state (duplicate, wrong state...)."""
+
+    code = "conflict"
+
+
+class AuthError(OTAGuardError):
+    """Authentication or authorization failed."""
+
+    code = "auth"

@@ -1,0 +1,232 @@
+"""The maker's side of the image repository: root and targets metadata, signed offline.
+
+The maker holds the root and targets keys (files or HSM) and never gives them to the server.
+The server holds only the online snapshot and timestamp keys (see ``online.py``); their public
+halves are listed in root so devices know which keys may sign those roles.
+
+Layout of a maker repository directory::
+
+    metadata/1.root.json ... N.root.json   every root version, each once fully signed
+    metadata/root.json                     newest root (possibly still collecting signatures)
+    metadata/targets.json                  targets (possibly still collecting signatures)
+    staged/<target name>                   images added but not yet published
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import Key, Signature, Signer
+from tuf.api.metadata import Metadata, Role, Root, TargetFile, Targets
+from tuf.api.serialization.json import JSONSerializer
+
+from otaguard.errors import RepositoryError
+from otaguard.repo.images import ReleaseInfo, check_target_name
+from otaguard.repo.roles import (
+    ROOT,
+    SNAPSHOT,
+    TARGETS,
+    TIMESTAMP,
+    SignatureStatus,
+    expiry_for,
+    signature_status,
+)
+
+_PRETTY = JSONSerializer(compact=False)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class MakerRepository:
+    """Root and top-level targets metadata of one maker, kept in a directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.metadata_dir = path / "metadata"
+        self.staged_dir = path / "staged"
+        if not (self.metadata_dir / "root.json").exists():
+            raise RepositoryError(
+                f"{path} is not an OTAGuard repository (run `otaguard repo init`)"
+            )
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        path: Path,
+        *,
+        root_keys: list[Key],
+        root_threshold: int,
+        targets_keys: list[Key],
+        targets_threshold: int,
+        snapshot_key: Key,
+        timestamp_key: Key,
+    ) -> MakerRepository:
+        """Create version 1 of root and targets, unsigned; sign them with ``sign``."""
+        if (path / "metadata" / "root.json").exists():
+            raise RepositoryError(f"{path} already holds a repository")
+        for name, keys, threshold in (
+            (ROOT, root_keys, root_threshold),
+            (TARGETS, targets_keys, targets_threshold),
+        ):
+            if not 1 <= threshold <= len(keys):
+                raise RepositoryError(
+                    f"{name} threshold {threshold} must be between 1 and the {len(keys)} keys"
+                )
+            if len({k.keyid for k in keys}) != len(keys):
+                raise RepositoryError(f"{name} keys must be distinct")
+        root = Root(expires=expiry_for(ROOT), consistent_snapshot=True)
+        root.roles[ROOT] = Role([], root_threshold)
+        root.roles[TARGETS] = Role([], targets_threshold)
+        for key in root_keys:
+            root.add_key(key, ROOT)
+        for key in targets_keys:
+            root.add_key(key, TARGETS)
+        root.add_key(snapshot_key, SNAPSHOT)
+        root.add_key(timestamp_key, TIMESTAMP)
+        targets = Targets(expires=expiry_for(TARGETS))
+        repo_md = path / "metadata"
+        repo_md.mkdir(parents=True, exist_ok=True)
+        (path / "staged").mkdir(exist_ok=True)
+        atomic_write(repo_md / "targets.json", Metadata(targets).to_bytes(_PRETTY))
+        atomic_write(repo_md / "root.json", Metadata(root).to_bytes(_PRETTY))
+        return cls(path)
+
+    # -- reading ----------------------------------------------------------------------------
+    def root(self) -> Metadata[Root]:
+        return Metadata[Root].from_file(str(self.metadata_dir / "root.json"))
+
+    def targets(self) -> Metadata[Targets]:
+        return Metadata[Targets].from_file(str(self.metadata_dir / "targets.json"))
+
+    def root_history(self) -> list[Path]:
+        """Every finished root version ``1.root.json``..``N.root.json``, in order."""
+        versions = sorted(
+            int(p.name.split(".", 1)[0])
+            for p in self.metadata_dir.glob("*.root.json")
+            if p.name.split(".", 1)[0].isdigit()
+        )
+        return [self.metadata_dir / f"{v}.root.json" for v in versions]
+
+    def status(self) -> list[SignatureStatus]:
+        root = self.root()
+        return [signature_status(root, ROOT, root), signature_status(root, TARGETS, self.targets())]
+
+    # -- changing ---------------------------------------------------------------------------
+    def add_target(self, image: Path, name: str, info: ReleaseInfo) -> TargetFile:
+        """Stage ``image`` as target ``name``; targets gets a new version needing new signatures."""
+        check_target_name(name)
+        if not image.is_file():
+            raise RepositoryError(f"image {image} does not exist or is not a file")
+        md = self.targets()
+        if name in md.signed.targets:
+            raise RepositoryError(f"target {name} already exists; releases are immutable")
+        for existing in md.signed.targets.values():
+            other = ReleaseInfo.from_custom(existing.custom)
+            if other.version == info.version and set(other.hardware) & set(info.hardware):
+                raise RepositoryError(
+                    f"version {info.version} for {sorted(set(other.hardware) & set(info.hardware))}"
+                    f" already released as {existing.path}"
+                )
+        target = TargetFile.from_file(name, str(image), ["sha256"])
+        target.unrecognized_fields["custom"] = info.to_custom()
+        staged = self.staged_dir / name
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        tmp = staged.with_name(f".{staged.name}.tmp")
+        shutil.copyfile(image, tmp)
+        os.replace(tmp, staged)
+        md.signed.targets[name] = target
+        self._bump(md, TARGETS)
+        self._write(TARGETS, md)
+        return target
+
+    def sign(self, role: str, signer: Signer) -> SignatureStatus:
+        """Add ``signer``'s signature to ``role`` (root or targets); return the threshold status."""
+        if role not in (ROOT, TARGETS):
+            raise RepositoryError(f"the maker signs root and targets, not {role!r}")
+        md = self.root() if role == ROOT else self.targets()
+        root = self.root()
+        allowed = root.signed.roles[role].keyids
+        if role == ROOT and md.signed.version > 1:
+            prev = Metadata[Root].from_file(
+                str(self.metadata_dir / f"{md.signed.version - 1}.root.json")
+            )
+            allowed = allowed + prev.signed.roles[ROOT].keyids
+        keyid = signer.public_key.keyid
+        if keyid not in allowed:
+            raise RepositoryError(f"key {keyid[:12]} is not a {role} key of this repository")
+        md.sign(signer, append=True)
+        self._write(role, md)
+        status = signature_status(root, role, md)
+        if role == ROOT and status.valid:
+            atomic_write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_PRETTY))
+        return status
+
+    def add_signature(self, role: str, signature: dict[str, Any]) -> SignatureStatus:
+        """Import a signature made elsewhere (offline) over the current ``role`` metadata."""
+        md = self.root() if role == ROOT else self.targets()
+        sig = Signature.from_dict(dict(signature))
+        root = self.root()
+        key = root.signed.keys.get(sig.keyid)
+        if key is None:
+            raise RepositoryError(f"signature by unknown key {sig.keyid[:12]}")
+        try:
+            key.verify_signature(sig, md.signed_bytes)
+        except Exception as exc:
+            raise RepositoryError(
+                f"signature does not verify over {role} v{md.signed.version}"
+            ) from exc
+        md.signatures[sig.keyid] = sig
+        self._write(role, md)
+        return signature_status(root, role, md)
+
+    def _bump(self, md: Metadata[Any], role: str) -> None:
+        md.signed.version += 1
+        md.signed.expires = expiry_for(role)
+        md.signatures.clear()
+
+    def _write(self, role: str, md: Metadata[Any]) -> None:
+        atomic_write(self.metadata_dir / f"{role}.json", md.to_bytes(_PRETTY))
+
+    def publish_bundle(self) -> dict[str, Any]:
+        """What the server needs: every root version, targets, and the staged images' paths."""
+        for st in self.status():
+            if not st.valid:
+                raise RepositoryError(
+                    f"{st.role} v{st.version} has {len(st.signed_by)} of {st.threshold} signatures"
+                )
+        return {
+            "roots": [p.read_bytes() for p in self.root_history()],
+            "targets": (self.metadata_dir / "targets.json").read_bytes(),
+            "images": {
+                name: self.staged_dir / name
+                for name in self.targets().signed.targets
+                if (self.staged_dir / name).exists()
+            },
+        }
+
+
+def pretty(md: Metadata[Any]) -> bytes:
+    return md.to_bytes(_PRETTY)
+
+
+def signature_dict(sig: Signature) -> dict[str, Any]:
+    return json.loads(json.dumps(sig.to_dict()))  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""OTAGuard server package."""

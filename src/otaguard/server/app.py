@@ -1,0 +1,404 @@
+"""The ASGI application: device API, management API, TUF repository, metrics."""
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from otaguard import __version__
+from otaguard.director.assignment import sign_assignment
+from otaguard.errors import (
+    AuthError,
+    CompatibilityError,
+    ConflictError,
+    NotFoundError,
+    OTAGuardError,
+    RepositoryError,
+    StoreError,
+    VerificationError,
+)
+from otaguard.repo.images import ReleaseInfo, sha256_of
+from otaguard.server import schemas
+from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
+from otaguard.server.metrics import ServerMetrics
+from otaguard.store.blobs import check_digest
+
+_METADATA_NAME = re.compile(
+    r"^(\d+\.)?(root|targets|snapshot|timestamp)\.json$|^(\d+\.)?[A-Za-z0-9._-]+\.json$"
+)
+_STATUS_OF = {
+    AuthError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    CompatibilityError: 422,
+    VerificationError: 422,
+    RepositoryError: 422,
+    StoreError: 400,
+}
+TIMESTAMP_REFRESH_SECONDS = 600.0
+
+
+def _error_status(exc: OTAGuardError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS_OF:
+            return _STATUS_OF[cls]
+    return 400
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise StoreError(f"request body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise StoreError(f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(ctx: ServerContext) -> FastAPI:
+    metrics = ServerMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async def keep_fresh() -> None:
+            while True:
+                with contextlib.suppress(OTAGuardError):
+                    await run_in_threadpool(ctx.repo.refresh_online_roles)
+                await asyncio.sleep(TIMESTAMP_REFRESH_SECONDS)
+
+        task = asyncio.create_task(keep_fresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    app = FastAPI(
+        title="OTAGuard",
+        version=__version__,
+        lifespan=lifespan,
+        description="Secure OTA updates: device API, management API and TUF repository.",
+    )
+    app.state.ctx = ctx
+    app.state.metrics = metrics
+
+    @app.exception_handler(OTAGuardError)
+    async def _otaguard_error(_request: Request, exc: OTAGuardError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=_error_status(exc))
+
+    # -- authentication ---------------------------------------------------------------------
+    def operator(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not authorization or not authorization.startswith("Bearer "):
+            metrics.auth_failures.labels("management").inc()
+            raise AuthError("missing bearer API token")
+        try:
+            return ctx.store.check_api_token(authorization.removeprefix("Bearer ").strip())
+        except AuthError:
+            metrics.auth_failures.labels("management").inc()
+            raise
+
+    def device(
+        authorization: Annotated[str | None, Header()] = None,
+        x_otaguard_device: Annotated[str | None, Header()] = None,
+    ) -> str:
+        if not authorization or not authorization.startswith("Bearer ") or not x_otaguard_device:
+            metrics.auth_failures.labels("device").inc()
+            raise AuthError("device requests need X-OTAGuard-Device and a bearer credential")
+        try:
+            ctx.store.authenticate_device(
+                x_otaguard_device, authorization.removeprefix("Bearer ").strip()
+            )
+        except AuthError:
+            metrics.auth_failures.labels("device").inc()
+            raise
+        return x_otaguard_device
+
+    Operator = Annotated[str, Depends(operator)]
+    DeviceId = Annotated[str, Depends(device)]
+    errors: dict[int | str, dict[str, Any]] = {
+        401: {"model": schemas.ErrorOut},
+        404: {"model": schemas.ErrorOut},
+        409: {"model": schemas.ErrorOut},
+        422: {"model": schemas.ErrorOut},
+    }
+
+    # -- device API -------------------------------------------------------------------------
+    dev = APIRouter(prefix="/device/v1", tags=["device"], responses=errors)
+
+    @dev.post("/checkin", response_model=schemas.CheckInReply)
+    def checkin(body: schemas.CheckIn, device_id: DeviceId) -> schemas.CheckInReply:
+        offer = ctx.store.check_in(
+            device_id,
+            hardware=body.hardware,
+            version=body.version,
+            slot=body.slot,
+            security_version=body.security_version,
+            agent_version=body.agent_version,
+        )
+        interval = ctx.settings.poll_interval
+        if offer is None:
+            metrics.checkins.labels("none").inc()
+            return schemas.CheckInReply(action="none", poll_interval=interval)
+        target = ctx.repo.find_target(offer.target_name)
+        if target is None:
+            metrics.checkins.labels("missing_target").inc()
+            return schemas.CheckInReply(action="none", poll_interval=interval)
+        assignment = sign_assignment(
+            ctx.director,
+            device_id=device_id,
+            deployment_id=offer.deployment_id,
+            counter=offer.counter,
+            target=target,
+        )
+        metrics.checkins.labels("update").inc()
+        return schemas.CheckInReply(
+            action="update",
+            assignment=assignment.decode(),
+            deployment_id=offer.deployment_id,
+            poll_interval=interval,
+        )
+
+    @dev.post("/events", response_model=schemas.EventOut, status_code=201)
+    def post_event(body: schemas.EventIn, device_id: DeviceId) -> schemas.EventOut:
+        ev = ctx.store.record_event(
+            device_id,
+            event=body.event,
+            deployment_id=body.deployment_id,
+            version=body.version,
+            slot=body.slot,
+            detail=dict(body.detail),
+        )
+        metrics.events.labels(body.event.value).inc()
+        return schemas.EventOut(**ev.__dict__)
+
+    @dev.get("/deployments/{deployment_id}/state")
+    def deployment_state(deployment_id: int, device_id: DeviceId) -> dict[str, str]:
+        """Lets an agent learn that its deployment was cancelled while it downloads."""
+        targets = {t["device_id"]: t for t in ctx.store.deployment_targets(deployment_id)}
+        if device_id not in targets:
+            raise NotFoundError(f"device is not part of deployment {deployment_id}")
+        return {
+            "state": ctx.store.deployment_state(deployment_id),
+            "status": str(targets[device_id]["status"]),
+        }
+
+    app.include_router(dev)
+
+    # -- TUF repository (public: everything in it is signed; any mirror may serve it) -------
+    tuf = APIRouter(prefix="/tuf", tags=["repository"])
+
+    @tuf.get("/metadata/{name}", responses={404: {"model": schemas.ErrorOut}})
+    def metadata(name: str, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+        if not _METADATA_NAME.match(name):
+            raise NotFoundError(f"no metadata {name}")
+        data = ctx.repo.store.get(name)
+        if data is None:
+            raise NotFoundError(f"no metadata {name}")
+        etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+        if if_none_match == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        cache = "no-cache" if name in ("timestamp.json", "root.json") else "public, max-age=300"
+        return Response(
+            data,
+            media_type="application/json",
+            headers={"ETag": etag, "Cache-Control": cache},
+        )
+
+    @tuf.get("/targets/{path:path}", responses={404: {"model": schemas.ErrorOut}})
+    def target(path: str, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+        """Consistent-snapshot target: ``dir/<sha256>.<name>``, served by hash (with Range)."""
+        base = path.rsplit("/", 1)[-1]
+        digest = base.split(".", 1)[0]
+        try:
+            check_digest(digest)
+        except StoreError as exc:
+            raise NotFoundError(f"no target {path}") from exc
+        if not ctx.blobs.exists(digest):
+            raise NotFoundError(f"no target {path}")
+        etag = f'"{digest}"'
+        if if_none_match == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        metrics.bytes_served.inc(ctx.blobs.size(digest))
+        return FileResponse(
+            ctx.blobs.path(digest),
+            media_type="application/octet-stream",
+            headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
+    app.include_router(tuf)
+
+    # -- management API ---------------------------------------------------------------------
+    api = APIRouter(prefix="/api/v1", tags=["management"], responses=errors)
+
+    @api.get("/repository/online-keys", response_model=schemas.OnlineKeys)
+    def online_keys(_user: Operator) -> schemas.OnlineKeys:
+        def key(signer: Any) -> dict[str, Any]:
+            pub = signer.public_key
+            return {"keyid": pub.keyid, **pub.to_dict()}
+
+        return schemas.OnlineKeys(
+            snapshot=key(ctx.repo.snapshot_signer),
+            timestamp=key(ctx.repo.timestamp_signer),
+            director=key(ctx.director),
+        )
+
+    @api.put("/repository/root", response_model=schemas.RootOut)
+    async def put_root(request: Request, _user: Operator) -> schemas.RootOut:
+        data = await _read_body(request, MAX_METADATA_BYTES)
+        return schemas.RootOut(version=await run_in_threadpool(ctx.repo.install_root, data))
+
+    @api.put("/repository/targets", response_model=schemas.PublishOut)
+    async def put_targets(request: Request, _user: Operator) -> schemas.PublishOut:
+        data = await _read_body(request, MAX_METADATA_BYTES)
+        return await run_in_threadpool(_publish_targets, data)
+
+    def _publish_targets(data: bytes) -> schemas.PublishOut:
+        from tuf.api.metadata import Metadata, Targets
+
+        try:
+            md = Metadata[Targets].from_bytes(data)
+        except Exception as exc:
+            raise RepositoryError(f"not valid targets metadata: {exc}") from exc
+        if not isinstance(md.signed, Targets):
+            raise RepositoryError("expected targets metadata")
+        for name, t in md.signed.targets.items():
+            digest = sha256_of(t)
+            if not ctx.blobs.exists(digest) or ctx.blobs.size(digest) != t.length:
+                raise RepositoryError(f"artifact for {name} ({digest[:12]}) has not been uploaded")
+            ReleaseInfo.of_target(t)
+        result = ctx.repo.publish_targets(data)
+        for name, t in md.signed.targets.items():
+            info = ReleaseInfo.of_target(t)
+            ctx.store.upsert_release(
+                name,
+                version=info.version,
+                hardware=list(info.hardware),
+                security_version=info.security_version,
+                sha256=sha256_of(t),
+                length=t.length,
+                custom=dict(t.custom),
+            )
+        return schemas.PublishOut(
+            targets_version=result.targets_version,
+            snapshot_version=result.snapshot_version,
+            timestamp_version=result.timestamp_version,
+            added=list(result.added),
+        )
+
+    @api.put("/artifacts/{sha256}", response_model=schemas.ArtifactOut)
+    async def put_artifact(sha256: str, request: Request, _user: Operator) -> schemas.ArtifactOut:
+        check_digest(sha256)
+        limit = ctx.settings.max_artifact_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise StoreError(f"artifact larger than {limit} bytes")
+        chunks: list[bytes] = []
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > limit:
+                raise StoreError(f"artifact larger than {limit} bytes")
+        digest, size = await run_in_threadpool(ctx.blobs.put_stream, chunks, sha256, limit)
+        return schemas.ArtifactOut(sha256=digest, length=size)
+
+    @api.get("/releases", response_model=list[schemas.ReleaseOut])
+    def releases(_user: Operator) -> list[schemas.ReleaseOut]:
+        return [schemas.ReleaseOut(**r.__dict__) for r in ctx.store.list_releases()]
+
+    @api.get("/releases/{target_name:path}", response_model=schemas.ReleaseOut)
+    def release(target_name: str, _user: Operator) -> schemas.ReleaseOut:
+        return schemas.ReleaseOut(**ctx.store.get_release(target_name).__dict__)
+
+    @api.post("/devices", response_model=schemas.DeviceCreated, status_code=201)
+    def register_device(body: schemas.DeviceIn, _user: Operator) -> schemas.DeviceCreated:
+        import secrets
+
+        credential = secrets.token_urlsafe(32)
+        ctx.store.register_device(body.id, body.hardware, credential, body.tags)
+        return schemas.DeviceCreated(id=body.id, credential=credential)
+
+    @api.get("/devices", response_model=schemas.DevicePage)
+    def list_devices(
+        _user: Operator,
+        hardware: str | None = None,
+        tag: str | None = None,
+        version: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    ) -> schemas.DevicePage:
+        items, total = ctx.store.list_devices(
+            hardware=hardware, tag=tag, version=version, limit=limit, offset=offset
+        )
+        return schemas.DevicePage(
+            items=[schemas.DeviceOut(**d.__dict__) for d in items],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+
+    @api.get("/devices/{device_id}", response_model=schemas.DeviceDetail)
+    def device_detail(device_id: str, _user: Operator) -> schemas.DeviceDetail:
+        d = ctx.store.get_device(device_id)
+        events = [schemas.EventOut(**e.__dict__) for e in ctx.store.events(device_id)]
+        return schemas.DeviceDetail(**d.__dict__, events=events)
+
+    @api.put("/devices/{device_id}/tags", response_model=schemas.DeviceOut)
+    def set_tags(device_id: str, body: schemas.TagsIn, _user: Operator) -> schemas.DeviceOut:
+        return schemas.DeviceOut(**ctx.store.set_device_tags(device_id, body.tags).__dict__)
+
+    def _dep_out(d: Any) -> schemas.DeploymentOut:
+        return schemas.DeploymentOut(**d.__dict__, total=d.total)
+
+    @api.post("/deployments", response_model=schemas.DeploymentOut, status_code=201)
+    def create_deployment(body: schemas.DeploymentIn, user: Operator) -> schemas.DeploymentOut:
+        selector = body.selector.model_dump(exclude_none=True)
+        if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices")):
+            raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
+        dep = ctx.store.create_deployment(
+            name=body.name, target_name=body.target_name, selector=selector, created_by=user
+        )
+        return _dep_out(dep)
+
+    @api.get("/deployments", response_model=list[schemas.DeploymentOut])
+    def list_deployments(_user: Operator) -> list[schemas.DeploymentOut]:
+        return [_dep_out(d) for d in ctx.store.list_deployments()]
+
+    @api.get("/deployments/{deployment_id}", response_model=schemas.DeploymentOut)
+    def get_deployment(deployment_id: int, _user: Operator) -> schemas.DeploymentOut:
+        return _dep_out(ctx.store.get_deployment(deployment_id))
+
+    @api.get(
+        "/deployments/{deployment_id}/devices", response_model=list[schemas.DeploymentTargetOut]
+    )
+    def deployment_devices(
+        deployment_id: int, _user: Operator
+    ) -> list[schemas.DeploymentTargetOut]:
+        ctx.store.get_deployment(deployment_id)
+        return [
+            schemas.DeploymentTargetOut(**t) for t in ctx.store.deployment_targets(deployment_id)
+        ]
+
+    @api.post("/deployments/{deployment_id}/cancel", response_model=schemas.DeploymentOut)
+    def cancel_deployment(deployment_id: int, _user: Operator) -> schemas.DeploymentOut:
+        return _dep_out(ctx.store.cancel_deployment(deployment_id))
+
+    app.include_router(api)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,90 @@
+"""Everything a server process needs, built from a data directory on embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from securesystemslib.signer import CryptoSigner
+
+from otaguard.crypto.keys import load_or_create_signer, write_private
+from otaguard.crypto.tls import TLSFiles, ensure_local_tls
+from otaguard.repo.online import OnlineRepository
+from otaguard.store.blobs import LocalBlobStore
+from otaguard.store.database import SqlMetadataStore, Store
+
+PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
+ADMIN_TOKEN_ENV = "OTAGUARD_ADMIN_TOKEN"
+MAX_ARTIFACT_BYTES = 4 << 30
+MAX_METADATA_BYTES = 8 << 20
+
+
+def read_or_create_secret(path: Path, env: str | None = None) -> str:
+    """A secret from ``env`` if set, else from ``path`` (created 0600 with a random value)."""
+    if env and os.environ.get(env):
+        return os.environ[env]
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    write_private(path, value.encode())
+    return value
+
+
+@dataclass
+class ServerSettings:
+    data_dir: Path
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls: TLSFiles | None = None
+    max_artifact_bytes: int = MAX_ARTIFACT_BYTES
+    poll_interval: int = 60
+    extra_hostnames: list[str] = field(default_factory=list)
+    keys_dir: Path | None = None
+    tls_dir: Path | None = None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'server.db'}"
+
+
+@dataclass
+class ServerContext:
+    settings: ServerSettings
+    store: Store
+    blobs: LocalBlobStore
+    repo: OnlineRepository
+    director: CryptoSigner
+    admin_token: str
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> ServerContext:
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url)
+        store.create_schema()
+        keys = settings.keys_dir or data / "keys"
+        passphrase = read_or_create_secret(keys / "passphrase", PASSPHRASE_ENV).encode()
+        snapshot = load_or_create_signer(keys, "snapshot", passphrase)
+        timestamp = load_or_create_signer(keys, "timestamp", passphrase)
+        director = load_or_create_signer(keys, "director", passphrase)
+        admin_token = read_or_create_secret(data / "admin-token", ADMIN_TOKEN_ENV)
+        store.add_api_token("admin", admin_token)
+        if settings.tls is None:
+            hosts = ["localhost", "127.0.0.1", "::1", *settings.extra_hostnames]
+            if settings.host not in hosts and settings.host not in ("0.0.0.0", "::"):
+                hosts.append(settings.host)
+            settings.tls = ensure_local_tls(settings.tls_dir or data / "tls", hosts)
+        return cls(
+            settings=settings,
+            store=store,
+            blobs=LocalBlobStore(data / "blobs"),
+            repo=OnlineRepository(SqlMetadataStore(store), snapshot, timestamp),
+            director=director,
+            admin_token=admin_token,
+        )
+
+    def close(self) -> None:
+        self.store.close()

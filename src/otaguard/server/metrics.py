@@ -1,0 +1,29 @@
+"""Prometheus metrics of one server process (a registry per app, so tests stay independent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass
+class ServerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.checkins = Counter(
+            "otaguard_checkins", "Device check-ins", ["outcome"], registry=self.registry
+        )
+        self.events = Counter(
+            "otaguard_device_events", "Device status events", ["event"], registry=self.registry
+        )
+        self.auth_failures = Counter(
+            "otaguard_auth_failures", "Refused authentications", ["api"], registry=self.registry
+        )
+        self.bytes_served = Counter(
+            "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
+        )
+        self.request_seconds = Histogram(
+            "otaguard_request_seconds", "Request latency", ["route"], registry=self.registry
+        )

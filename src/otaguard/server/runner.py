@@ -1,0 +1,71 @@
+"""Running the ASGI app under uvicorn with TLS (1.2 minimum) in the foreground or a thread."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+
+from otaguard.errors import ConfigError
+from otaguard.server.app import create_app
+from otaguard.server.context import ServerContext
+
+
+def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config:
+    tls = ctx.settings.tls
+    if tls is None:
+        raise ConfigError("server TLS material is not configured")
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=ctx.settings.host,
+        port=ctx.settings.port,
+        ssl_certfile=str(tls.cert),
+        ssl_keyfile=str(tls.key),
+        log_level=log_level,
+        proxy_headers=False,
+        timeout_keep_alive=30,
+        limit_concurrency=2048,
+    )
+    config.load()
+    if config.ssl is None:  # pragma: no cover - uvicorn always builds it when given a cert
+        raise ConfigError("uvicorn did not create a TLS context")
+    config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    return config
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def serve_forever(ctx: ServerContext, *, log_level: str = "info") -> None:
+    uvicorn.Server(_config(ctx, log_level=log_level)).run()
+
+
+def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServer:
+    """Start the server in a daemon thread; return once it accepts connections."""
+    config = _config(ctx)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="otaguard-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ConfigError(f"server did not start on {ctx.settings.host}:{ctx.settings.port}")
+        time.sleep(0.02)
+    port = ctx.settings.port
+    if port == 0:
+        sockets = [s for srv in server.servers for s in srv.sockets]
+        port = sockets[0].getsockname()[1]
+    host = ctx.settings.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
+    return RunningServer(server, thread, f"https://{shown}:{port}")

@@ -1,0 +1,161 @@
+"""Request and response bodies of the HTTP APIs (they make the OpenAPI document precise)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from otaguard.fleet.status import UpdateEvent
+
+DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckIn(Strict):
+    hardware: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, max_length=64)
+    slot: str | None = Field(default=None, max_length=8)
+    security_version: int = Field(default=0, ge=0, le=2**31 - 1)
+    agent_version: str | None = Field(default=None, max_length=64)
+
+
+class CheckInReply(BaseModel):
+    action: Literal["none", "update"]
+    assignment: str | None = Field(
+        default=None, description="Signed director assignment (TUF targets JSON)"
+    )
+    deployment_id: int | None = None
+    poll_interval: int
+
+
+class EventIn(Strict):
+    event: UpdateEvent
+    deployment_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    version: str | None = Field(default=None, max_length=64)
+    slot: str | None = Field(default=None, max_length=8)
+    detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+
+
+class EventOut(BaseModel):
+    id: int
+    device_id: str
+    deployment_id: int | None
+    event: str
+    version: str | None
+    slot: str | None
+    detail: dict[str, Any]
+    created_at: dt.datetime
+
+
+class DeviceIn(Strict):
+    id: str = Field(pattern=DEVICE_ID)
+    hardware: str = Field(min_length=1, max_length=64)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+
+
+class DeviceCreated(BaseModel):
+    id: str
+    credential: str = Field(description="Shown once; the server keeps only its hash")
+
+
+class DeviceOut(BaseModel):
+    id: str
+    hardware: str
+    tags: list[str]
+    current_version: str | None
+    active_slot: str | None
+    security_version: int
+    agent_version: str | None
+    update_state: str
+    last_seen: dt.datetime | None
+
+
+class DeviceDetail(DeviceOut):
+    events: list[EventOut]
+
+
+class DevicePage(BaseModel):
+    items: list[DeviceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TagsIn(Strict):
+    tags: list[str] = Field(max_length=32)
+
+
+class ReleaseOut(BaseModel):
+    target_name: str
+    version: str
+    hardware: list[str]
+    security_version: int
+    sha256: str
+    length: int
+    custom: dict[str, Any]
+
+
+class Selector(Strict):
+    all: bool = False
+    tag: str | None = Field(default=None, max_length=64)
+    hardware: str | None = Field(default=None, max_length=64)
+    devices: list[str] | None = Field(default=None, max_length=10000)
+
+
+class DeploymentIn(Strict):
+    name: str = Field(pattern=NAME)
+    target_name: str = Field(min_length=1, max_length=255)
+    selector: Selector
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    name: str
+    target_name: str
+    selector: dict[str, Any]
+    state: str
+    created_by: str
+    created_at: dt.datetime
+    counts: dict[str, int]
+    total: int
+
+
+class DeploymentTargetOut(BaseModel):
+    device_id: str
+    status: str
+    last_event: str | None
+    detail: str | None
+    updated_at: dt.datetime
+
+
+class PublishOut(BaseModel):
+    targets_version: int
+    snapshot_version: int
+    timestamp_version: int
+    added: list[str]
+
+
+class RootOut(BaseModel):
+    version: int
+
+
+class ArtifactOut(BaseModel):
+    sha256: str
+    length: int
+
+
+class OnlineKeys(BaseModel):
+    snapshot: dict[str, Any]
+    timestamp: dict[str, Any]
+    director: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,1 @@
+"""OTAGuard sim package."""

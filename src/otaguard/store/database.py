@@ -1,0 +1,576 @@
+"""The server's database: SQLite (WAL) by default, PostgreSQL for scale.
+
+Every public method is one transaction. Methods return plain dataclasses / dicts so callers
+never hold ORM objects past their session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from otaguard.errors import AuthError, CompatibilityError, ConflictError, NotFoundError
+from otaguard.fleet.status import (
+    DeploymentState,
+    TargetStatus,
+    UpdateEvent,
+    deployment_state_after,
+    is_offered,
+    target_status_after,
+)
+from otaguard.store.models import (
+    ApiToken,
+    Base,
+    Deployment,
+    DeploymentTarget,
+    Device,
+    Release,
+    StatusEvent,
+    TufMetadata,
+    utcnow,
+)
+
+MAX_DETAIL_CHARS = 4096
+
+
+def secret_hash(secret: str) -> str:
+    """Hash of a high-entropy secret (tokens are random 256-bit values, so no KDF is needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    id: str
+    hardware: str
+    tags: list[str]
+    current_version: str | None
+    active_slot: str | None
+    security_version: int
+    agent_version: str | None
+    update_state: str
+    last_seen: dt.datetime | None
+
+    @classmethod
+    def of(cls, d: Device) -> DeviceView:
+        return cls(
+            d.id,
+            d.hardware,
+            list(d.tags or []),
+            d.current_version,
+            d.active_slot,
+            d.security_version,
+            d.agent_version,
+            d.update_state,
+            d.last_seen,
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    target_name: str
+    version: str
+    hardware: list[str]
+    security_version: int
+    sha256: str
+    length: int
+    custom: dict[str, Any]
+
+    @classmethod
+    def of(cls, r: Release) -> ReleaseView:
+        return cls(
+            r.target_name,
+            r.version,
+            list(r.hardware),
+            r.security_version,
+            r.sha256,
+            r.length,
+            dict(r.custom or {}),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    id: int
+    name: str
+    target_name: str
+    selector: dict[str, Any]
+    state: str
+    created_by: str
+    created_at: dt.datetime
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the director should sign for a checking-in device."""
+
+    deployment_id: int
+    target_name: str
+    counter: int
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    device_id: str
+    deployment_id: int | None
+    event: str
+    version: str | None
+    slot: str | None
+    detail: dict[str, Any]
+    created_at: dt.datetime
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    # -- API tokens -------------------------------------------------------------------------
+    def add_api_token(self, name: str, token: str) -> None:
+        with self.session() as s:
+            s.merge(ApiToken(token_hash=secret_hash(token), name=name))
+
+    def check_api_token(self, token: str) -> str:
+        with self.session() as s:
+            row = s.get(ApiToken, secret_hash(token))
+            if row is None:
+                raise AuthError("invalid API token")
+            return row.name
+
+    # -- devices ----------------------------------------------------------------------------
+    def register_device(
+        self,
+        device_id: str,
+        hardware: str,
+        credential: str,
+        tags: list[str] | None = None,
+    ) -> DeviceView:
+        with self.session() as s:
+            if s.get(Device, device_id) is not None:
+                raise ConflictError(f"device {device_id} is already registered")
+            d = Device(
+                id=device_id,
+                hardware=hardware,
+                credential_hash=secret_hash(credential),
+                tags=sorted(set(tags or [])),
+            )
+            s.add(d)
+            s.flush()
+            return DeviceView.of(d)
+
+    def authenticate_device(self, device_id: str, credential: str) -> None:
+        with self.session() as s:
+            d = s.get(Device, device_id)
+            expected = d.credential_hash if d else secret_hash("\0invalid")
+            ok = hmac.compare_digest(expected, secret_hash(credential))
+            if d is None or not ok:
+                raise AuthError("unknown device or wrong credential")
+
+    def get_device(self, device_id: str) -> DeviceView:
+        with self.session() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                raise NotFoundError(f"no device {device_id}")
+            return DeviceView.of(d)
+
+    def list_devices(
+        self,
+        *,
+        hardware: str | None = None,
+        tag: str | None = None,
+        version: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[DeviceView], int]:
+        with self.session() as s:
+            q = select(Device)
+            if hardware:
+                q = q.where(Device.hardware == hardware)
+            if version:
+                q = q.where(Device.current_version == version)
+            rows = list(s.scalars(q.order_by(Device.id)))
+            if tag:
+                rows = [d for d in rows if tag in (d.tags or [])]
+            return [DeviceView.of(d) for d in rows[offset : offset + limit]], len(rows)
+
+    def set_device_tags(self, device_id: str, tags: list[str]) -> DeviceView:
+        with self.session() as s:
+            d = s.get(Device, device_id)
+            if d is None:
+                raise NotFoundError(f"no device {device_id}")
+            d.tags = sorted(set(tags))
+            return DeviceView.of(d)
+
+    def check_in(
+        self,
+        device_id: str,
+        *,
+        hardware: str,
+        version: str | None,
+        slot: str | None,
+        security_version: int,
+        agent_version: str | None,
+    ) -> Offer | None:
+        """Record what the device runs; return the deployment it should apply, if any."""
+        with self.session() as s:
+            d = s.get(Device, device_id, with_for_update=True)
+            if d is None:
+                raise NotFoundError(f"no device {device_id}")
+            if d.hardware != hardware:
+                raise CompatibilityError(
+                    f"device reports hardware {hardware!r}, registered as {d.hardware!r}"
+                )
+            d.current_version = version
+            d.active_slot = slot
+            d.security_version = security_version
+            d.agent_version = agent_version
+            d.last_seen = utcnow()
+            row = s.execute(
+                select(DeploymentTarget, Deployment)
+                .join(Deployment, Deployment.id == DeploymentTarget.deployment_id)
+                .where(
+                    DeploymentTarget.device_id == device_id,
+                    DeploymentTarget.status.in_(
+                        [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
+                    ),
+                    Deployment.state == DeploymentState.ACTIVE.value,
+                )
+                .order_by(Deployment.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            target, dep = row
+            if not is_offered(TargetStatus(target.status)):
+                return None
+            d.assignment_counter += 1
+            return Offer(dep.id, dep.target_name, d.assignment_counter)
+
+    # -- status events ----------------------------------------------------------------------
+    def record_event(
+        self,
+        device_id: str,
+        *,
+        event: UpdateEvent,
+        deployment_id: int | None,
+        version: str | None,
+        slot: str | None,
+        detail: dict[str, Any],
+    ) -> EventView:
+        detail = _bounded(detail)
+        with self.session() as s:
+            d = s.get(Device, device_id, with_for_update=True)
+            if d is None:
+                raise NotFoundError(f"no device {device_id}")
+            ev = StatusEvent(
+                device_id=device_id,
+                deployment_id=deployment_id,
+                event=event.value,
+                version=version,
+                slot=slot,
+                detail=detail,
+            )
+            s.add(ev)
+            d.update_state = event.value
+            d.last_seen = utcnow()
+            if event in (UpdateEvent.COMMITTED, UpdateEvent.ROLLED_BACK, UpdateEvent.BOOTED):
+                if version is not None:
+                    d.current_version = version
+                if slot is not None:
+                    d.active_slot = slot
+            if deployment_id is not None:
+                self._apply_to_deployment(s, device_id, deployment_id, event, detail)
+            s.flush()
+            return _event_view(ev)
+
+    def _apply_to_deployment(
+        self,
+        s: Session,
+        device_id: str,
+        deployment_id: int,
+        event: UpdateEvent,
+        detail: dict[str, Any],
+    ) -> None:
+        t = s.get(DeploymentTarget, (deployment_id, device_id), with_for_update=True)
+        if t is None:
+            return  # a report about a deployment this device is not part of: kept, not applied
+        t.status = target_status_after(TargetStatus(t.status), event).value
+        t.last_event = event.value
+        reason = detail.get("error") or detail.get("reason")
+        if reason:
+            t.detail = str(reason)[:MAX_DETAIL_CHARS]
+        t.updated_at = utcnow()
+        s.flush()
+        dep = s.get(Deployment, deployment_id, with_for_update=True)
+        if dep is not None:
+            statuses = [
+                TargetStatus(x)
+                for x in s.scalars(
+                    select(DeploymentTarget.status).where(
+                        DeploymentTarget.deployment_id == deployment_id
+                    )
+                )
+            ]
+            dep.state = deployment_state_after(DeploymentState(dep.state), statuses).value
+
+    def events(self, device_id: str, limit: int = 200) -> list[EventView]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(StatusEvent)
+                .where(StatusEvent.device_id == device_id)
+                .order_by(StatusEvent.id)
+                .limit(limit)
+            )
+            return [_event_view(e) for e in rows]
+
+    # -- releases ---------------------------------------------------------------------------
+    def upsert_release(
+        self,
+        target_name: str,
+        *,
+        version: str,
+        hardware: list[str],
+        security_version: int,
+        sha256: str,
+        length: int,
+        custom: dict[str, Any],
+    ) -> ReleaseView:
+        with self.session() as s:
+            r = s.get(Release, target_name)
+            if r is None:
+                r = Release(target_name=target_name)
+                s.add(r)
+            elif r.sha256 != sha256:
+                raise ConflictError(f"release {target_name} exists with other content")
+            r.version, r.hardware, r.security_version = version, hardware, security_version
+            r.sha256, r.length, r.custom = sha256, length, custom
+            s.flush()
+            return ReleaseView.of(r)
+
+    def get_release(self, target_name: str) -> ReleaseView:
+        with self.session() as s:
+            r = s.get(Release, target_name)
+            if r is None:
+                raise NotFoundError(f"no release {target_name}")
+            return ReleaseView.of(r)
+
+    def list_releases(self) -> list[ReleaseView]:
+        with self.session() as s:
+            return [
+                ReleaseView.of(r) for r in s.scalars(select(Release).order_by(Release.created_at))
+            ]
+
+    # -- deployments ------------------------------------------------------------------------
+    def create_deployment(
+        self,
+        *,
+        name: str,
+        target_name: str,
+        selector: dict[str, Any],
+        created_by: str,
+    ) -> DeploymentView:
+        """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
+        ``devices``). Only devices whose hardware the release supports are included; if none
+        is left the deployment is refused."""
+        with self.session() as s:
+            rel = s.get(Release, target_name)
+            if rel is None:
+                raise NotFoundError(f"no release {target_name}")
+            q = select(Device).order_by(Device.id)
+            if selector.get("hardware"):
+                q = q.where(Device.hardware == selector["hardware"])
+            if selector.get("devices"):
+                q = q.where(Device.id.in_(list(selector["devices"])))
+            devices = list(s.scalars(q))
+            if selector.get("tag"):
+                devices = [d for d in devices if selector["tag"] in (d.tags or [])]
+            compatible = [d for d in devices if d.hardware in rel.hardware]
+            if not compatible:
+                raise CompatibilityError(
+                    f"no selected device ({len(devices)} matched) has a hardware type supported "
+                    f"by {target_name} ({', '.join(rel.hardware)})"
+                )
+            dep = Deployment(
+                name=name, target_name=target_name, selector=selector, created_by=created_by
+            )
+            s.add(dep)
+            s.flush()
+            for d in compatible:
+                s.add(DeploymentTarget(deployment_id=dep.id, device_id=d.id))
+            s.flush()
+            return self._deployment_view(s, dep)
+
+    def cancel_deployment(self, deployment_id: int) -> DeploymentView:
+        with self.session() as s:
+            dep = s.get(Deployment, deployment_id, with_for_update=True)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            if dep.state != DeploymentState.ACTIVE.value:
+                raise ConflictError(f"deployment {deployment_id} is {dep.state}, not active")
+            dep.state = DeploymentState.CANCELLED.value
+            for t in s.scalars(
+                select(DeploymentTarget).where(
+                    DeploymentTarget.deployment_id == deployment_id,
+                    DeploymentTarget.status.in_(
+                        [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
+                    ),
+                )
+            ):
+                t.status = TargetStatus.CANCELLED.value
+            s.flush()
+            return self._deployment_view(s, dep)
+
+    def get_deployment(self, deployment_id: int) -> DeploymentView:
+        with self.session() as s:
+            dep = s.get(Deployment, deployment_id)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            return self._deployment_view(s, dep)
+
+    def deployment_state(self, deployment_id: int) -> str:
+        with self.session() as s:
+            dep = s.get(Deployment, deployment_id)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            return dep.state
+
+    def list_deployments(self) -> list[DeploymentView]:
+        with self.session() as s:
+            return [
+                self._deployment_view(s, d)
+                for d in s.scalars(select(Deployment).order_by(Deployment.id))
+            ]
+
+    def deployment_targets(self, deployment_id: int) -> list[dict[str, Any]]:
+        with self.session() as s:
+            return [
+                {
+                    "device_id": t.device_id,
+                    "status": t.status,
+                    "last_event": t.last_event,
+                    "detail": t.detail,
+                    "updated_at": t.updated_at,
+                }
+                for t in s.scalars(
+                    select(DeploymentTarget)
+                    .where(DeploymentTarget.deployment_id == deployment_id)
+                    .order_by(DeploymentTarget.device_id)
+                )
+            ]
+
+    @staticmethod
+    def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
+        counts = {
+            str(status): int(n)
+            for status, n in s.execute(
+                select(DeploymentTarget.status, func.count())
+                .where(DeploymentTarget.deployment_id == dep.id)
+                .group_by(DeploymentTarget.status)
+            )
+        }
+        return DeploymentView(
+            dep.id,
+            dep.name,
+            dep.target_name,
+            dict(dep.selector or {}),
+            dep.state,
+            dep.created_by,
+            dep.created_at,
+            counts,
+        )
+
+
+def _bounded(detail: dict[str, Any]) -> dict[str, Any]:
+    """Keep reports bounded: long strings (log excerpts) are cut to ``MAX_DETAIL_CHARS``."""
+    out: dict[str, Any] = {}
+    for k, v in list(detail.items())[:32]:
+        key = str(k)[:64]
+        if isinstance(v, str):
+            out[key] = v[-MAX_DETAIL_CHARS:] if key == "log" else v[:MAX_DETAIL_CHARS]
+        elif isinstance(v, int | float | bool) or v is None:
+            out[key] = v
+        else:
+            out[key] = str(v)[:MAX_DETAIL_CHARS]
+    return out
+
+
+def _event_view(e: StatusEvent) -> EventView:
+    return EventView(
+        e.id,
+        e.device_id,
+        e.deployment_id,
+        e.event,
+        e.version,
+        e.slot,
+        dict(e.detail or {}),
+        e.created_at,
+    )
+
+
+class SqlMetadataStore:
+    """``MetadataStore`` over the ``tuf_metadata`` table, shared by every server process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get(self, name: str) -> bytes | None:
+        with self.store.session() as s:
+            row = s.get(TufMetadata, name)
+            return None if row is None else bytes(row.data)
+
+    def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
+        try:
+            with self.store.session() as s:
+                row = s.get(TufMetadata, name)
+                if row is not None:
+                    if not replace:
+                        raise ConflictError(f"metadata {name} already exists")
+                    row.data = data
+                    row.updated_at = utcnow()
+                else:
+                    s.add(TufMetadata(name=name, data=data))
+        except IntegrityError as exc:
+            raise ConflictError(f"metadata {name} was written concurrently") from exc

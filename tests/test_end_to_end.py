@@ -58,8 +58,9 @@ def test_fleet_updates_from_v1_to_v2_and_server_keeps_history(demo_world: Demo) 
 def test_artifact_changed_after_signing_is_refused_and_v1_keeps_running(demo_world: Demo) -> None:
     d = demo_world
     _, v1 = d.release("1.0.0")
-    v2_name, v2 = d.release("2.0.0")
-    assert d.ctx is not None and d.repo is not None
+    v2_name, _v2 = d.release("2.0.0")
+    assert d.ctx is not None
+    assert d.repo is not None
     digest = d.repo.targets().signed.targets[v2_name].hashes["sha256"]
     blob = d.ctx.blobs.path(digest)
     tampered = bytearray(blob.read_bytes())
@@ -80,7 +81,8 @@ def test_artifact_changed_after_signing_is_refused_and_v1_keeps_running(demo_wor
         assert dev.bootloader.boot().slot == "a"
         detail = d.api.device(r.device_id)
         events = [e["event"] for e in detail["events"]]
-        assert "installed" not in events and "committed" not in events
+        assert "installed" not in events
+        assert "committed" not in events
         assert events[-1] == "failed"
         assert "sha256" in detail["events"][-1]["detail"]["reason"]
     statuses = d.api.deployment_devices(dep_id)
@@ -91,7 +93,17 @@ def test_artifact_changed_after_signing_is_refused_and_v1_keeps_running(demo_wor
 def test_demo_command_exits_zero_when_every_device_commits(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["demo", "--data-dir", str(tmp_path / "d"), "--port", "0", "--devices", "3", "--payload-kib", "16"],
+        [
+            "demo",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+            "--devices",
+            "3",
+            "--payload-kib",
+            "16",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "3/3 devices on 2.0.0" in result.output
@@ -103,7 +115,17 @@ def test_demo_command_exits_zero_when_every_device_commits(tmp_path: Path) -> No
     before = (tmp_path / "d" / "keys" / "maker" / "root-1.pub.json").read_text()
     again = CliRunner().invoke(
         app,
-        ["demo", "--data-dir", str(tmp_path / "d"), "--port", "0", "--devices", "2", "--payload-kib", "16"],
+        [
+            "demo",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+            "--devices",
+            "2",
+            "--payload-kib",
+            "16",
+        ],
     )
     assert again.exit_code == 0, again.output
     assert (tmp_path / "d" / "keys" / "maker" / "root-1.pub.json").read_text() == before

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.errors import OTAGuardError
 
 app = typer.Typer(
@@ -20,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(keys_app, name="keys")
+app.add_typer(repo_app, name="repo")
+app.add_typer(release_app, name="release")
 console = Console()
 
 DataDir = Annotated[

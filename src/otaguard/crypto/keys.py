@@ -7,6 +7,7 @@ are stored as the TUF/securesystemslib key dictionary so any TUF tool can read t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -76,12 +77,44 @@ def public_key_json(key: Key) -> str:
     return json.dumps({"keyid": key.keyid, **key.to_dict()}, indent=2, sort_keys=True)
 
 
+def key_from_dict(data: Any) -> SSlibKey:
+    """A TUF key from its JSON dictionary (``keyid`` included), checking the key id.
+
+    The key id is recomputed from the key's content (TUF's canonical-JSON sha256), so a file
+    naming another key's id is refused instead of silently trusted.
+    """
+    if not isinstance(data, dict):
+        raise KeyMaterialError("public key JSON must be an object")
+    fields = dict(data)
+    claimed = fields.pop("keyid", None)
+    try:
+        key = SSlibKey.from_dict("0", dict(fields))
+        keyid = compute_keyid(key)
+        key = SSlibKey.from_dict(keyid, fields)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyMaterialError(f"not a TUF public key: {exc}") from exc
+    if claimed is not None and claimed != keyid:
+        raise KeyMaterialError(f"key id {str(claimed)[:12]} does not match the key's content")
+    return key
+
+
+def compute_keyid(key: Key) -> str:
+    """TUF key id: sha256 of the canonical JSON of the key's public fields."""
+    from securesystemslib.formats import encode_canonical
+
+    canonical = encode_canonical(key.to_dict())
+    assert isinstance(canonical, str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def load_public_key(path: Path) -> SSlibKey:
     try:
         data = json.loads(path.read_text())
-        keyid = data.pop("keyid")
-        return SSlibKey.from_dict(keyid, data)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
+        raise KeyMaterialError(f"cannot read public key {path}: {exc}") from exc
+    try:
+        return key_from_dict(data)
+    except KeyMaterialError as exc:
         raise KeyMaterialError(f"cannot read public key {path}: {exc}") from exc
 
 
@@ -109,7 +142,11 @@ def save_keypair(signer: CryptoSigner, directory: Path, name: str, passphrase: b
 
 
 def load_signer(directory: Path, name: str, passphrase: bytes) -> CryptoSigner:
-    path = directory / f"{name}.key"
+    return load_signer_file(directory / f"{name}.key", passphrase)
+
+
+def load_signer_file(path: Path, passphrase: bytes) -> CryptoSigner:
+    """The signer kept in the encrypted PEM file ``path``."""
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -33,6 +33,7 @@ from otaguard.repo.roles import (
     TIMESTAMP,
     SignatureStatus,
     expiry_for,
+    root_statuses,
     signature_status,
 )
 
@@ -126,9 +127,19 @@ class MakerRepository:
         )
         return [self.metadata_dir / f"{v}.root.json" for v in versions]
 
+    def previous_root(self) -> Metadata[Root] | None:
+        """The root version before the current one (whose keys must also sign a rotation)."""
+        version = self.root().signed.version
+        if version == 1:
+            return None
+        return Metadata[Root].from_file(str(self.metadata_dir / f"{version - 1}.root.json"))
+
+    def root_status(self) -> list[SignatureStatus]:
+        return root_statuses(self.previous_root(), self.root())
+
     def status(self) -> list[SignatureStatus]:
         root = self.root()
-        return [signature_status(root, ROOT, root), signature_status(root, TARGETS, self.targets())]
+        return [*self.root_status(), signature_status(root, TARGETS, self.targets())]
 
     # -- changing ---------------------------------------------------------------------------
     def add_target(self, image: Path, name: str, info: ReleaseInfo) -> TargetFile:
@@ -163,31 +174,42 @@ class MakerRepository:
         if role not in (ROOT, TARGETS):
             raise RepositoryError(f"the maker signs root and targets, not {role!r}")
         md = self.root() if role == ROOT else self.targets()
-        root = self.root()
-        allowed = root.signed.roles[role].keyids
-        if role == ROOT and md.signed.version > 1:
-            prev = Metadata[Root].from_file(
-                str(self.metadata_dir / f"{md.signed.version - 1}.root.json")
-            )
-            allowed = allowed + prev.signed.roles[ROOT].keyids
         keyid = signer.public_key.keyid
-        if keyid not in allowed:
+        if keyid not in self.signing_keys(role):
             raise RepositoryError(f"key {keyid[:12]} is not a {role} key of this repository")
         md.sign(signer, append=True)
+        return self._store_signed(role, md)
+
+    def signing_keys(self, role: str) -> dict[str, Key]:
+        """Keys whose signatures count for ``role``: root also takes the previous root's keys."""
+        root = self.root()
+        allowed = {k: root.signed.keys[k] for k in root.signed.roles[role].keyids}
+        prev = self.previous_root() if role == ROOT else None
+        if prev is not None:
+            allowed.update({k: prev.signed.keys[k] for k in prev.signed.roles[ROOT].keyids})
+        return allowed
+
+    def _store_signed(self, role: str, md: Metadata[Any]) -> SignatureStatus:
         self._write(role, md)
-        status = signature_status(root, role, md)
-        if role == ROOT and status.valid:
+        if role != ROOT:
+            return signature_status(self.root(), role, md)
+        statuses = self.root_status()
+        if all(st.valid for st in statuses):  # final: own threshold and the previous root's
             atomic_write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_PRETTY))
-        return status
+        return statuses[0]
 
     def add_signature(self, role: str, signature: dict[str, Any]) -> SignatureStatus:
         """Import a signature made elsewhere (offline) over the current ``role`` metadata."""
+        if role not in (ROOT, TARGETS):
+            raise RepositoryError(f"the maker signs root and targets, not {role!r}")
         md = self.root() if role == ROOT else self.targets()
-        sig = Signature.from_dict(dict(signature))
-        root = self.root()
-        key = root.signed.keys.get(sig.keyid)
+        try:
+            sig = Signature.from_dict(dict(signature))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RepositoryError(f"malformed signature: {exc}") from exc
+        key = self.signing_keys(role).get(sig.keyid)
         if key is None:
-            raise RepositoryError(f"signature by unknown key {sig.keyid[:12]}")
+            raise RepositoryError(f"signature by unknown key {sig.keyid[:12]} for {role}")
         try:
             key.verify_signature(sig, md.signed_bytes)
         except Exception as exc:
@@ -195,8 +217,25 @@ class MakerRepository:
                 f"signature does not verify over {role} v{md.signed.version}"
             ) from exc
         md.signatures[sig.keyid] = sig
-        self._write(role, md)
-        return signature_status(root, role, md)
+        return self._store_signed(role, md)
+
+    def stage_root(self, md: Metadata[Root]) -> None:
+        """Make ``md`` the root version now collecting signatures (used by key rotation)."""
+        current = self.root()
+        if md.signed.version != current.signed.version + 1:
+            raise RepositoryError(
+                f"new root must be v{current.signed.version + 1}, not v{md.signed.version}"
+            )
+        md.signatures.clear()
+        self._write(ROOT, md)
+
+    def new_targets_version(self) -> int:
+        """Start a new targets version (same targets, no signatures), e.g. after its keys
+        changed, so the new key set signs it and the server accepts it as newer."""
+        md = self.targets()
+        self._bump(md, TARGETS)
+        self._write(TARGETS, md)
+        return int(md.signed.version)
 
     def _bump(self, md: Metadata[Any], role: str) -> None:
         md.signed.version += 1

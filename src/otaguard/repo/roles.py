@@ -42,6 +42,9 @@ class SignatureStatus:
     signed_by: tuple[str, ...]
     missing_keys: tuple[str, ...]
     expires: dt.datetime
+    #: set when the signatures are judged by other keys than the role's own (a new root
+    #: version must also meet the previous root's threshold), e.g. "root v1 keys"
+    judged_by: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -56,6 +59,7 @@ class SignatureStatus:
             "valid": self.valid,
             "expires": self.expires.isoformat(),
             "missing_keys": list(self.missing_keys),
+            **({"judged_by": self.judged_by} if self.judged_by else {}),
         }
 
 
@@ -70,3 +74,22 @@ def signature_status(delegator: Metadata[Any], role: str, md: Metadata[Any]) -> 
         missing_keys=tuple(sorted(result.unsigned)),
         expires=md.signed.expires,
     )
+
+
+def root_statuses(previous: Metadata[Any] | None, new: Metadata[Any]) -> list[SignatureStatus]:
+    """Threshold status of root ``new``: by its own keys and, for a rotation (version > 1), by
+    the previous root's keys too; TUF accepts the new root only when both are met."""
+    own = signature_status(new, ROOT, new)
+    if previous is None:
+        return [own]
+    by_previous = signature_status(previous, ROOT, new)
+    by_previous = SignatureStatus(
+        role=ROOT,
+        version=by_previous.version,
+        threshold=by_previous.threshold,
+        signed_by=by_previous.signed_by,
+        missing_keys=by_previous.missing_keys,
+        expires=by_previous.expires,
+        judged_by=f"root v{previous.signed.version} keys",
+    )
+    return [own, by_previous]

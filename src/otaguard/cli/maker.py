@@ -360,8 +360,11 @@ def repo_status(repo: RepoArg) -> None:
         r = _open(repo)
         now = utcnow()
         table = Table(title=f"repository {repo}")
-        for col in ("role", "version", "signatures", "expires", "flags"):
-            table.add_column(col)
+        table.add_column("role", no_wrap=True)
+        table.add_column("version", no_wrap=True)
+        table.add_column("signatures", no_wrap=True)
+        table.add_column("expires (UTC)", no_wrap=True)
+        table.add_column("flags")
         for st in r.status():
             flags = _flags(st, now)
             role = st.role if not st.judged_by else f"{st.role} (by {st.judged_by})"
@@ -369,7 +372,7 @@ def repo_status(repo: RepoArg) -> None:
                 role,
                 str(st.version),
                 f"{len(st.signed_by)}/{st.threshold}",
-                st.expires.strftime("%Y-%m-%d %H:%M"),
+                st.expires.strftime("%Y-%m-%d"),
                 ", ".join(flags) or "ok",
                 style="red" if flags else None,
             )

@@ -149,22 +149,22 @@ class OnlineRepository:
             return PublishResult(new.signed.version, snap_v, ts_v, added)
 
     # -- online roles -----------------------------------------------------------------------
-    def _resnapshot(self, targets_version: int) -> tuple[int, int]:
+    def _resnapshot(self, targets_version: int, now: dt.datetime | None = None) -> tuple[int, int]:
         snap = self.snapshot()
         version = 1 if snap is None else snap.signed.version + 1
-        snapshot = Snapshot(version=version, expires=expiry_for(SNAPSHOT))
+        snapshot = Snapshot(version=version, expires=expiry_for(SNAPSHOT, now))
         snapshot.meta = {"targets.json": MetaFile(version=targets_version)}
         md = Metadata(snapshot)
         md.sign(self.snapshot_signer)
         self.store.put(f"{version}.snapshot.json", md.to_bytes())
-        return version, self._retimestamp(version)
+        return version, self._retimestamp(version, now)
 
-    def _retimestamp(self, snapshot_version: int) -> int:
+    def _retimestamp(self, snapshot_version: int, now: dt.datetime | None = None) -> int:
         ts = self.timestamp()
         version = 1 if ts is None else ts.signed.version + 1
         timestamp = Timestamp(
             version=version,
-            expires=expiry_for(TIMESTAMP),
+            expires=expiry_for(TIMESTAMP, now),
             snapshot_meta=MetaFile(version=snapshot_version),
         )
         md = Metadata(timestamp)
@@ -173,7 +173,8 @@ class OnlineRepository:
         return version
 
     def refresh_online_roles(self, now: dt.datetime | None = None) -> bool:
-        """Re-sign snapshot / timestamp that are close to expiry. Returns True if it did."""
+        """Re-sign snapshot / timestamp that are close to expiry, as of ``now``; the new ones
+        expire their usual lifetime after ``now``. Returns True if it did."""
         now = now or utcnow()
         with self._lock:
             ts = self.timestamp()
@@ -181,10 +182,10 @@ class OnlineRepository:
             if ts is None or snap is None:
                 return False
             if snap.signed.expires - now < SNAPSHOT_RESIGN_MARGIN:
-                self._resnapshot(snap.signed.meta["targets.json"].version)
+                self._resnapshot(snap.signed.meta["targets.json"].version, now)
                 return True
             if ts.signed.expires - now < TIMESTAMP_RESIGN_MARGIN:
-                self._retimestamp(snap.signed.version)
+                self._retimestamp(snap.signed.version, now)
                 return True
             return False
 

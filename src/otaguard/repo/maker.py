@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Key, Signature, Signer
+from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Role, Root, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
 
-from otaguard.errors import RepositoryError
+from otaguard.errors import KeyMaterialError, RepositoryError
 from otaguard.repo.images import ReleaseInfo, check_target_name
 from otaguard.repo.roles import (
     ROOT,
@@ -177,7 +178,10 @@ class MakerRepository:
         keyid = signer.public_key.keyid
         if keyid not in self.signing_keys(role):
             raise RepositoryError(f"key {keyid[:12]} is not a {role} key of this repository")
-        md.sign(signer, append=True)
+        try:
+            md.sign(signer, append=True)
+        except UnsignedMetadataError as exc:  # the signer failed (token PIN, device...)
+            raise KeyMaterialError(f"signing {role} failed: {exc.__cause__ or exc}") from exc
         return self._store_signed(role, md)
 
     def signing_keys(self, role: str) -> dict[str, Key]:

@@ -98,9 +98,16 @@ def test_targets_threshold_and_publish(world) -> None:  # type: ignore[no-untype
     found = online.find_target("board/fw-2.img")
     assert found is not None
     assert found.length == image.stat().st_size
-    # The same version again is refused (TUF versions only grow).
+    # Re-publishing the identical bytes is a no-op; other content under the same version is
+    # refused (TUF versions only grow).
+    assert online.publish_targets(bundle["targets"]).added == ()
+    same_version = repo.targets()
+    same_version.signed.targets["board/fw-2.img"].custom["notes"] = "changed"
+    same_version.signatures.clear()
+    for s in targets:
+        same_version.sign(s, append=True)
     with pytest.raises(ConflictError):
-        online.publish_targets(bundle["targets"])
+        online.publish_targets(same_version.to_bytes())
 
 
 def test_released_target_is_immutable(world) -> None:  # type: ignore[no-untyped-def]

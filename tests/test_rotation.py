@@ -231,3 +231,32 @@ def test_cli_rotate_and_revoke(w: World, tmp_path: Path) -> None:
     revoke_root = _cli("keys", "revoke", w.roots[2].public_key.keyid, "--repo", w.repo.path)
     assert revoke_root.exit_code == 0, revoke_root.output
     assert "root v3 staged" in revoke_root.output
+
+
+def test_online_key_rotation_and_root_only_republish(w: World) -> None:
+    """Rotating the (online) timestamp key: the server restarted with the new key re-signs
+    snapshot and timestamp as soon as it installs the root naming that key; re-publishing the
+    unchanged targets after a root-only rotation is a no-op, not a conflict."""
+    new_ts = generate_signer()
+    old_ts = w.online.timestamp()
+    assert old_ts is not None
+    rotate_role(
+        w.repo,
+        "timestamp",
+        add=[new_ts.public_key],
+        remove=[w.online.timestamp_signer.public_key.keyid],
+    )
+    for s in w.roots[:2]:
+        w.repo.sign(ROOT, s)
+    server = OnlineRepository(w.online.store, w.online.snapshot_signer, new_ts)  # restarted
+    bundle = w.repo.publish_bundle()
+    assert server.install_root(bundle["roots"][-1]) == 2
+    ts = server.timestamp()
+    assert ts is not None
+    assert ts.signed.version == old_ts.signed.version + 1
+    root = server.root()
+    assert root is not None
+    root.verify_delegate("timestamp", ts)  # signed by the new key, as root v2 requires
+    again = server.publish_targets(bundle["targets"])
+    assert (again.targets_version, again.added) == (2, ())
+    assert server.timestamp() == ts

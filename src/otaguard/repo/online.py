@@ -118,6 +118,11 @@ class OnlineRepository:
                 raise RepositoryError("root metadata is expired")
             self.store.put(f"{new.signed.version}.root.json", data)
             self.store.put("root.json", data, replace=True)
+            snap = self.snapshot() if current is not None else None
+            if snap is not None:
+                # A new root may name new online keys: sign fresh snapshot and timestamp now
+                # (with the keys this server holds) rather than at their next expiry.
+                self._resnapshot(snap.signed.meta["targets.json"].version)
             return new.signed.version
 
     def publish_targets(self, data: bytes) -> PublishResult:
@@ -133,6 +138,17 @@ class OnlineRepository:
             current = self.targets()
             old_names: set[str] = set()
             if current is not None:
+                if (
+                    current.signed.version == new.signed.version
+                    and self.store.get(f"{new.signed.version}.targets.json") == data
+                ):
+                    # Re-publishing the current targets (e.g. after a root-only rotation).
+                    snap, ts = self.snapshot(), self.timestamp()
+                    assert snap is not None
+                    assert ts is not None
+                    return PublishResult(
+                        new.signed.version, snap.signed.version, ts.signed.version, ()
+                    )
                 if new.signed.version <= current.signed.version:
                     raise ConflictError(
                         f"targets v{new.signed.version} is not newer than v{current.signed.version}"

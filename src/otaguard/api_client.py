@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(size):
             yield chunk
+
+
+#: largest request body of one batch of targets roles (the server takes up to 8 MiB)
+BATCH_BYTES = 4 << 20
 
 
 class ManagementClient:
@@ -59,7 +64,7 @@ class ManagementClient:
         bundle = repo.publish_bundle()
         for root in bundle["roots"]:
             self._call("PUT", "/api/v1/repository/root", content=root)
-        targets = repo.targets().signed.targets
+        targets = repo.all_targets()
         for name, path in bundle["images"].items():
             digest = sha256_of(targets[name])
             if not path.exists():
@@ -70,9 +75,51 @@ class ManagementClient:
                 content=_file_chunks(path),
                 headers={"Content-Type": "application/octet-stream"},
             )
-        result: dict[str, Any] = self._call(
-            "PUT", "/api/v1/repository/targets", content=bundle["targets"]
-        )
+        return self._publish_roles({"targets": bundle["targets"], **bundle["delegations"]})
+
+    def published_versions(self) -> dict[str, int]:
+        """Targets roles the server's current snapshot lists, with their versions."""
+        ts = self.http.get("/tuf/metadata/timestamp.json")
+        if ts.status_code == 404:
+            return {}
+        if ts.status_code != 200:
+            raise ApiError(ts.status_code, ts.text[:500])
+        version = ts.json()["signed"]["meta"]["snapshot.json"]["version"]
+        snap = self.http.get(f"/tuf/metadata/{version}.snapshot.json")
+        if snap.status_code != 200:
+            raise ApiError(snap.status_code, snap.text[:500])
+        meta = snap.json()["signed"]["meta"]
+        return {name.removesuffix(".json"): int(m["version"]) for name, m in meta.items()}
+
+    def _publish_roles(self, roles: dict[str, bytes]) -> dict[str, Any]:
+        """Send the roles newer than the server's, delegators first, in batches that each get
+        one snapshot; plain targets-only changes go to ``PUT /repository/targets``."""
+        published = self.published_versions()
+
+        def version(data: bytes) -> int:
+            return int(json.loads(data)["signed"]["version"])
+
+        newer = {r: d for r, d in roles.items() if version(d) > published.get(r, 0)}
+        if set(newer) <= {"targets"}:  # also reports "not newer" when nothing changed
+            result: dict[str, Any] = self._call(
+                "PUT", "/api/v1/repository/targets", content=roles["targets"]
+            )
+            return result
+        batches: list[dict[str, Any]] = [{}]
+        size = 0
+        for role, data in newer.items():
+            if batches[-1] and size + len(data) > BATCH_BYTES:
+                batches.append({})
+                size = 0
+            batches[-1][role] = json.loads(data)
+            size += len(data)
+        added: list[str] = []
+        versions: dict[str, int] = {}
+        for batch in batches:
+            result = self._call("PUT", "/api/v1/repository/delegations", json={"roles": batch})
+            added += result["added"]
+            versions.update(result["roles"])
+        result["added"], result["roles"] = sorted(added), versions
         return result
 
     def register_device(self, device_id: str, hardware: str, tags: list[str] | None = None) -> str:

@@ -9,6 +9,7 @@ Layout of a maker repository directory::
     metadata/1.root.json ... N.root.json   every root version, each once fully signed
     metadata/root.json                     newest root (possibly still collecting signatures)
     metadata/targets.json                  targets (possibly still collecting signatures)
+    metadata/<role>.json                   delegated targets roles (see ``delegation.py``)
     staged/<target name>                   images added but not yet published
 """
 
@@ -26,6 +27,7 @@ from tuf.api.metadata import Metadata, Role, Root, TargetFile, Targets
 from tuf.api.serialization.json import JSONSerializer
 
 from otaguard.errors import KeyMaterialError, RepositoryError
+from otaguard.repo import delegation
 from otaguard.repo.images import ReleaseInfo, check_target_name
 from otaguard.repo.roles import (
     ROOT,
@@ -119,6 +121,39 @@ class MakerRepository:
     def targets(self) -> Metadata[Targets]:
         return Metadata[Targets].from_file(str(self.metadata_dir / "targets.json"))
 
+    def has_role(self, role: str) -> bool:
+        return (self.metadata_dir / f"{role}.json").is_file()
+
+    def targets_metadata(self, role: str) -> Metadata[Targets]:
+        """Top-level targets or a delegated targets role."""
+        if role != TARGETS:
+            delegation.check_role_name(role)
+            if not self.has_role(role):
+                raise RepositoryError(f"no targets role {role!r} in this repository")
+        return Metadata[Targets].from_file(str(self.metadata_dir / f"{role}.json"))
+
+    def _load_role(self, role: str) -> Metadata[Targets] | None:
+        return self.targets_metadata(role) if self.has_role(role) else None
+
+    def delegated_roles(self) -> list[str]:
+        """Delegated targets roles, delegators before the roles they delegate to."""
+        return delegation.delegated_roles(self._load_role)
+
+    def all_targets(self) -> dict[str, TargetFile]:
+        """Every target of top-level targets and of the delegated roles."""
+        found: dict[str, TargetFile] = {}
+        for role in (TARGETS, *self.delegated_roles()):
+            for name, target in self.targets_metadata(role).signed.targets.items():
+                found.setdefault(name, target)
+        return found
+
+    def delegator(self, role: str) -> Metadata[Any]:
+        """The metadata whose keys judge ``role``: root for top-level roles, else the
+        delegating targets role."""
+        if role in (ROOT, TARGETS):
+            return self.root()
+        return delegation.delegation_chain(self._load_role, role)[-1].metadata
+
     def root_history(self) -> list[Path]:
         """Every finished root version ``1.root.json``..``N.root.json``, in order."""
         versions = sorted(
@@ -140,15 +175,26 @@ class MakerRepository:
 
     def status(self) -> list[SignatureStatus]:
         root = self.root()
-        return [*self.root_status(), signature_status(root, TARGETS, self.targets())]
+        delegated = [
+            signature_status(self.delegator(r), r, self.targets_metadata(r))
+            for r in self.delegated_roles()
+        ]
+        return [*self.root_status(), signature_status(root, TARGETS, self.targets()), *delegated]
 
     # -- changing ---------------------------------------------------------------------------
-    def add_target(self, image: Path, name: str, info: ReleaseInfo) -> TargetFile:
-        """Stage ``image`` as target ``name``; targets gets a new version needing new signatures."""
+    def add_target(
+        self, image: Path, name: str, info: ReleaseInfo, role: str | None = None
+    ) -> TargetFile:
+        """Stage ``image`` as target ``name`` in ``role`` (by default the role the delegations
+        give ``name`` to); that role gets a new version needing new signatures."""
         check_target_name(name)
         if not image.is_file():
             raise RepositoryError(f"image {image} does not exist or is not a file")
-        md = self.targets()
+        role = role or delegation.responsible_role(self._load_role, name)
+        md = self.targets_metadata(role)
+        if role != TARGETS:
+            chain = delegation.delegation_chain(self._load_role, role)
+            delegation.check_delegated_paths(chain, [name])
         if name in md.signed.targets:
             raise RepositoryError(f"target {name} already exists; releases are immutable")
         for existing in md.signed.targets.values():
@@ -166,15 +212,21 @@ class MakerRepository:
         shutil.copyfile(image, tmp)
         os.replace(tmp, staged)
         md.signed.targets[name] = target
-        self._bump(md, TARGETS)
-        self._write(TARGETS, md)
+        self.save_new_version(role, md)
         return target
+
+    def save_new_version(self, role: str, md: Metadata[Targets], *, fresh: bool = False) -> None:
+        """Write ``md`` as the next version of targets role ``role`` (unsigned), or as its
+        version 1 if ``fresh``."""
+        if not fresh:
+            self._bump(md, TARGETS)
+        else:
+            md.signatures.clear()
+        self._write(role, md)
 
     def sign(self, role: str, signer: Signer) -> SignatureStatus:
         """Add ``signer``'s signature to ``role`` (root or targets); return the threshold status."""
-        if role not in (ROOT, TARGETS):
-            raise RepositoryError(f"the maker signs root and targets, not {role!r}")
-        md = self.root() if role == ROOT else self.targets()
+        md = self._signable(role)
         keyid = signer.public_key.keyid
         if keyid not in self.signing_keys(role):
             raise RepositoryError(f"key {keyid[:12]} is not a {role} key of this repository")
@@ -184,8 +236,17 @@ class MakerRepository:
             raise KeyMaterialError(f"signing {role} failed: {exc.__cause__ or exc}") from exc
         return self._store_signed(role, md)
 
+    def _signable(self, role: str) -> Metadata[Any]:
+        if role == ROOT:
+            return self.root()
+        if role == TARGETS or (role not in (SNAPSHOT, TIMESTAMP) and self.has_role(role)):
+            return self.targets_metadata(role)
+        raise RepositoryError(f"the maker signs root and targets roles, not {role!r}")
+
     def signing_keys(self, role: str) -> dict[str, Key]:
         """Keys whose signatures count for ``role``: root also takes the previous root's keys."""
+        if role not in (ROOT, TARGETS, SNAPSHOT, TIMESTAMP):
+            return delegation.delegator_role(self.delegator(role), role)[0]
         root = self.root()
         allowed = {k: root.signed.keys[k] for k in root.signed.roles[role].keyids}
         prev = self.previous_root() if role == ROOT else None
@@ -196,7 +257,7 @@ class MakerRepository:
     def _store_signed(self, role: str, md: Metadata[Any]) -> SignatureStatus:
         self._write(role, md)
         if role != ROOT:
-            return signature_status(self.root(), role, md)
+            return signature_status(self.delegator(role), role, md)
         statuses = self.root_status()
         if all(st.valid for st in statuses):  # final: own threshold and the previous root's
             atomic_write(self.metadata_dir / f"{md.signed.version}.root.json", md.to_bytes(_PRETTY))
@@ -204,9 +265,7 @@ class MakerRepository:
 
     def add_signature(self, role: str, signature: dict[str, Any]) -> SignatureStatus:
         """Import a signature made elsewhere (offline) over the current ``role`` metadata."""
-        if role not in (ROOT, TARGETS):
-            raise RepositoryError(f"the maker signs root and targets, not {role!r}")
-        md = self.root() if role == ROOT else self.targets()
+        md = self._signable(role)
         try:
             sig = Signature.from_dict(dict(signature))
         except (KeyError, TypeError, ValueError) as exc:
@@ -256,13 +315,15 @@ class MakerRepository:
                 raise RepositoryError(
                     f"{st.role} v{st.version} has {len(st.signed_by)} of {st.threshold} signatures"
                 )
+        roles = self.delegated_roles()
+        names = self.all_targets()
         return {
             "roots": [p.read_bytes() for p in self.root_history()],
             "targets": (self.metadata_dir / "targets.json").read_bytes(),
+            # parents before children, so the server can check each against its delegator
+            "delegations": {r: (self.metadata_dir / f"{r}.json").read_bytes() for r in roles},
             "images": {
-                name: self.staged_dir / name
-                for name in self.targets().signed.targets
-                if (self.staged_dir / name).exists()
+                name: self.staged_dir / name for name in names if (self.staged_dir / name).exists()
             },
         }
 

@@ -260,24 +260,48 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @api.put("/repository/targets", response_model=schemas.PublishOut)
     async def put_targets(request: Request, _user: Operator) -> schemas.PublishOut:
         data = await _read_body(request, MAX_METADATA_BYTES)
-        return await run_in_threadpool(_publish_targets, data)
+        return await run_in_threadpool(_publish_targets, {"targets": data})
 
-    def _publish_targets(data: bytes) -> schemas.PublishOut:
-        from tuf.api.metadata import Metadata, Targets
+    @api.put("/repository/delegations", response_model=schemas.PublishOut)
+    async def put_delegations(request: Request, _user: Operator) -> schemas.PublishOut:
+        """Several targets roles (delegated, and top-level ``targets`` if it changed) at once,
+        under one new snapshot: ``{"roles": {name: metadata}}``, delegators first."""
+        import json
 
         try:
-            md = Metadata[Targets].from_bytes(data)
-        except Exception as exc:
-            raise RepositoryError(f"not valid targets metadata: {exc}") from exc
-        if not isinstance(md.signed, Targets):
-            raise RepositoryError("expected targets metadata")
-        for name, t in md.signed.targets.items():
+            body = json.loads(await _read_body(request, MAX_METADATA_BYTES))
+            roles = body["roles"]
+            if not isinstance(roles, dict) or not roles:
+                raise TypeError("roles must be a non-empty object")
+            data = {str(k): json.dumps(v).encode() for k, v in roles.items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RepositoryError(f'expected {{"roles": {{name: metadata}}}}: {exc}') from exc
+        return await run_in_threadpool(_publish_targets, data)
+
+    @api.put("/repository/delegations/{role}", response_model=schemas.PublishOut)
+    async def put_delegation(role: str, request: Request, _user: Operator) -> schemas.PublishOut:
+        data = await _read_body(request, MAX_METADATA_BYTES)
+        return await run_in_threadpool(_publish_targets, {role: data})
+
+    def _publish_targets(roles: dict[str, bytes]) -> schemas.PublishOut:
+        from tuf.api.metadata import Metadata, Targets
+
+        targets = {}
+        for role, data in roles.items():
+            try:
+                md = Metadata[Targets].from_bytes(data)
+            except Exception as exc:
+                raise RepositoryError(f"{role}: not valid targets metadata: {exc}") from exc
+            if not isinstance(md.signed, Targets):
+                raise RepositoryError(f"{role}: expected targets metadata")
+            targets.update(md.signed.targets)
+        for name, t in targets.items():
             digest = sha256_of(t)
             if not ctx.blobs.exists(digest) or ctx.blobs.size(digest) != t.length:
                 raise RepositoryError(f"artifact for {name} ({digest[:12]}) has not been uploaded")
             ReleaseInfo.of_target(t)
-        result = ctx.repo.publish_targets(data)
-        for name, t in md.signed.targets.items():
+        result = ctx.repo.publish(roles)
+        for name, t in targets.items():
             info = ReleaseInfo.of_target(t)
             ctx.store.upsert_release(
                 name,
@@ -293,6 +317,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
             snapshot_version=result.snapshot_version,
             timestamp_version=result.timestamp_version,
             added=list(result.added),
+            roles=result.roles,
         )
 
     @api.put("/artifacts/{sha256}", response_model=schemas.ArtifactOut)

@@ -139,6 +139,7 @@ class PublishOut(BaseModel):
     snapshot_version: int
     timestamp_version: int
     added: list[str]
+    roles: dict[str, int] = Field(default_factory=dict)
 
 
 class RootOut(BaseModel):

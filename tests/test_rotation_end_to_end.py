@@ -89,7 +89,7 @@ def test_device_follows_root_rotation_and_refuses_revoked_targets_key(demo_world
     blob.parent.mkdir(parents=True, exist_ok=True)
     blob.write_bytes(evil)
     d.ctx.repo.store.put(f"{forged.signed.version}.targets.json", data)
-    d.ctx.repo._resnapshot(forged.signed.version)
+    d.ctx.repo._resnapshot({"targets": forged.signed.version})
     d.ctx.store.upsert_release(
         name,
         version="6.6.6",

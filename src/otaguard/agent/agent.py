@@ -1,8 +1,9 @@
 """The device agent: check in, verify, stream into the inactive slot, switch, trial, commit.
 
-Every step is journaled before it takes effect (see ``statemachine.py`` for the states), so the
-agent can be killed or lose power anywhere and, after the next boot, ``after_boot`` and
-``run_once`` pick up where it stopped. Nothing is installed that did not pass, in this order:
+Every state is journaled before its work starts, and every state's work is idempotent (see
+``statemachine.py`` for the states and for ``boot_event``, the pure decision of what a boot
+means for the journaled state), so the agent can be killed or lose power anywhere and, after the
+next boot, ``after_boot`` and ``run_once`` redo the journaled state's work. Nothing is installed that did not pass, in this order:
 the director assignment (signature, device, expiry, counter), the TUF refresh of the maker's
 repository, the match between the two, the hardware and anti-rollback checks, and the length and
 hash check of the bytes written to the slot (read back from the slot, not from memory).
@@ -11,8 +12,8 @@ hash check of the bytes written to the slot (read back from the slot, not from m
 from __future__ import annotations
 
 import logging
-import os
 import random
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,9 +28,18 @@ from tuf.ngclient import Updater
 from otaguard import __version__
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.journal import Journal, JournalFile
-from otaguard.agent.statemachine import Event, State, is_active, next_state
+from otaguard.agent.statemachine import (
+    FINAL,
+    VOLATILE,
+    BootFacts,
+    Event,
+    State,
+    boot_event,
+    next_state,
+)
 from otaguard.agent.transport import (
     DeviceCredentials,
+    DownloadCancelled,
     HttpxFetcher,
     download_into,
     hash_prefix,
@@ -40,6 +50,7 @@ from otaguard.device.bootenv import UBootEnv
 from otaguard.device.bootloader import BootResult
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import Slots, other_slot
+from otaguard.device.storage import Storage
 from otaguard.director.assignment import matches_repository, verify_assignment
 from otaguard.errors import (
     AssignmentError,
@@ -54,6 +65,8 @@ from otaguard.repo.images import ReleaseInfo
 log = logging.getLogger("otaguard.agent")
 
 HealthCheck = Callable[[BootResult], tuple[bool, str]]
+
+ATTEMPT_VAR = "ota_attempt"  # boot env variable tagging the switch made by one update attempt
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class UpdateAgent:
         http_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        storage: Storage | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.slots = slots
@@ -102,10 +117,11 @@ class UpdateAgent:
         self.health_check = health_check or command_health_check(
             config.health_command, config.health_timeout
         )
-        self.journal_file = JournalFile(config.journal_path)
+        self.journal_file = JournalFile(config.journal_path, storage)
         self.journal = self.journal_file.load()
         self.boot: BootResult | None = None
         self.sleep = sleep
+        self.clock = clock
         self.rng = rng or random.Random()
         self.director_key = load_public_key(config.director_key_file)
         self.client = make_client(
@@ -115,36 +131,61 @@ class UpdateAgent:
             timeout=config.request_timeout,
             transport=http_transport,
         )
+        self._last_cancel_check = float("-inf")
 
     def close(self) -> None:
         self.client.close()
 
     # -- journal and reports ----------------------------------------------------------------
-    def _to(self, event: Event, **changes: Any) -> None:
+    def _to(
+        self,
+        event: Event,
+        *,
+        reports: tuple[tuple[UpdateEvent, dict[str, Any]], ...] = (),
+        report_deployment: int | None = None,
+        **changes: Any,
+    ) -> None:
+        """Take a transition: new state, changes and queued reports saved in one atomic journal
+        write (unless the new state is volatile and nothing durable changed), then try to send
+        the reports."""
         j = self.journal
-        j.state = next_state(j.state, event)
+        before = j.state
+        j.state = next_state(before, event)
         for k, v in changes.items():
             setattr(j, k, v)
-        self.journal_file.save(j)
+        for kind, detail in reports:
+            j.outbox.append(self._report_item(kind, detail, report_deployment))
+        if changes or reports or (before not in VOLATILE and j.state not in VOLATILE):
+            self.journal_file.save(j)
+        if reports:
+            self.flush_reports()
+
+    def _report_item(
+        self, event: UpdateEvent, detail: dict[str, Any], deployment_id: int | None = None
+    ) -> dict[str, Any]:
+        boot = self.boot
+        return {
+            "event": event.value,
+            "deployment_id": deployment_id
+            if deployment_id is not None
+            else self.journal.deployment_id,
+            "version": boot.header.version if boot else None,
+            "slot": boot.slot if boot else None,
+            "detail": {k: v for k, v in detail.items() if v is not None},
+        }
 
     def _report(self, event: UpdateEvent, **detail: Any) -> None:
-        """Queue a report durably, then try to send everything queued."""
-        j = self.journal
-        boot = self.boot
-        j.outbox.append(
-            {
-                "event": event.value,
-                "deployment_id": j.deployment_id,
-                "version": boot.header.version if boot else None,
-                "slot": boot.slot if boot else None,
-                "detail": {k: v for k, v in detail.items() if v is not None},
-            }
-        )
-        self.journal_file.save(j)
+        """Queue a progress report durably (no state change), then try to send everything."""
+        self.journal.outbox.append(self._report_item(event, detail))
+        self.journal_file.save(self.journal)
         self.flush_reports()
 
     def flush_reports(self) -> bool:
-        """Send queued reports in order; keep the rest if the server is unreachable."""
+        """Send queued reports in order; keep the rest if the server is unreachable.
+
+        Delivery is at least once and in order: a power cut between a send and the journal save
+        that drops it from the outbox sends it again, followed by everything after it.
+        """
         sent = 0
         for item in self.journal.outbox:
             try:
@@ -163,73 +204,142 @@ class UpdateAgent:
         return not self.journal.outbox
 
     # -- boot -------------------------------------------------------------------------------
+    def _facts(self, boot: BootResult) -> BootFacts:
+        j = self.journal
+        env = self.env.read()
+        return BootFacts(
+            on_target=boot.slot == j.target_slot,
+            trial=boot.trial,
+            fell_back=boot.fell_back,
+            switch_done=bool(j.attempt) and env.get(ATTEMPT_VAR) == j.attempt,
+            env_on_target=env.get("boot_slot") == j.target_slot
+            and env.get("upgrade_available") == "1",
+        )
+
     def after_boot(self, boot: BootResult) -> Outcome:
-        """Reconcile the journal with what the bootloader actually booted."""
+        """Reconcile the journal with what the bootloader actually booted, then go on with the
+        journaled state's work (everything but downloading, which ``run_once`` resumes)."""
         self.boot = boot
         j = self.journal
-        if j.state is State.VERIFYING and boot.slot == j.target_slot:
-            # Power was cut after the boot env switched but before the journal said so.
-            self._to(Event.VERIFIED)
-        if j.state is State.REBOOT_PENDING:
-            if boot.slot == j.target_slot and not boot.fell_back:
-                self._to(Event.BOOTED_NEW)
-                self._report(UpdateEvent.BOOTED)
-            else:
-                return self._rolled_back(boot.reason or "bootloader booted the previous slot")
-        if j.state is State.TRIAL:
-            return self._trial(boot)
-        if j.state in (State.COMMITTED, State.ROLLED_BACK, State.FAILED):
-            self._finish()
+        if j.state is State.CHECKING:  # never journaled; defensive
+            j.state = State.IDLE
+        while j.state not in (State.IDLE, *FINAL):
+            event = boot_event(j.state, self._facts(boot))
+            if event is None:
+                break
+            self._on_boot_event(event, boot)
+        if j.state is State.DOWNLOADING:
+            self.flush_reports()
+            return Outcome("idle", "download resumes on the next poll")
+        outcome = self._advance()
         self.flush_reports()
-        return Outcome("idle")
+        return outcome
 
-    def _trial(self, boot: BootResult) -> Outcome:
+    def _on_boot_event(self, event: Event, boot: BootResult) -> None:
         j = self.journal
-        if boot.slot != j.target_slot:
-            return self._rolled_back(boot.reason or "trial slot is no longer booted")
-        if not boot.trial:
-            # The boot env was already committed before a power cut: finish the commit.
-            return self._commit()
-        healthy, why = self.health_check(boot)
+        if event is Event.BOOTED_NEW:
+            self._to(event, reports=((UpdateEvent.BOOTED, {}),))
+        elif event is Event.INSTALLED:
+            self._to(event, reports=self._installed_reports())
+        elif event is Event.BOOTED_OLD:
+            reason = (
+                j.reason
+                or boot.reason
+                or (
+                    f"the bootloader went back to slot {boot.slot}: the trial of slot "
+                    f"{j.target_slot} was not confirmed within bootlimit boots"
+                )
+            )
+            self._to(event, reason=reason)
+        elif event is Event.ERROR:
+            if j.state is State.ROLLING_BACK:
+                reason = f"rollback impossible, the previous slot does not boot: {boot.reason}"
+            else:
+                reason = f"the device now runs slot {boot.slot}, the update's target; abandoned"
+            self._to(event, reason=reason)
+        else:  # pragma: no cover - boot_event returns only the events above
+            self._to(event)
+
+    def _installed_reports(self) -> tuple[tuple[UpdateEvent, dict[str, Any]], ...]:
+        return (
+            (UpdateEvent.INSTALLED, {"slot_written": self.journal.target_slot}),
+            (UpdateEvent.REBOOTING, {}),
+        )
+
+    def _advance(self) -> Outcome:
+        """Do the work of the journaled state, state after state, until the update waits for
+        a reboot or is over. Every step is idempotent: after a power cut it is simply redone."""
+        j = self.journal
+        outcome = Outcome("idle")
+        while True:
+            state = j.state
+            if state is State.IDLE:
+                return outcome
+            if state is State.DOWNLOADING:
+                self._download()
+            elif state is State.VERIFYING:
+                self._verify()
+            elif state is State.INSTALLING:
+                self._install()
+            elif state is State.REBOOT_PENDING:
+                return Outcome("reboot", f"installed {j.new_version} into slot {j.target_slot}")
+            elif state is State.TRIAL:
+                self._to(Event.CHECK_HEALTH)
+            elif state is State.HEALTH_CHECK:
+                self._check_health()
+            elif state is State.COMMITTING:
+                self._commit()
+            elif state is State.ROLLING_BACK:
+                prev = j.previous_slot or other_slot(j.target_slot or "a")
+                self.env.update(boot_slot=prev, upgrade_available="0", bootcount="0")
+                return Outcome("reboot", f"rolling back to slot {prev}: {j.reason}")
+            else:
+                outcome = self._finish()
+
+    def _check_health(self) -> None:
+        boot = self.boot
+        assert boot is not None
+        try:
+            healthy, why = self.health_check(boot)
+        except Exception as exc:  # a broken health check is an unhealthy image
+            healthy, why = False, f"health check raised {type(exc).__name__}: {exc}"
         if healthy:
-            return self._commit()
-        prev = j.previous_slot or other_slot(boot.slot)
-        self.env.update(boot_slot=prev, upgrade_available="0", bootcount="0")
-        self._to(Event.UNHEALTHY, reason=f"health check failed: {why}")
-        return Outcome("reboot", "health check failed; rolling back")
+            self._to(Event.HEALTHY)
+        else:
+            self._to(Event.UNHEALTHY, reason=f"health check failed: {why}")
 
-    def _commit(self) -> Outcome:
+    def _commit(self) -> None:
         j = self.journal
-        self.env.update(upgrade_available="0", bootcount="0")
-        self.otp.raise_to(j.security_version)  # only after the new slot is committed
-        self._to(Event.HEALTHY)
-        self._report(UpdateEvent.COMMITTED, security_version=self.otp.value())
-        self._finish()
-        return Outcome("idle", "committed")
+        env = self.env.read()
+        if env.get("upgrade_available") != "0" or env.get("bootcount") != "0":
+            self.env.update(upgrade_available="0", bootcount="0")
+        self.otp.raise_to(j.security_version)  # only once the new slot is committed
+        self._to(Event.COMMIT_DONE)
 
-    def _rolled_back(self, reason: str) -> Outcome:
+    def _finish(self) -> Outcome:
+        """Queue the final report with the transition back to idle (one journal write)."""
         j = self.journal
-        if j.state is not State.ROLLED_BACK:
-            self._to(Event.BOOTED_OLD, reason=reason)
-        self._finish()
-        return Outcome("idle", f"rolled back: {reason}")
-
-    def _finish(self) -> None:
-        j = self.journal
-        event = {
-            State.COMMITTED: None,
-            State.ROLLED_BACK: UpdateEvent.ROLLED_BACK,
-            State.FAILED: UpdateEvent.FAILED,
-        }[j.state]
-        if event is not None:
-            self._report(event, reason=j.reason or None)
+        state, reason = j.state, j.reason
+        report: tuple[UpdateEvent, dict[str, Any]]
+        if state is State.COMMITTED:
+            report = (UpdateEvent.COMMITTED, {"security_version": self.otp.value()})
+            outcome = Outcome("idle", "committed")
+        elif state is State.ROLLED_BACK:
+            report = (UpdateEvent.ROLLED_BACK, {"reason": reason or None})
+            outcome = Outcome("idle", f"rolled back: {reason}")
+        else:
+            report = (UpdateEvent.FAILED, {"reason": reason or None})
+            outcome = Outcome("failed", reason)
         self._to(
             Event.REPORTED,
+            reports=(report,),
             target=None,
             target_slot=None,
             bytes_written=0,
+            attempt="",
             reason="",
         )
+        return outcome
 
     # -- the update loop --------------------------------------------------------------------
     def current_version(self) -> str | None:
@@ -257,46 +367,62 @@ class UpdateAgent:
         return data
 
     def run_once(self) -> Outcome:
-        """One polling cycle: resume an unfinished update, or check in and maybe start one."""
+        """One polling cycle: go on with an unfinished update, or check in and maybe start one."""
         if self.boot is None:
             raise OTAGuardError("after_boot must run before run_once")
         self.flush_reports()
+        if self.journal.state is not State.IDLE:
+            return self._advance()
+        self._to(Event.CHECK)
         try:
-            if self.journal.state in (State.DOWNLOADING, State.VERIFYING):
-                return self._continue()
-            if is_active(self.journal.state):
-                return Outcome("idle", f"waiting in {self.journal.state.value}")
             reply = self.check_in()
         except DownloadError as exc:
+            self._to(Event.ERROR)
             return Outcome("retry", str(exc))
         if reply.get("action") != "update" or not reply.get("assignment"):
+            self._to(Event.NOTHING)
             return Outcome("idle")
         return self._start(str(reply["assignment"]).encode(), reply.get("deployment_id"))
 
     def _refuse(self, deployment_id: int | None, exc: OTAGuardError) -> Outcome:
-        self.journal.deployment_id = deployment_id
         log.warning("refused update: %s", exc)
-        self._report(UpdateEvent.REFUSED, error=str(exc), code=exc.code)
-        self.journal.deployment_id = None
-        self.journal_file.save(self.journal)
+        self._to(
+            Event.REFUSE,
+            reports=((UpdateEvent.REFUSED, {"error": str(exc), "code": exc.code}),),
+            report_deployment=deployment_id,
+        )
         return Outcome("refused", str(exc))
+
+    def _updater(self) -> Updater:
+        cfg = self.config
+        cfg.tuf_dir.mkdir(parents=True, exist_ok=True)
+        base = cfg.server_url.rstrip("/")
+
+        def make(bootstrap: bytes | None) -> Updater:
+            return Updater(
+                metadata_dir=str(cfg.tuf_dir),
+                metadata_base_url=f"{base}/tuf/metadata/",
+                target_base_url=f"{base}/tuf/targets/",
+                target_dir=str(cfg.state_dir / "targets"),
+                fetcher=HttpxFetcher(self.client),
+                bootstrap=bootstrap,
+            )
+
+        factory_root = cfg.trusted_root_file.read_bytes()
+        if not (cfg.tuf_dir / "root.json").exists():
+            return make(factory_root)
+        try:
+            return make(None)
+        except (tuf_exc.RepositoryError, ValueError, OSError) as exc:
+            # A damaged cache: start again from the factory root, which walks the signed
+            # root rotations forward again (no trust is lost, only the cache).
+            log.warning("cached TUF root unusable (%s); starting from the factory root", exc)
+            return make(factory_root)
 
     def trusted_target(self, path: str) -> TargetFile:
         """Refresh the maker's TUF repository and return the signed description of ``path``."""
-        cfg = self.config
-        cfg.tuf_dir.mkdir(parents=True, exist_ok=True)
-        cached_root = cfg.tuf_dir / "root.json"
-        bootstrap = None if cached_root.exists() else cfg.trusted_root_file.read_bytes()
-        base = cfg.server_url.rstrip("/")
-        updater = Updater(
-            metadata_dir=str(cfg.tuf_dir),
-            metadata_base_url=f"{base}/tuf/metadata/",
-            target_base_url=f"{base}/tuf/targets/",
-            target_dir=str(cfg.state_dir / "targets"),
-            fetcher=HttpxFetcher(self.client),
-            bootstrap=bootstrap,
-        )
         try:
+            updater = self._updater()
             updater.refresh()
             info = updater.get_targetinfo(path)
         except tuf_exc.DownloadError as exc:
@@ -332,98 +458,162 @@ class UpdateAgent:
                     f"anti-rollback counter {self.otp.value()}"
                 )
         except DownloadError as exc:
+            self._to(Event.ERROR)
             return Outcome("retry", str(exc))
         except (AssignmentError, VerificationError, CompatibilityError) as exc:
             return self._refuse(dep_id, exc)
-        self.journal.last_counter = assignment.counter
+        return self.accept(
+            target,
+            info,
+            deployment_id=dep_id,
+            counter=assignment.counter,
+        )
+
+    def accept(
+        self,
+        target: TargetFile,
+        info: ReleaseInfo,
+        *,
+        deployment_id: int | None,
+        counter: int | None = None,
+    ) -> Outcome:
+        """Start installing a verified target (journaled, then downloaded and installed)."""
+        boot = self.boot
+        assert boot is not None
         self._to(
             Event.ACCEPT,
-            deployment_id=dep_id,
+            reports=(
+                (UpdateEvent.DOWNLOADING, {"target": target.path, "to_version": info.version}),
+            ),
+            deployment_id=deployment_id,
+            last_counter=counter if counter is not None else self.journal.last_counter,
             target={"path": target.path, **target.to_dict()},
             target_slot=other_slot(boot.slot),
             previous_slot=boot.slot,
             previous_version=boot.header.version,
             new_version=info.version,
             security_version=info.security_version,
+            attempt=secrets.token_hex(8),
             bytes_written=0,
             reason="",
         )
-        self._report(UpdateEvent.DOWNLOADING, target=target.path, to_version=info.version)
-        return self._continue()
+        return self._advance()
 
     def _target(self) -> TargetFile:
         raw = dict(self.journal.target or {})
         path = raw.pop("path")
         return TargetFile.from_dict(raw, path)
 
-    def _continue(self) -> Outcome:
-        if self.journal.state is State.DOWNLOADING:
-            outcome = self._download()
-            if outcome is not None:
-                return outcome
-        return self._verify_and_switch()
+    # -- downloading ------------------------------------------------------------------------
+    def _cancelled(self, *, force: bool = False) -> bool:
+        """Whether the server cancelled this deployment (asked at most every
+        ``cancel_check_seconds`` unless ``force``); unknown counts as not cancelled."""
+        dep = self.journal.deployment_id
+        now = self.clock()
+        if dep is None or (
+            not force and now - self._last_cancel_check < self.config.cancel_check_seconds
+        ):
+            return False
+        self._last_cancel_check = now
+        try:
+            r = self.client.get(f"/device/v1/deployments/{dep}/state")
+        except httpx.HTTPError:
+            return False
+        if r.status_code != 200:
+            return False
+        data = r.json()
+        return "cancelled" in (data.get("state"), data.get("status"))
 
-    def _download(self) -> Outcome | None:
+    def _download(self) -> None:
+        """Stream the target into the inactive slot, resuming from the journaled checkpoint.
+
+        Retries with exponential backoff and full jitter while the budget lasts: at most
+        ``max_download_attempts`` consecutive attempts without progress and
+        ``max_download_requests`` requests in all; a permanent error (4xx, more bytes than
+        signed) or a cancellation by the server ends the attempt at once.
+        """
         j = self.journal
         target = self._target()
         slot = j.target_slot
         assert slot is not None
-        prefixed = target.get_prefixed_paths()[0]
-        url = f"/tuf/targets/{prefixed}"
-        attempts = 0
+        url = f"/tuf/targets/{target.get_prefixed_paths()[0]}"
+        failures = 0
+        requests = 0
         while True:
             offset = min(j.bytes_written, target.length)
             try:
-                with self.slots.open_write(slot, offset) as fh:
-                    since_checkpoint = 0
-
-                    def write(chunk: bytes) -> None:
-                        nonlocal since_checkpoint
-                        fh.write(chunk)
-                        since_checkpoint += len(chunk)
-
-                    def progress(total: int) -> None:
-                        nonlocal since_checkpoint
-                        if since_checkpoint >= self.config.checkpoint_bytes:
-                            fh.flush()
-                            os.fsync(fh.fileno())
-                            j.bytes_written = total
-                            self.journal_file.save(j)
-                            since_checkpoint = 0
-
-                    try:
-                        result = download_into(
-                            self.client,
-                            url,
-                            length=target.length,
-                            offset=offset,
-                            write=write,
-                            on_progress=progress,
-                        )
-                    finally:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                        j.bytes_written = min(fh.tell(), target.length)
-                        self.journal_file.save(j)
-                if offset + result.written >= target.length:
-                    self._to(Event.DOWNLOADED, bytes_written=target.length)
-                    self._report(UpdateEvent.DOWNLOADED, bytes=target.length)
-                    return None
+                if self._cancelled(force=True):
+                    raise DownloadCancelled("the server cancelled the deployment")
+                requests += 1
+                self._fetch(url, target.length, slot, offset)
+                if j.bytes_written >= target.length:
+                    self._to(
+                        Event.DOWNLOADED,
+                        reports=((UpdateEvent.DOWNLOADED, {"bytes": target.length}),),
+                    )
+                    return
                 raise DownloadError("connection closed before the whole target arrived")
+            except DownloadCancelled as exc:
+                self._to(Event.CANCEL, reason=f"download stopped: {exc}")
+                return
             except DownloadError as exc:
-                attempts += 1
-                if exc.permanent or attempts >= self.config.max_download_attempts:
-                    self._to(Event.ERROR, reason=f"download failed: {exc}")
-                    self._finish()
-                    return Outcome("failed", str(exc))
-                self.sleep(self._backoff(attempts))
+                failures = 1 if j.bytes_written > offset else failures + 1
+                log.info("download attempt %d failed: %s", requests, exc)
+                if (
+                    exc.permanent
+                    or failures >= self.config.max_download_attempts
+                    or requests >= self.config.max_download_requests
+                ):
+                    self._to(
+                        Event.ERROR,
+                        reason=f"download failed after {requests} request(s): {exc}",
+                    )
+                    return
+                self.sleep(self._backoff(failures))
+
+    def _fetch(self, url: str, length: int, slot: str, offset: int) -> None:
+        """One request: bytes from ``offset`` into the slot, checkpointed in the journal (slot
+        fsynced first, so a journaled checkpoint is always on the flash)."""
+        j = self.journal
+        with self.slots.open_write(slot, offset) as w:
+            since_checkpoint = 0
+
+            def write(chunk: bytes) -> None:
+                nonlocal since_checkpoint
+                w.write(chunk)
+                since_checkpoint += len(chunk)
+
+            def progress(total: int) -> None:
+                nonlocal since_checkpoint
+                if since_checkpoint >= self.config.checkpoint_bytes and total < length:
+                    w.sync()
+                    j.bytes_written = total
+                    self.journal_file.save(j)
+                    since_checkpoint = 0
+                    if self._cancelled():
+                        raise DownloadCancelled("the server cancelled the deployment")
+
+            try:
+                download_into(
+                    self.client,
+                    url,
+                    length=length,
+                    offset=offset,
+                    write=write,
+                    on_progress=progress,
+                )
+            finally:
+                w.sync()
+                j.bytes_written = min(w.tell(), length)
+                self.journal_file.save(j)
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter."""
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(n-1))]."""
         cap = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
         return self.rng.uniform(0, cap)
 
-    def _verify_and_switch(self) -> Outcome:
+    # -- verify and install -----------------------------------------------------------------
+    def _verify(self) -> None:
         j = self.journal
         target = self._target()
         slot = j.target_slot
@@ -439,17 +629,24 @@ class UpdateAgent:
                 )
         except VerificationError as exc:
             self._to(Event.ERROR, reason=f"verification failed: {exc}")
-            self._finish()
-            return Outcome("failed", str(exc))
-        self._report(UpdateEvent.VERIFIED)
-        # Boot env first, journal second: after_boot understands a cut between the two.
-        self.env.update(boot_slot=slot, upgrade_available="1", bootcount="0")
-        self._to(Event.VERIFIED)
-        self._report(UpdateEvent.INSTALLED, slot_written=slot)
-        self._report(UpdateEvent.REBOOTING)
-        return Outcome("reboot", f"installed {j.new_version} into slot {slot}")
+            return
+        if self._cancelled(force=True):
+            self._to(Event.CANCEL, reason="the server cancelled the deployment before install")
+            return
+        self._to(Event.VERIFIED, reports=((UpdateEvent.VERIFIED, {}),))
+
+    def _install(self) -> None:
+        """Point the boot env at the new slot, on trial, tagged with this attempt."""
+        j = self.journal
+        slot = j.target_slot
+        assert slot is not None
+        self.env.update(
+            boot_slot=slot, upgrade_available="1", bootcount="0", **{ATTEMPT_VAR: j.attempt}
+        )
+        self._to(Event.INSTALLED, reports=self._installed_reports())
 
     def poll_delay(self) -> float:
+        """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter."""
         base = self.config.poll_interval
         return base * (1 + self.rng.uniform(-self.config.poll_jitter, self.config.poll_jitter))
 

@@ -24,7 +24,9 @@ class AgentConfig:
     health_timeout: float = 60.0
     poll_interval: float = 300.0
     poll_jitter: float = 0.2
-    max_download_attempts: int = 8
+    max_download_attempts: int = 8  # consecutive attempts without progress
+    max_download_requests: int = 200  # requests for one target in all
+    cancel_check_seconds: float = 30.0  # how often a download asks whether it was cancelled
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     checkpoint_bytes: int = 1 << 20

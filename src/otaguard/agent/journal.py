@@ -1,18 +1,19 @@
 """The agent's journal: one JSON document, replaced atomically on every change.
 
-Write to a temporary file, fsync it, rename it over the journal, fsync the directory: after a
-power cut the journal is either the previous or the new version, never a mixture.
+Write to a temporary file, fsync it, rename it over the journal, fsync the directory (through
+``device/storage.py``, so tests can cut the power at each of those steps): after a power cut
+the journal is either the previous or the new version, never a mixture.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from otaguard.agent.statemachine import State
+from otaguard.device.storage import Storage
 from otaguard.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ class Journal:
     previous_slot: str | None = None
     previous_version: str | None = None
     new_version: str | None = None
+    attempt: str = ""  # tag written into the boot env with the switch (see statemachine)
     security_version: int = 0
     bytes_written: int = 0
     reason: str = ""
@@ -40,12 +42,14 @@ class Journal:
     def from_json(cls, raw: bytes) -> Journal:
         data = json.loads(raw)
         data["state"] = State(data["state"])
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class JournalFile:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, storage: Storage | None = None) -> None:
         self.path = path
+        self.storage = storage or Storage()
 
     def load(self) -> Journal:
         try:
@@ -58,15 +62,4 @@ class JournalFile:
             raise ConfigError(f"journal {self.path} is unreadable: {exc}") from exc
 
     def save(self, journal: Journal) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(journal.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self.storage.write_atomic(self.path, journal.to_json())

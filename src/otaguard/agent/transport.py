@@ -86,11 +86,32 @@ class HttpxFetcher(FetcherInterface):
             response.close()
 
 
+class DownloadCancelled(DownloadError):
+    """The transfer was stopped on purpose (the server cancelled the deployment)."""
+
+    code = "cancelled"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
 @dataclass
 class DownloadProgress:
-    written: int
-    resumed_from: int
-    requests: int
+    written: int  # bytes handed to ``write`` by this request
+    resumed_from: int  # the offset this request started at
+    received: int  # bytes received on the wire (more than ``written`` if Range was ignored)
+    status: int
+
+
+def _content_range_start(value: str | None) -> int | None:
+    """The first byte of a ``Content-Range: bytes a-b/n`` header, or ``None``."""
+    if not value or not value.startswith("bytes "):
+        return None
+    first, _, _ = value[6:].partition("-")
+    try:
+        return int(first)
+    except ValueError:
+        return None
 
 
 def download_into(
@@ -105,23 +126,48 @@ def download_into(
     """Fetch bytes ``offset..length`` of ``url`` (HTTP Range when resuming) and hand them to
     ``write``. Never accepts more than ``length`` bytes in total (endless-data defence).
 
-    Raises ``DownloadError`` (``permanent`` for 4xx) when the transfer fails; what was written
-    so far stays written, so the caller resumes from ``offset + written``.
+    A ``206`` must start at ``offset`` (``Content-Range``); a ``200`` to a Range request (a
+    server or proxy that ignores Range) is accepted by skipping the first ``offset`` bytes.
+    Raises ``DownloadError`` (``permanent`` for 4xx other than 408/425/429, and for more bytes
+    than signed) when the transfer fails; what was written so far stays written, so the caller
+    resumes from ``offset + written``. ``on_progress`` may raise to stop the transfer.
     """
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     written = 0
+    received = 0
     try:
         with client.stream("GET", url, headers=headers) as response:
-            if response.status_code == 416 and offset >= length:
-                return DownloadProgress(0, offset, 1)
-            if response.status_code not in (200, 206):
+            status = response.status_code
+            if status == 416 and offset >= length:
+                return DownloadProgress(0, offset, 0, status)
+            if status not in (200, 206):
+                raise DownloadError(f"HTTP {status} for {url}", permanent=_is_permanent(status))
+            skip = offset if status == 200 else 0
+            if status == 206:
+                start = _content_range_start(response.headers.get("content-range"))
+                if start != offset:
+                    raise DownloadError(
+                        f"server answered Range {offset}- with Content-Range "
+                        f"{response.headers.get('content-range')!r}"
+                    )
+            declared = response.headers.get("content-length")
+            if (
+                declared is not None
+                and declared.isdigit()
+                and int(declared) > length - offset + skip
+            ):
                 raise DownloadError(
-                    f"HTTP {response.status_code} for {url}",
-                    permanent=_is_permanent(response.status_code),
+                    f"server announces {declared} bytes, more than the signed length of "
+                    f"{length} allows",
+                    permanent=True,
                 )
-            if offset and response.status_code == 200:
-                raise DownloadError("server ignored the Range request; restart needed")
             for chunk in response.iter_bytes(CHUNK):
+                received += len(chunk)
+                if skip:
+                    drop = min(skip, len(chunk))
+                    chunk, skip = chunk[drop:], skip - drop
+                    if not chunk:
+                        continue
                 if offset + written + len(chunk) > length:
                     raise DownloadError(
                         f"server sent more than the signed length of {length} bytes", permanent=True
@@ -132,7 +178,7 @@ def download_into(
                     on_progress(offset + written)
     except httpx.HTTPError as exc:
         raise DownloadError(f"transfer of {url} interrupted after {written} bytes: {exc}") from exc
-    return DownloadProgress(written, offset, 1)
+    return DownloadProgress(written, offset, received, status)
 
 
 def hash_prefix(read: Callable[[int], bytes], length: int) -> Any:

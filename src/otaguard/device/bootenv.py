@@ -9,12 +9,12 @@ previous environment intact (its CRC still matches, the torn copy's does not).
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from otaguard.device.storage import Storage
 from otaguard.errors import BootError, ConfigError
 
 DEFAULT_ENV_SIZE = 0x4000
@@ -73,11 +73,17 @@ def _newer(a: EnvCopy, b: EnvCopy) -> bool:
 class UBootEnv:
     """A U-Boot environment in one file, or two files (redundant), at offset 0."""
 
-    def __init__(self, paths: list[Path], env_size: int = DEFAULT_ENV_SIZE) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        env_size: int = DEFAULT_ENV_SIZE,
+        storage: Storage | None = None,
+    ) -> None:
         if len(paths) not in (1, 2):
             raise ConfigError("a U-Boot environment has one or two copies")
         self.paths = paths
         self.env_size = env_size
+        self.storage = storage or Storage()  # every env write goes through it (power-cut tests)
 
     @property
     def redundant(self) -> bool:
@@ -126,19 +132,9 @@ class UBootEnv:
         path = self.paths[index]
         if self.redundant:
             # In-place write of the stale copy: a torn write leaves a bad CRC, the other copy wins.
-            mode = "r+b" if path.exists() else "wb"
-            with open(path, mode) as fh:
-                fh.seek(0)
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
+            self.storage.write_at(path, 0, raw)
         else:
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            self.storage.write_atomic(path, raw)
 
     def update(self, **changes: str) -> dict[str, str]:
         values = self.read() if self.exists() else {}

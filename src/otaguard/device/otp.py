@@ -7,17 +7,18 @@ either blew the fuse or did not; it can never lower the value.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from otaguard.device.storage import Storage
 from otaguard.errors import ConfigError
 
 MAX_FUSES = 256
 
 
 class OtpCounter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, storage: Storage | None = None) -> None:
         self.path = path
+        self.storage = storage or Storage()
 
     def value(self) -> int:
         try:
@@ -32,8 +33,5 @@ class OtpCounter:
         current = self.value()
         if target <= current:
             return current
-        with open(self.path, "ab") as fh:
-            fh.write(b"\x01" * (target - current))
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.storage.append(self.path, b"\x01" * (target - current))
         return self.value()

@@ -4,12 +4,12 @@ inject power cuts at any write."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from otaguard.device.storage import FileWriter, Storage
 from otaguard.errors import InstallError
 
 SLOTS = ("a", "b")
@@ -25,7 +25,7 @@ class Slots(Protocol):
     def path(self, slot: str) -> Path: ...
 
     @contextmanager
-    def open_write(self, slot: str, offset: int) -> Iterator[BinaryIO]: ...
+    def open_write(self, slot: str, offset: int) -> Iterator[FileWriter]: ...
 
     @contextmanager
     def open_read(self, slot: str) -> Iterator[BinaryIO]: ...
@@ -36,8 +36,9 @@ class Slots(Protocol):
 class FileSlots:
     """Slots ``slot_a.img`` and ``slot_b.img`` in a directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, storage: Storage | None = None) -> None:
         self.directory = directory
+        self.storage = storage or Storage()
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, slot: str) -> Path:
@@ -45,17 +46,10 @@ class FileSlots:
         return self.directory / f"slot_{slot}.img"
 
     @contextmanager
-    def open_write(self, slot: str, offset: int) -> Iterator[BinaryIO]:
-        path = self.path(slot)
-        if not path.exists():
-            path.touch()
-        with open(path, "r+b") as fh:
-            if offset == 0:
-                fh.truncate(0)
-            fh.seek(offset)
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+    def open_write(self, slot: str, offset: int) -> Iterator[FileWriter]:
+        """Write the slot from ``offset`` (a fresh write, ``offset == 0``, empties it first)."""
+        with self.storage.open_update(self.path(slot), offset, truncate=offset == 0) as w:
+            yield w
 
     @contextmanager
     def open_read(self, slot: str) -> Iterator[BinaryIO]:
@@ -66,29 +60,24 @@ class FileSlots:
             yield fh
 
     def truncate(self, slot: str, length: int) -> None:
-        with open(self.path(slot), "r+b") as fh:
-            fh.truncate(length)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.storage.truncate_file(self.path(slot), length)
 
 
 class BlockDeviceSlots(FileSlots):
     """Slots that are block devices (``/dev/mmcblk0p2`` ...), given by path; never truncated."""
 
-    def __init__(self, slot_a: Path, slot_b: Path) -> None:
+    def __init__(self, slot_a: Path, slot_b: Path, storage: Storage | None = None) -> None:
         self._paths = {"a": slot_a, "b": slot_b}
+        self.storage = storage or Storage()
 
     def path(self, slot: str) -> Path:
         other_slot(slot)
         return self._paths[slot]
 
     @contextmanager
-    def open_write(self, slot: str, offset: int) -> Iterator[BinaryIO]:
-        with open(self.path(slot), "r+b") as fh:
-            fh.seek(offset)
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+    def open_write(self, slot: str, offset: int) -> Iterator[FileWriter]:
+        with self.storage.open_update(self.path(slot), offset, create=False) as w:
+            yield w
 
     def truncate(self, slot: str, length: int) -> None:
         """Block devices keep their size; the image header records the payload length."""

@@ -17,6 +17,7 @@ from otaguard.device.bootenv import UBootEnv
 from otaguard.device.bootloader import Bootloader, BootResult, default_env
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import FileSlots
+from otaguard.device.storage import Storage
 from otaguard.errors import BootError
 
 
@@ -39,12 +40,16 @@ class SimulatedDevice:
         health_check: HealthCheck | None = None,
         http_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self.directory = directory
         self.config = config
-        self.slots = FileSlots(directory / "slots")
-        self.env = UBootEnv([directory / "uboot.env", directory / "uboot-redund.env"])
-        self.otp = OtpCounter(directory / "otp.fuses")
+        self.storage = storage or Storage()  # all durable device writes (power-cut tests)
+        self.slots = FileSlots(directory / "slots", self.storage)
+        self.env = UBootEnv(
+            [directory / "uboot.env", directory / "uboot-redund.env"], storage=self.storage
+        )
+        self.otp = OtpCounter(directory / "otp.fuses", self.storage)
         self.bootloader = Bootloader(self.env, self.slots, self.otp, config.hardware)
         self._health = health_check
         self._transport = http_transport
@@ -104,6 +109,7 @@ class SimulatedDevice:
             otp=self.otp,
             health_check=self._health or (lambda _b: (True, "simulated health check passed")),
             http_transport=self._transport,
+            storage=self.storage,
             **kwargs,  # type: ignore[arg-type]
         )
         return self.agent.after_boot(self.boot)

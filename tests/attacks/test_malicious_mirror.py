@@ -1,0 +1,52 @@
+"""Malicious mirror: the mirror serving ``/tuf/targets/`` (a CDN, a proxy, a compromised
+server) hands out the image with one byte changed, same length, so every transport-level check
+passes. (Changed *metadata* from a mirror is the arbitrary-installation case: its signatures no
+longer verify.)
+
+Stopped by: the sha256 check of the bytes in the slot against the maker-signed hash before the
+boot environment switches to it (``_verify_and_switch`` reads the slot back and hashes it).
+With that hash check switched off (the hash made to come out as the signed one) the device
+installs the tampered image (the bootloader's own image check then has to save it):
+``test_..._without_hash_check`` shows this test then fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import pytest
+from kit import Scene, assert_refused, replace_body
+
+from otaguard.agent import agent as agent_module
+
+
+def attack(scene: Scene) -> None:
+    v2 = scene.release("2.0.0")
+
+    def mirror(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if not request.url.path.startswith("/tuf/targets/"):
+            return response
+        body = bytearray(response.read())
+        body[len(body) // 2] ^= 0x01
+        return replace_body(response, bytes(body))
+
+    scene.mitm.on_response = mirror
+    since = len(scene.events())
+    scene.deploy(v2)
+    scene.dev.run_until_settled()
+    assert_refused(scene, since=since, event="failed", reason="does not match the maker-signed")
+
+
+def test_tampered_image_from_a_mirror_is_never_installed(scene: Scene) -> None:
+    attack(scene)
+
+
+def test_attack_succeeds_without_hash_check(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    def signed_hash(_read: Any, _length: int) -> Any:
+        return hashlib.sha256(scene.images[next(reversed(scene.images))])
+
+    monkeypatch.setattr(agent_module, "hash_prefix", signed_hash)
+    with pytest.raises(AssertionError, match="device installed"):
+        attack(scene)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +21,26 @@ def demo_world(tmp_path: Path) -> Iterator[Demo]:
         yield d
     finally:
         d.close()
+
+
+_FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def report_figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record a measured figure; it is printed in pytest's terminal summary."""
+    figures = request.config.stash.setdefault(_FIGURES, [])
+
+    def add(line: str) -> None:
+        print(line)
+        figures.append(line)
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    figures = config.stash.get(_FIGURES, [])
+    if figures:
+        terminalreporter.write_sep("-", "figures measured by the tests")
+        for line in figures:
+            terminalreporter.write_line(line)

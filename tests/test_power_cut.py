@@ -12,6 +12,7 @@ with the server agreeing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections import Counter
 from collections.abc import Callable
@@ -163,10 +164,8 @@ def sweep(
         where = f"{sc.name}: cut at operation {k}/{total} ({'lose unsynced' if lose else 'torn'})"
         storage = PowerCutStorage(cut_at=k, lose_unsynced=lose)
         dev = fresh(base, sc.health, storage)
-        try:
+        with contextlib.suppress(PowerCut):
             run_to_end(dev)
-        except PowerCut:
-            pass
         dev.close()
         assert storage.cut, f"{where}: the run finished before the cut"
         kinds[storage.cut_operation] += 1

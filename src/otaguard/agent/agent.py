@@ -542,7 +542,7 @@ class UpdateAgent:
         while True:
             offset = min(j.bytes_written, target.length)
             try:
-                if self._cancelled(force=True):
+                if requests == 0 and self._cancelled(force=True):
                     raise DownloadCancelled("the server cancelled the deployment")
                 requests += 1
                 self._fetch(url, target.length, slot, offset)
@@ -567,6 +567,11 @@ class UpdateAgent:
                     self._to(
                         Event.ERROR,
                         reason=f"download failed after {requests} request(s): {exc}",
+                    )
+                    return
+                if self._cancelled(force=True):  # before waiting: a cancel ends it now
+                    self._to(
+                        Event.CANCEL, reason="download stopped: the server cancelled the deployment"
                     )
                     return
                 self.sleep(self._backoff(failures))

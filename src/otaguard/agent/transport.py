@@ -124,7 +124,8 @@ def download_into(
     on_progress: Callable[[int], None] | None = None,
 ) -> DownloadProgress:
     """Fetch bytes ``offset..length`` of ``url`` (HTTP Range when resuming) and hand them to
-    ``write``. Never accepts more than ``length`` bytes in total (endless-data defence).
+    ``write`` in ``CHUNK``-sized pieces. Never accepts more than ``length`` bytes in total
+    (endless-data defence).
 
     A ``206`` must start at ``offset`` (``Content-Range``); a ``200`` to a Range request (a
     server or proxy that ignores Range) is accepted by skipping the first ``offset`` bytes.
@@ -161,21 +162,38 @@ def download_into(
                     f"{length} allows",
                     permanent=True,
                 )
-            for chunk in response.iter_bytes(CHUNK):
-                received += len(chunk)
-                if skip:
-                    drop = min(skip, len(chunk))
-                    chunk, skip = chunk[drop:], skip - drop
-                    if not chunk:
-                        continue
-                if offset + written + len(chunk) > length:
-                    raise DownloadError(
-                        f"server sent more than the signed length of {length} bytes", permanent=True
-                    )
-                write(chunk)
-                written += len(chunk)
+            pending = bytearray()
+
+            def emit(data: bytes) -> None:
+                nonlocal written
+                write(data)
+                written += len(data)
                 if on_progress:
                     on_progress(offset + written)
+
+            try:
+                # Pieces as they arrive, handed on in CHUNK-sized writes; on a dropped
+                # connection what arrived is still written, so a resume loses nothing.
+                for piece in response.iter_bytes():
+                    received += len(piece)
+                    if skip:
+                        drop = min(skip, len(piece))
+                        piece, skip = piece[drop:], skip - drop
+                    if offset + written + len(pending) + len(piece) > length:
+                        raise DownloadError(
+                            f"server sent more than the signed length of {length} bytes",
+                            permanent=True,
+                        )
+                    pending += piece
+                    while len(pending) >= CHUNK:
+                        emit(bytes(pending[:CHUNK]))
+                        del pending[:CHUNK]
+            except httpx.HTTPError:
+                if pending:
+                    emit(bytes(pending))
+                raise
+            if pending:
+                emit(bytes(pending))
     except httpx.HTTPError as exc:
         raise DownloadError(f"transfer of {url} interrupted after {written} bytes: {exc}") from exc
     return DownloadProgress(written, offset, received, status)

@@ -158,6 +158,13 @@ class PowerCutStorage(Storage):
             return True
         return False
 
+    def cut_now(self) -> None:
+        """Cut the power now, between operations (e.g. while bytes are on the wire)."""
+        if not self.cut:
+            self.cut = True
+            self.cut_operation = "between operations"
+        self._power_off()
+
     def _power_off(self) -> None:
         if self.lose_unsynced:
             for undo in reversed(self._undo):

@@ -64,7 +64,7 @@ class ServerContext:
         data = settings.data_dir
         data.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
-        store.create_schema()
+        store.migrate()
         keys = settings.keys_dir or data / "keys"
         passphrase = read_or_create_secret(keys / "passphrase", PASSPHRASE_ENV).encode()
         snapshot = load_or_create_signer(keys, "snapshot", passphrase)

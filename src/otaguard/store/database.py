@@ -14,12 +14,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    exists,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from otaguard.errors import AuthError, CompatibilityError, ConflictError, NotFoundError
+from otaguard.errors import (
+    AuthError,
+    CompatibilityError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+)
 from otaguard.fleet.status import (
+    FINAL_TARGET_STATUSES,
     DeploymentState,
     TargetStatus,
     UpdateEvent,
@@ -29,10 +48,10 @@ from otaguard.fleet.status import (
 )
 from otaguard.store.models import (
     ApiToken,
-    Base,
     Deployment,
     DeploymentTarget,
     Device,
+    DeviceTag,
     Release,
     StatusEvent,
     TufMetadata,
@@ -40,6 +59,7 @@ from otaguard.store.models import (
 )
 
 MAX_DETAIL_CHARS = 4096
+FIRST_REVISION = "0001"
 
 
 def secret_hash(secret: str) -> str:
@@ -132,23 +152,55 @@ class EventView:
     slot: str | None
     detail: dict[str, Any]
     created_at: dt.datetime
+    report_id: str | None = None
+
+
+#: execution option of a write transaction (SQLite takes the write lock when it begins)
+WRITE = "otaguard_write"
+#: pg_advisory_xact_lock key held while migrations run (any constant unlikely to collide)
+MIGRATION_LOCK = 0x07A6_0A4D
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling is switched off: SQLAlchemy's "begin" event below
+    # emits BEGIN itself, IMMEDIATE for writers, so a read-then-write transaction (a counter
+    # increment, say) can never interleave with another writer and lose an update.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(WRITE, True)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "otaguard.store:migrations")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def schema_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 class Store:
@@ -156,16 +208,48 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{WRITE: False}), expire_on_commit=False
+        )
+
+    def migrate(self) -> str:
+        """Upgrade the schema to the newest Alembic revision; return that revision.
+
+        Runs in one transaction under a lock (SQLite's write lock, a PostgreSQL advisory lock),
+        so server processes starting together migrate once. A database made by the first
+        releases (``create_all``, no ``alembic_version``) is stamped at the first revision and
+        upgraded from there.
+        """
+        from alembic import command
+
+        try:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                cfg = _alembic_config(conn)
+                tables = set(inspect(conn).get_table_names())
+                if "devices" in tables and "alembic_version" not in tables:
+                    command.stamp(cfg, FIRST_REVISION)
+                command.upgrade(cfg, "head")
+                revision = schema_revision(conn)
+        except Exception as exc:
+            raise ConfigError(f"cannot migrate the database schema: {exc}") from exc
+        if revision is None:  # pragma: no cover - upgrade always stamps
+            raise StoreError("database has no schema revision after migrating")
+        return revision
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """The schema the server runs on: the Alembic migrations, not ``create_all``."""
+        self.migrate()
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction. On SQLite a writer takes the database write lock at its start."""
+        maker = self._sessions if write else self._read_sessions
+        with maker() as s, s.begin():
             yield s
 
     # -- API tokens -------------------------------------------------------------------------
@@ -174,7 +258,7 @@ class Store:
             s.merge(ApiToken(token_hash=secret_hash(token), name=name))
 
     def check_api_token(self, token: str) -> str:
-        with self.session() as s:
+        with self.session(write=False) as s:
             row = s.get(ApiToken, secret_hash(token))
             if row is None:
                 raise AuthError("invalid API token")
@@ -195,14 +279,17 @@ class Store:
                 id=device_id,
                 hardware=hardware,
                 credential_hash=secret_hash(credential),
-                tags=sorted(set(tags or [])),
+                tag_rows=[DeviceTag(tag=t) for t in sorted(set(tags or []))],
             )
             s.add(d)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError as exc:
+                raise ConflictError(f"device {device_id} is already registered") from exc
             return DeviceView.of(d)
 
     def authenticate_device(self, device_id: str, credential: str) -> None:
-        with self.session() as s:
+        with self.session(write=False) as s:
             d = s.get(Device, device_id)
             expected = d.credential_hash if d else secret_hash("\0invalid")
             ok = hmac.compare_digest(expected, secret_hash(credential))
@@ -210,7 +297,7 @@ class Store:
                 raise AuthError("unknown device or wrong credential")
 
     def get_device(self, device_id: str) -> DeviceView:
-        with self.session() as s:
+        with self.session(write=False) as s:
             d = s.get(Device, device_id)
             if d is None:
                 raise NotFoundError(f"no device {device_id}")
@@ -225,23 +312,26 @@ class Store:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[DeviceView], int]:
-        with self.session() as s:
-            q = select(Device)
-            if hardware:
-                q = q.where(Device.hardware == hardware)
-            if version:
-                q = q.where(Device.current_version == version)
-            rows = list(s.scalars(q.order_by(Device.id)))
-            if tag:
-                rows = [d for d in rows if tag in (d.tags or [])]
-            return [DeviceView.of(d) for d in rows[offset : offset + limit]], len(rows)
+        """One page of devices (by id) matching every filter given, and the total matching."""
+        with self.session(write=False) as s:
+            cond = _device_filter(hardware=hardware, tag=tag, version=version)
+            total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0
+            page = s.scalars(
+                select(Device).where(*cond).order_by(Device.id).limit(limit).offset(offset)
+            )
+            return [DeviceView.of(d) for d in page], int(total)
 
     def set_device_tags(self, device_id: str, tags: list[str]) -> DeviceView:
         with self.session() as s:
-            d = s.get(Device, device_id)
+            d = s.get(Device, device_id, with_for_update=True)
             if d is None:
                 raise NotFoundError(f"no device {device_id}")
-            d.tags = sorted(set(tags))
+            wanted = set(tags)
+            d.tag_rows = [t for t in d.tag_rows if t.tag in wanted] + [
+                DeviceTag(tag=t) for t in sorted(wanted - set(d.tags))
+            ]
+            s.flush()
+            s.refresh(d, ["tag_rows"])
             return DeviceView.of(d)
 
     def check_in(
@@ -299,13 +389,48 @@ class Store:
         version: str | None,
         slot: str | None,
         detail: dict[str, Any],
+        report_id: str | None = None,
     ) -> EventView:
+        """Store a report and apply it to the device and its deployment, in one transaction.
+
+        A report with a ``report_id`` the device already used is not stored or applied again:
+        the stored one is returned (the device retries reports it got no answer for).
+        """
         detail = _bounded(detail)
+        try:
+            return self._record_event(
+                device_id, event, deployment_id, version, slot, detail, report_id
+            )
+        except IntegrityError:
+            if report_id is None:
+                raise
+            # Another transaction stored the same report first: return that one.
+            with self.session(write=False) as s:
+                stored = _stored_report(s, device_id, report_id)
+                if stored is None:
+                    raise
+                return _event_view(stored)
+
+    def _record_event(
+        self,
+        device_id: str,
+        event: UpdateEvent,
+        deployment_id: int | None,
+        version: str | None,
+        slot: str | None,
+        detail: dict[str, Any],
+        report_id: str | None,
+    ) -> EventView:
         with self.session() as s:
             d = s.get(Device, device_id, with_for_update=True)
             if d is None:
                 raise NotFoundError(f"no device {device_id}")
+            if report_id is not None:
+                stored = _stored_report(s, device_id, report_id)
+                if stored is not None:
+                    return _event_view(stored)
             ev = StatusEvent(
+                report_id=report_id,
                 device_id=device_id,
                 deployment_id=deployment_id,
                 event=event.value,
@@ -344,20 +469,23 @@ class Store:
             t.detail = str(reason)[:MAX_DETAIL_CHARS]
         t.updated_at = utcnow()
         s.flush()
+        if TargetStatus(t.status) not in FINAL_TARGET_STATUSES:
+            return
+        # Lock order everywhere: device, then its target rows, then the deployment.
         dep = s.get(Deployment, deployment_id, with_for_update=True)
         if dep is not None:
             statuses = [
                 TargetStatus(x)
                 for x in s.scalars(
-                    select(DeploymentTarget.status).where(
-                        DeploymentTarget.deployment_id == deployment_id
-                    )
+                    select(DeploymentTarget.status)
+                    .where(DeploymentTarget.deployment_id == deployment_id)
+                    .distinct()
                 )
             ]
             dep.state = deployment_state_after(DeploymentState(dep.state), statuses).value
 
     def events(self, device_id: str, limit: int = 200) -> list[EventView]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             rows = s.scalars(
                 select(StatusEvent)
                 .where(StatusEvent.device_id == device_id)
@@ -391,14 +519,14 @@ class Store:
             return ReleaseView.of(r)
 
     def get_release(self, target_name: str) -> ReleaseView:
-        with self.session() as s:
+        with self.session(write=False) as s:
             r = s.get(Release, target_name)
             if r is None:
                 raise NotFoundError(f"no release {target_name}")
             return ReleaseView.of(r)
 
     def list_releases(self) -> list[ReleaseView]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return [
                 ReleaseView.of(r) for r in s.scalars(select(Release).order_by(Release.created_at))
             ]
@@ -419,14 +547,10 @@ class Store:
             rel = s.get(Release, target_name)
             if rel is None:
                 raise NotFoundError(f"no release {target_name}")
-            q = select(Device).order_by(Device.id)
-            if selector.get("hardware"):
-                q = q.where(Device.hardware == selector["hardware"])
+            cond = _device_filter(hardware=selector.get("hardware"), tag=selector.get("tag"))
             if selector.get("devices"):
-                q = q.where(Device.id.in_(list(selector["devices"])))
-            devices = list(s.scalars(q))
-            if selector.get("tag"):
-                devices = [d for d in devices if selector["tag"] in (d.tags or [])]
+                cond.append(Device.id.in_(list(selector["devices"])))
+            devices = list(s.scalars(select(Device).where(*cond).order_by(Device.id)))
             compatible = [d for d in devices if d.hardware in rel.hardware]
             if not compatible:
                 raise CompatibilityError(
@@ -445,47 +569,56 @@ class Store:
 
     def cancel_deployment(self, deployment_id: int) -> DeploymentView:
         with self.session() as s:
-            dep = s.get(Deployment, deployment_id, with_for_update=True)
-            if dep is None:
+            if s.get(Deployment, deployment_id) is None:
                 raise NotFoundError(f"no deployment {deployment_id}")
+            # Target rows before the deployment row: the order record_event locks them in.
+            open_targets = list(
+                s.scalars(
+                    select(DeploymentTarget)
+                    .where(
+                        DeploymentTarget.deployment_id == deployment_id,
+                        DeploymentTarget.status.in_(
+                            [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
+                        ),
+                    )
+                    .order_by(DeploymentTarget.device_id)
+                    .with_for_update()
+                )
+            )
+            dep = s.get(Deployment, deployment_id, with_for_update=True, populate_existing=True)
+            assert dep is not None
             if dep.state != DeploymentState.ACTIVE.value:
                 raise ConflictError(f"deployment {deployment_id} is {dep.state}, not active")
             dep.state = DeploymentState.CANCELLED.value
-            for t in s.scalars(
-                select(DeploymentTarget).where(
-                    DeploymentTarget.deployment_id == deployment_id,
-                    DeploymentTarget.status.in_(
-                        [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
-                    ),
-                )
-            ):
+            for t in open_targets:
                 t.status = TargetStatus.CANCELLED.value
+                t.updated_at = utcnow()
             s.flush()
             return self._deployment_view(s, dep)
 
     def get_deployment(self, deployment_id: int) -> DeploymentView:
-        with self.session() as s:
+        with self.session(write=False) as s:
             dep = s.get(Deployment, deployment_id)
             if dep is None:
                 raise NotFoundError(f"no deployment {deployment_id}")
             return self._deployment_view(s, dep)
 
     def deployment_state(self, deployment_id: int) -> str:
-        with self.session() as s:
+        with self.session(write=False) as s:
             dep = s.get(Deployment, deployment_id)
             if dep is None:
                 raise NotFoundError(f"no deployment {deployment_id}")
             return dep.state
 
     def list_deployments(self) -> list[DeploymentView]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return [
                 self._deployment_view(s, d)
                 for d in s.scalars(select(Deployment).order_by(Deployment.id))
             ]
 
     def deployment_targets(self, deployment_id: int) -> list[dict[str, Any]]:
-        with self.session() as s:
+        with self.session(write=False) as s:
             return [
                 {
                     "device_id": t.device_id,
@@ -523,6 +656,27 @@ class Store:
         )
 
 
+def _device_filter(
+    *, hardware: str | None = None, tag: str | None = None, version: str | None = None
+) -> list[ColumnElement[bool]]:
+    cond: list[ColumnElement[bool]] = []
+    if hardware:
+        cond.append(Device.hardware == hardware)
+    if version:
+        cond.append(Device.current_version == version)
+    if tag:
+        cond.append(exists().where(DeviceTag.device_id == Device.id, DeviceTag.tag == tag))
+    return cond
+
+
+def _stored_report(s: Session, device_id: str, report_id: str) -> StatusEvent | None:
+    return s.scalars(
+        select(StatusEvent).where(
+            StatusEvent.device_id == device_id, StatusEvent.report_id == report_id
+        )
+    ).first()
+
+
 def _bounded(detail: dict[str, Any]) -> dict[str, Any]:
     """Keep reports bounded: long strings (log excerpts) are cut to ``MAX_DETAIL_CHARS``."""
     out: dict[str, Any] = {}
@@ -547,6 +701,7 @@ def _event_view(e: StatusEvent) -> EventView:
         e.slot,
         dict(e.detail or {}),
         e.created_at,
+        e.report_id,
     )
 
 
@@ -557,7 +712,7 @@ class SqlMetadataStore:
         self.store = store
 
     def get(self, name: str) -> bytes | None:
-        with self.store.session() as s:
+        with self.store.session(write=False) as s:
             row = s.get(TufMetadata, name)
             return None if row is None else bytes(row.data)
 

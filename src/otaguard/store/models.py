@@ -5,15 +5,57 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+#: constraint names are fixed so Alembic migrations can refer to them on every backend
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
@@ -23,15 +65,32 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     hardware: Mapped[str] = mapped_column(String(64), index=True)
     credential_hash: Mapped[str] = mapped_column(String(128))
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     current_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     active_slot: Mapped[str | None] = mapped_column(String(8), nullable=True)
     security_version: Mapped[int] = mapped_column(Integer, default=0)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     update_state: Mapped[str] = mapped_column(String(32), default="idle")
     assignment_counter: Mapped[int] = mapped_column(Integer, default=0)
-    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    tag_rows: Mapped[list[DeviceTag]] = relationship(
+        cascade="all, delete-orphan", lazy="select", order_by="DeviceTag.tag"
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [t.tag for t in self.tag_rows]
+
+
+class DeviceTag(Base):
+    """One tag of one device (a table, so filters and pagination run in SQL)."""
+
+    __tablename__ = "device_tags"
+
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class Release(Base):
@@ -44,7 +103,7 @@ class Release(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     length: Mapped[int] = mapped_column(Integer)
     custom: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Deployment(Base):
@@ -56,7 +115,7 @@ class Deployment(Base):
     selector: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_by: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class DeploymentTarget(Base):
@@ -69,7 +128,7 @@ class DeploymentTarget(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     last_event: Mapped[str | None] = mapped_column(String(32), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_deployment_targets_device", "device_id", "status"),)
 
@@ -82,11 +141,17 @@ class StatusEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
     deployment_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    report_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     event: Mapped[str] = mapped_column(String(32))
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     slot: Mapped[str | None] = mapped_column(String(8), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    # A device retries a report it got no answer for; the same id is stored once.
+    __table_args__ = (
+        Index("ux_status_events_device_report", "device_id", "report_id", unique=True),
+    )
 
 
 class TufMetadata(Base):
@@ -96,7 +161,7 @@ class TufMetadata(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
@@ -104,4 +169,4 @@ class ApiToken(Base):
 
     token_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -1,0 +1,28 @@
+"""Alembic environment: migrations run on a connection handed in by ``Store.migrate``.
+
+``alembic`` on the command line is not needed: ``otaguard server`` upgrades the database to
+the newest revision on start, under a lock, so several server processes may start at once.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from otaguard.store.models import Base
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if not isinstance(connection, Connection):
+    raise RuntimeError("otaguard migrations run through otaguard.store.database.Store.migrate")
+_run(connection)

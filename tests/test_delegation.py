@@ -4,10 +4,12 @@ simulated device updating to a target that lives in a delegated role's hashed bi
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Snapshot, SuccinctRoles, TargetFile, Targets
@@ -306,3 +308,66 @@ def test_device_updates_to_a_target_in_a_delegated_hashed_bin(demo_world: Demo) 
     # The server's release list knows the delegated target too.
     release = d.api.http.get(f"/api/v1/releases/{name}").json()
     assert (release["version"], release["length"]) == ("2.0.0", len(image))
+
+
+def test_publish_api_checks_delegated_roles(demo_world: Demo) -> None:
+    """``PUT /api/v1/repository/delegations/{role}`` and the batch endpoint refuse a role
+    below threshold, a target outside the delegated paths and malformed bodies (422, nothing
+    stored); a properly signed role is accepted under a new snapshot."""
+    d = demo_world
+    assert d.repo is not None
+    assert d.api is not None
+    assert d.ctx is not None
+    team = [generate_signer(), generate_signer()]
+    delegation.delegate(
+        d.repo, "team", keys=[s.public_key for s in team], threshold=2, paths=["team/*"]
+    )
+    for s in d.maker_signers[TARGETS]:
+        d.repo.sign(TARGETS, s)
+    for s in team:
+        delegation.sign_delegated(d.repo, s)
+    d.api.publish(d.repo)
+    http = d.api.http
+
+    def put(md: Metadata[Targets]) -> httpx.Response:
+        return http.put("/api/v1/repository/delegations/team", content=md.to_bytes())
+
+    md = d.repo.targets_metadata("team")
+    md.signed.version += 1
+    md.signatures.clear()
+    md.sign(team[0])
+    r = put(md)
+    assert r.status_code == 422
+    assert "signed by 1/2 keys" in r.json()["detail"]
+    image = b"team image"
+    digest = hashlib.sha256(image).hexdigest()
+    assert http.put(f"/api/v1/artifacts/{digest}", content=image).status_code == 200
+    stray = TargetFile.from_data("elsewhere/fw.img", image, ["sha256"])
+    stray.unrecognized_fields["custom"] = ReleaseInfo("1", ("x",)).to_custom()
+    md.signed.targets[stray.path] = stray
+    md.signatures.clear()
+    for s in team:
+        md.sign(s, append=True)
+    r = put(md)
+    assert r.status_code == 422
+    assert "outside the paths" in r.json()["detail"]
+    bad = http.put("/api/v1/repository/delegations", json={"roles": []})
+    assert bad.status_code == 422
+    snapshot_before = d.ctx.repo.snapshot()
+    assert snapshot_before is not None
+    del md.signed.targets[stray.path]
+    ok = TargetFile.from_data("team/fw.img", image, ["sha256"])
+    ok.unrecognized_fields["custom"] = ReleaseInfo("1", ("x",)).to_custom()
+    md.signed.targets[ok.path] = ok
+    md.signatures.clear()
+    for s in team:
+        md.sign(s, append=True)
+    r = put(md)
+    assert r.status_code == 200, r.text
+    assert r.json()["added"] == ["team/fw.img"]
+    assert r.json()["roles"] == {"team": md.signed.version}
+    snap = d.ctx.repo.snapshot()
+    assert snap is not None
+    assert snap.signed.version == snapshot_before.signed.version + 1
+    assert snap.signed.meta["team.json"].version == md.signed.version
+    assert d.ctx.repo.find_target("team/fw.img") == ok

@@ -11,6 +11,7 @@ hash check of the bytes written to the slot (read back from the slot, not from m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import secrets
@@ -132,6 +133,7 @@ class UpdateAgent:
             transport=http_transport,
         )
         self._last_cancel_check = float("-inf")
+        self._stream_state: tuple[str | None, int, Any] = (None, 0, None)
 
     def close(self) -> None:
         self.client.close()
@@ -547,6 +549,14 @@ class UpdateAgent:
                 requests += 1
                 self._fetch(url, target.length, slot, offset)
                 if j.bytes_written >= target.length:
+                    streamed = self._stream_digest(slot, target.length)
+                    if streamed != target.hashes.get("sha256"):
+                        self._to(
+                            Event.ERROR,
+                            reason="verification failed: streamed bytes do not match the "
+                            f"maker-signed sha256 (got {streamed[:16]}...)",
+                        )
+                        return
                     self._to(
                         Event.DOWNLOADED,
                         reports=((UpdateEvent.DOWNLOADED, {"bytes": target.length}),),
@@ -583,9 +593,13 @@ class UpdateAgent:
         with self.slots.open_write(slot, offset) as w:
             since_checkpoint = 0
 
+            hasher = self._stream_hasher(slot, offset)
+
             def write(chunk: bytes) -> None:
                 nonlocal since_checkpoint
                 w.write(chunk)
+                hasher.update(chunk)
+                self._stream_state = (slot, self._stream_state[1] + len(chunk), hasher)
                 since_checkpoint += len(chunk)
 
             def progress(total: int) -> None:
@@ -611,6 +625,22 @@ class UpdateAgent:
                 w.sync()
                 j.bytes_written = min(w.tell(), length)
                 self.journal_file.save(j)
+
+    def _stream_hasher(self, slot: str, offset: int) -> Any:
+        """The running sha256 of the slot's first ``offset`` bytes. Kept in memory while the
+        download streams; after a reboot or a torn resume it is rebuilt from the slot."""
+        cached_slot, upto, hasher = self._stream_state
+        if cached_slot != slot or upto != offset or hasher is None:
+            if offset:
+                with self.slots.open_read(slot) as fh:
+                    hasher = hash_prefix(fh.read, offset)
+            else:
+                hasher = hashlib.sha256()
+            self._stream_state = (slot, offset, hasher)
+        return hasher
+
+    def _stream_digest(self, slot: str, length: int) -> str:
+        return str(self._stream_hasher(slot, length).hexdigest())
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**(n-1))]."""

@@ -54,7 +54,7 @@ def test_tampered_bytes_are_caught_while_streaming(demo_world: Demo) -> None:
     for dev in d.fleet:
         last = _events(d, dev.config.device_id)[-1]
         assert last["event"] == "failed"
-        assert "streamed bytes do not match" in last["detail"]["reason"]
+        assert "streamed content does not match" in last["detail"]["reason"]
         assert dev.env.read()["boot_slot"] == "a"
 
 

@@ -553,7 +553,7 @@ class UpdateAgent:
                     if streamed != target.hashes.get("sha256"):
                         self._to(
                             Event.ERROR,
-                            reason="verification failed: streamed bytes do not match the "
+                            reason="verification failed: streamed content does not match the "
                             f"maker-signed sha256 (got {streamed[:16]}...)",
                         )
                         return

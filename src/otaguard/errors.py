@@ -83,6 +83,12 @@ class NotFoundError(StoreError):
     code = "not_found"
 
 
+class PayloadTooLargeError(StoreError):
+    """A request body or upload is larger than the server accepts."""
+
+    code = "too_large"
+
+
 class ConflictError(StoreError):
     """The operation conflicts with the current state (duplicate, wrong state...)."""
 

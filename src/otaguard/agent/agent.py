@@ -167,6 +167,7 @@ class UpdateAgent:
     ) -> dict[str, Any]:
         boot = self.boot
         return {
+            "report_id": secrets.token_hex(16),  # the server stores a retried report once
             "event": event.value,
             "deployment_id": deployment_id
             if deployment_id is not None

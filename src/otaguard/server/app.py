@@ -4,11 +4,12 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +21,7 @@ from otaguard.errors import (
     ConflictError,
     NotFoundError,
     OTAGuardError,
+    PayloadTooLargeError,
     RepositoryError,
     StoreError,
     VerificationError,
@@ -28,6 +30,7 @@ from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import schemas
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.metrics import ServerMetrics
+from otaguard.server.ranges import blob_response
 from otaguard.store.blobs import check_digest
 
 _METADATA_NAME = re.compile(
@@ -40,6 +43,7 @@ _STATUS_OF = {
     CompatibilityError: 422,
     VerificationError: 422,
     RepositoryError: 422,
+    PayloadTooLargeError: 413,
     StoreError: 400,
 }
 TIMESTAMP_REFRESH_SECONDS = 600.0
@@ -55,15 +59,27 @@ def _error_status(exc: OTAGuardError) -> int:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise StoreError(f"request body larger than {limit} bytes")
+        raise PayloadTooLargeError(f"request body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise StoreError(f"request body larger than {limit} bytes")
+            raise PayloadTooLargeError(f"request body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _blocking_chunks(request: Request) -> Iterator[bytes]:
+    """The request body as a blocking iterator, for a worker thread of the event loop."""
+    stream = request.stream()
+    while True:
+        try:
+            chunk = anyio.from_thread.run(stream.__anext__)
+        except StopAsyncIteration:
+            return
+        if chunk:
+            yield chunk
 
 
 def create_app(ctx: ServerContext) -> FastAPI:
@@ -177,6 +193,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
             version=body.version,
             slot=body.slot,
             detail=dict(body.detail),
+            report_id=body.report_id,
         )
         metrics.events.labels(body.event.value).inc()
         return schemas.EventOut(**ev.__dict__)
@@ -215,7 +232,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
         )
 
     @tuf.get("/targets/{path:path}", responses={404: {"model": schemas.ErrorOut}})
-    def target(path: str, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    def target(
+        path: str,
+        if_none_match: Annotated[str | None, Header()] = None,
+        range_: Annotated[str | None, Header(alias="range")] = None,
+    ) -> Response:
         """Consistent-snapshot target: ``dir/<sha256>.<name>``, served by hash (with Range)."""
         base = path.rsplit("/", 1)[-1]
         digest = base.split(".", 1)[0]
@@ -228,12 +249,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
         etag = f'"{digest}"'
         if if_none_match == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        metrics.bytes_served.inc(ctx.blobs.size(digest))
-        return FileResponse(
-            ctx.blobs.path(digest),
-            media_type="application/octet-stream",
-            headers={"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
+        response = blob_response(
+            ctx.blobs,
+            digest,
+            range_,
+            {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
         )
+        metrics.bytes_served.inc(int(response.headers.get("content-length", 0)))
+        return response
 
     app.include_router(tuf)
 
@@ -326,13 +349,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
         limit = ctx.settings.max_artifact_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise StoreError(f"artifact larger than {limit} bytes")
-        chunks: list[bytes] = []
-        async for chunk in request.stream():
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > limit:
-                raise StoreError(f"artifact larger than {limit} bytes")
-        digest, size = await run_in_threadpool(ctx.blobs.put_stream, chunks, sha256, limit)
+            raise PayloadTooLargeError(f"artifact larger than {limit} bytes")
+        # Streamed into the blob store as it arrives (never held in memory); the store
+        # refuses it past the limit or on a hash mismatch and keeps nothing.
+        digest, size = await run_in_threadpool(
+            ctx.blobs.put_stream, _blocking_chunks(request), sha256, limit
+        )
         return schemas.ArtifactOut(sha256=digest, length=size)
 
     @api.get("/releases", response_model=list[schemas.ReleaseOut])

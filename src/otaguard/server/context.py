@@ -12,7 +12,7 @@ from securesystemslib.signer import CryptoSigner
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
 from otaguard.repo.online import OnlineRepository
-from otaguard.store.blobs import LocalBlobStore
+from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
 
 PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
@@ -54,7 +54,7 @@ class ServerSettings:
 class ServerContext:
     settings: ServerSettings
     store: Store
-    blobs: LocalBlobStore
+    blobs: BlobStore
     repo: OnlineRepository
     director: CryptoSigner
     admin_token: str

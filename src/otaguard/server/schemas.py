@@ -36,6 +36,11 @@ class CheckInReply(BaseModel):
 
 class EventIn(Strict):
     event: UpdateEvent
+    report_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+        description="Chosen by the device; a retried report with the same id is stored once",
+    )
     deployment_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     version: str | None = Field(default=None, max_length=64)
     slot: str | None = Field(default=None, max_length=8)
@@ -51,6 +56,7 @@ class EventOut(BaseModel):
     slot: str | None
     detail: dict[str, Any]
     created_at: dt.datetime
+    report_id: str | None = None
 
 
 class DeviceIn(Strict):

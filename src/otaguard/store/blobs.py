@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from otaguard.errors import NotFoundError, StoreError, VerificationError
+from otaguard.errors import NotFoundError, PayloadTooLargeError, StoreError, VerificationError
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 16
@@ -28,15 +28,27 @@ def check_digest(digest: str) -> str:
 
 
 class BlobStore(Protocol):
+    """What the server needs of an artifact store; all it uses (uploads, serving with Range,
+    static export). Digests are lowercase sha256 hex; anything else raises ``StoreError``."""
+
     def put_stream(
         self, chunks: Iterable[bytes], expected_sha256: str | None, max_bytes: int
-    ) -> tuple[str, int]: ...
+    ) -> tuple[str, int]:
+        """Store the stream; return ``(sha256, size)``. Nothing is stored when the stream is
+        longer than ``max_bytes`` (``PayloadTooLargeError``) or its hash is not the expected
+        one (``VerificationError``); a stored blob is never partly visible."""
+        ...
 
     def exists(self, digest: str) -> bool: ...
 
-    def size(self, digest: str) -> int: ...
+    def size(self, digest: str) -> int:
+        """Size in bytes; ``NotFoundError`` when absent."""
+        ...
 
-    def open(self, digest: str) -> BinaryIO: ...
+    def read(self, digest: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Bytes ``start .. start+length`` (to the end when ``length`` is None) in chunks;
+        ``NotFoundError`` (raised at the call, before any chunk) when absent."""
+        ...
 
 
 class LocalBlobStore:
@@ -65,6 +77,11 @@ class LocalBlobStore:
         except FileNotFoundError as exc:
             raise NotFoundError(f"no blob {digest}") from exc
 
+    def read(self, digest: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        if start < 0 or (length is not None and length < 0):
+            raise StoreError("negative blob range")
+        return iter_file(self.open(digest), start, length)
+
     def put_stream(
         self, chunks: Iterable[bytes], expected_sha256: str | None, max_bytes: int
     ) -> tuple[str, int]:
@@ -81,7 +98,9 @@ class LocalBlobStore:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
-                        raise StoreError(f"blob larger than the limit of {max_bytes} bytes")
+                        raise PayloadTooLargeError(
+                            f"blob larger than the limit of {max_bytes} bytes"
+                        )
                     h.update(chunk)
                     fh.write(chunk)
                 fh.flush()

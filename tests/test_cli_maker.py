@@ -372,7 +372,7 @@ def test_sign_errors(repo: Path, keys: Keys, image: Path) -> None:
         keys.key("targets-1"),
         "--role",
         "snapshot",
-        match="--role must be root or targets",
+        match="--role must be root, targets or a delegated role",
     )
     assert MakerRepository(repo).targets().signatures == {}
 
@@ -524,3 +524,182 @@ def test_publish_only_after_second_signature(
         ca,
         match="server unreachable",
     )
+
+
+# -- delegations: a team role with its own keys and paths, and hashed bins ---------------------
+
+
+def _image(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(name.encode() * 500)
+    return path
+
+
+def _add(repo: Path, image: Path, name: str, hardware: str, version: str) -> None:
+    ok(
+        "release",
+        "add",
+        image,
+        "--repo",
+        repo,
+        "--name",
+        name,
+        "--version",
+        version,
+        "--hardware",
+        hardware,
+        "--security-version",
+        "0",
+    )
+
+
+def test_team_role_signs_only_its_own_paths(tmp_path: Path, repo: Path, keys: Keys) -> None:
+    ok("keys", "generate", "team-1", "--dir", keys.dir, "--passphrase-env", PASS_ENV)
+    ok(
+        "repo",
+        "delegate",
+        repo,
+        "board-a",
+        "--key",
+        keys.pub("team-1"),
+        "--threshold",
+        "1",
+        "--path",
+        "board-a/*",
+    )
+    for i in (1, 2):
+        sign(repo, keys.key(f"targets-{i}"))
+    _add(repo, _image(tmp_path, "a.img"), "board-a/fw-2.img", "board-a", "2.0")
+    r = MakerRepository(repo)
+    assert "board-a/fw-2.img" in r.targets_metadata("board-a").signed.targets
+    assert "board-a/fw-2.img" not in r.targets_metadata(TARGETS).signed.targets
+    # The maker's own targets key is not a key of the team's role.
+    fails(
+        "release",
+        "sign",
+        repo,
+        "--key",
+        keys.key("targets-1"),
+        "--passphrase-env",
+        PASS_ENV,
+        "--role",
+        "board-a",
+        match="not a board-a key",
+    )
+    fails(
+        "release",
+        "sign",
+        repo,
+        "--key",
+        keys.key("team-1"),
+        "--passphrase-env",
+        PASS_ENV,
+        "--role",
+        "nosuchrole",
+        match="delegated role",
+    )
+    out = sign(repo, keys.key("team-1"), "--role", "board-a").output
+    assert "board-a" in out
+    status = {st.role: st for st in MakerRepository(repo).status()}
+    assert status["board-a"].valid
+    MakerRepository(repo).publish_bundle()  # every role at threshold: publishable
+
+
+def test_hashed_bins_and_signing_them_all(tmp_path: Path, repo: Path, keys: Keys) -> None:
+    ok("keys", "generate", "bins-1", "--dir", keys.dir, "--passphrase-env", PASS_ENV)
+    out = ok(
+        "repo",
+        "delegate-bins",
+        repo,
+        "targets",
+        "--key",
+        keys.pub("bins-1"),
+        "--threshold",
+        "1",
+        "--bits",
+        "3",
+    ).output
+    assert "8 hashed bins" in out
+    for i in (1, 2):
+        sign(repo, keys.key(f"targets-{i}"))
+    for n in range(3):
+        _add(repo, _image(tmp_path, f"i{n}.img"), f"board-a/fw-{n}.img", "board-a", f"2.{n}")
+    r = MakerRepository(repo)
+    assert r.targets_metadata(TARGETS).signed.targets == {}
+    assert len(r.all_targets()) == 3
+    out = ok(
+        "release", "sign-delegated", repo, "--key", keys.key("bins-1"), "--passphrase-env", PASS_ENV
+    ).output
+    assert "signed 8 role(s); 8 now at threshold" in out
+    fails(
+        "release",
+        "sign-delegated",
+        repo,
+        "--key",
+        keys.key("bins-1"),
+        "--passphrase-env",
+        PASS_ENV,
+        match="nothing to sign",
+    )
+    MakerRepository(repo).publish_bundle()
+
+
+def test_delegation_errors_change_nothing(repo: Path, keys: Keys) -> None:
+    before = (repo / "metadata" / "targets.json").read_bytes()
+    fails(
+        "repo",
+        "delegate",
+        repo,
+        "team",
+        "--key",
+        keys.pub("targets-1"),
+        "--threshold",
+        "2",
+        "--path",
+        "x/*",
+        match="threshold",
+    )
+    fails(
+        "repo",
+        "delegate",
+        repo,
+        "team",
+        "--key",
+        keys.pub("targets-1"),
+        "--threshold",
+        "1",
+        "--path",
+        "/abs/*",
+        match="relative path",
+    )
+    fails(
+        "repo",
+        "delegate",
+        repo,
+        "team",
+        "--key",
+        keys.pub("targets-1"),
+        "--threshold",
+        "1",
+        "--path",
+        "x/*",
+        "--parent",
+        "ghost",
+        match="no role 'ghost'",
+    )
+    fails(
+        "repo",
+        "delegate-bins",
+        repo,
+        "targets",
+        "--key",
+        keys.pub("targets-1"),
+        "--threshold",
+        "1",
+        "--bits",
+        "2",
+        "--expected-targets",
+        "10",
+        match="exactly one",
+    )
+    assert (repo / "metadata" / "targets.json").read_bytes() == before

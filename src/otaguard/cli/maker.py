@@ -480,7 +480,9 @@ def release_sign(
             help="Token key: NAME.hsm.json from `keys generate --pkcs11`, or hsm:ID?label=L.",
         ),
     ] = None,
-    role: Annotated[str, typer.Option("--role", help="targets (default) or root.")] = TARGETS,
+    role: Annotated[
+        str, typer.Option("--role", help="targets (default), root, or a delegated role.")
+    ] = TARGETS,
     export_signature: Annotated[
         Path | None,
         typer.Option(
@@ -493,13 +495,15 @@ def release_sign(
     pkcs11_lib: Pkcs11Lib = None,
     pin_env: PinEnv = DEFAULT_PIN_ENV,
 ) -> None:
-    """Add one signature to targets (or root); valid once the role's threshold is met."""
+    """Add one signature to targets (or root, or a delegated role); valid at threshold."""
     from otaguard.repo.detached import make_detached
 
     with cli_errors():
-        if role not in (ROOT, TARGETS):
-            raise RepositoryError(f"--role must be root or targets, not {role!r}")
         r = _open(repo)
+        if role not in (ROOT, TARGETS) and not r.has_role(role):
+            raise RepositoryError(
+                f"--role must be root, targets or a delegated role of this repository, not {role!r}"
+            )
         signer = _signer(key, pkcs11, passphrase_env, pkcs11_lib, pin_env)
         if export_signature is not None:
             if export_signature.exists():
@@ -534,3 +538,80 @@ def _print_role_status(r: MakerRepository, role: str) -> None:
     for st in r.status():
         if st.role == role:
             console.print(_status_line(st))
+
+
+@repo_app.command("delegate")
+def repo_delegate(
+    repo: RepoArg,
+    name: Annotated[str, typer.Argument(help="Name of the new role, e.g. a product line.")],
+    key: Annotated[
+        list[Path], typer.Option("--key", help="Public key file of the role (repeatable).")
+    ],
+    threshold: Annotated[int, typer.Option("--threshold", help="Keys needed to sign the role.")],
+    path: Annotated[
+        list[str], typer.Option("--path", help="Target path pattern it may sign, e.g. 'board/*'.")
+    ],
+    parent: Annotated[str, typer.Option("--parent", help="Delegating role.")] = TARGETS,
+) -> None:
+    """Give a team its own role: only its keys can sign targets under its paths."""
+    from otaguard.repo.delegation import delegate
+
+    with cli_errors():
+        r = _open(repo)
+        if parent != TARGETS and not r.has_role(parent):
+            raise RepositoryError(f"no role {parent!r} to delegate from")
+        delegate(r, name, keys=_load_keys(key), threshold=threshold, paths=path, parent=parent)
+        console.print(
+            f"delegated {', '.join(path)} to {name} ({threshold}-of-{len(key)}); "
+            f"sign {parent} again, and {name} with its keys"
+        )
+
+
+@repo_app.command("delegate-bins")
+def repo_delegate_bins(
+    repo: RepoArg,
+    parent: Annotated[str, typer.Argument(help="Role whose targets are spread over the bins.")],
+    key: Annotated[list[Path], typer.Option("--key", help="Public key file of the bins.")],
+    threshold: Annotated[int, typer.Option("--threshold", help="Keys needed per bin.")],
+    bits: Annotated[int | None, typer.Option("--bits", min=1, max=16, help="2**BITS bins.")] = None,
+    expected_targets: Annotated[
+        int | None,
+        typer.Option("--expected-targets", min=1, help="Pick the bin count for this many."),
+    ] = None,
+) -> None:
+    """Hashed-bin delegation (TUF succinct roles) so devices fetch one small bin per update."""
+    from otaguard.repo.delegation import delegate_hashed_bins, suggest_bit_length
+
+    with cli_errors():
+        if (bits is None) == (expected_targets is None):
+            raise RepositoryError("give exactly one of --bits and --expected-targets")
+        r = _open(repo)
+        if parent != TARGETS and not r.has_role(parent):
+            raise RepositoryError(f"no role {parent!r} to delegate from")
+        n_bits = bits if bits is not None else suggest_bit_length(expected_targets or 1)
+        names = delegate_hashed_bins(
+            r, parent, keys=_load_keys(key), threshold=threshold, bit_length=n_bits
+        )
+        console.print(
+            f"{parent} now delegates to {len(names)} hashed bins ({names[0]} .. {names[-1]}); "
+            f"sign {parent} again, and the bins with `release sign-delegated`"
+        )
+
+
+@release_app.command("sign-delegated")
+def release_sign_delegated(
+    repo: RepoArg,
+    key: Annotated[Path, typer.Option("--key", help="Encrypted private key file (NAME.key).")],
+    passphrase_env: PassphraseEnv = None,
+) -> None:
+    """Sign every delegated role (e.g. all hashed bins) that this key signs and has not signed."""
+    from otaguard.repo.delegation import sign_delegated
+
+    with cli_errors():
+        r = _open(repo)
+        signer = _signer(key, None, passphrase_env, None, DEFAULT_PIN_ENV)
+        done = sign_delegated(r, signer)
+        if not done:
+            raise RepositoryError(f"key {_short(signer.public_key.keyid)} has nothing to sign")
+        valid = sum(1 for st in done if st.valid)
+        console.print(f"signed {len(done)} role(s); {valid} now at threshold")

@@ -47,7 +47,7 @@ from otaguard.agent.transport import (
     make_client,
 )
 from otaguard.crypto.keys import load_public_key
-from otaguard.device.bootenv import UBootEnv
+from otaguard.device.bootenv import BootEnv
 from otaguard.device.bootloader import BootResult
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import Slots, other_slot
@@ -102,7 +102,7 @@ class UpdateAgent:
         config: AgentConfig,
         *,
         slots: Slots,
-        env: UBootEnv,
+        env: BootEnv,
         otp: OtpCounter,
         health_check: HealthCheck | None = None,
         http_transport: httpx.BaseTransport | None = None,

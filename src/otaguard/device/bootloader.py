@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otaguard.device.bootenv import UBootEnv
+from otaguard.device.bootenv import BootEnv
 from otaguard.device.image import ImageHeader, check_image
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import Slots, other_slot
@@ -41,7 +41,7 @@ def default_env(slot: str = "a") -> dict[str, str]:
 
 
 class Bootloader:
-    def __init__(self, env: UBootEnv, slots: Slots, otp: OtpCounter, hardware: str) -> None:
+    def __init__(self, env: BootEnv, slots: Slots, otp: OtpCounter, hardware: str) -> None:
         self.env = env
         self.slots = slots
         self.otp = otp

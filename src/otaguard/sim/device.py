@@ -13,8 +13,9 @@ import httpx
 from otaguard.agent.agent import HealthCheck, Outcome, UpdateAgent
 from otaguard.agent.config import AgentConfig
 from otaguard.crypto.keys import write_private
-from otaguard.device.bootenv import UBootEnv
+from otaguard.device.bootenv import BootEnv, UBootEnv
 from otaguard.device.bootloader import Bootloader, BootResult, default_env
+from otaguard.device.grubenv import GrubEnv
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import FileSlots
 from otaguard.device.storage import Storage
@@ -41,14 +42,21 @@ class SimulatedDevice:
         http_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
         storage: Storage | None = None,
+        env_backend: str = "uboot",
     ) -> None:
         self.directory = directory
         self.config = config
         self.storage = storage or Storage()  # all durable device writes (power-cut tests)
         self.slots = FileSlots(directory / "slots", self.storage)
-        self.env = UBootEnv(
-            [directory / "uboot.env", directory / "uboot-redund.env"], storage=self.storage
-        )
+        self.env: BootEnv
+        if env_backend == "grub":
+            self.env = GrubEnv(directory / "grubenv", self.storage)
+        elif env_backend == "uboot":
+            self.env = UBootEnv(
+                [directory / "uboot.env", directory / "uboot-redund.env"], storage=self.storage
+            )
+        else:
+            raise BootError(f"unknown boot environment backend {env_backend!r}")
         self.otp = OtpCounter(directory / "otp.fuses", self.storage)
         self.bootloader = Bootloader(self.env, self.slots, self.otp, config.hardware)
         self._health = health_check

@@ -192,9 +192,8 @@ def settle(dev: SimulatedDevice, want: str, deadline: float, pause: Callable[[],
             out = dev.reboot()
         agent = dev.agent
         assert agent is not None
-        if dev.version == want and agent.journal.state is State.IDLE:
-            if agent.flush_reports():
-                return
+        if dev.version == want and agent.journal.state is State.IDLE and agent.flush_reports():
+            return
         if out.action in ("failed", "refused"):
             raise AssertionError(f"{dev.config.device_id}: {out}")
         pause()

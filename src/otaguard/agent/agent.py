@@ -132,11 +132,24 @@ class UpdateAgent:
             timeout=config.request_timeout,
             transport=http_transport,
         )
+        self.repo_client = (
+            make_client(
+                config.repository_url,
+                config.ca_file,
+                None,
+                timeout=config.request_timeout,
+                transport=http_transport,
+            )
+            if config.repository_url
+            else self.client
+        )
         self._last_cancel_check = float("-inf")
         self._stream_state: tuple[str | None, int, Any] = (None, 0, None)
 
     def close(self) -> None:
         self.client.close()
+        if self.repo_client is not self.client:
+            self.repo_client.close()
 
     # -- journal and reports ----------------------------------------------------------------
     def _to(
@@ -399,7 +412,7 @@ class UpdateAgent:
     def _updater(self) -> Updater:
         cfg = self.config
         cfg.tuf_dir.mkdir(parents=True, exist_ok=True)
-        base = cfg.server_url.rstrip("/")
+        base = (cfg.repository_url or cfg.server_url).rstrip("/")
 
         def make(bootstrap: bytes | None) -> Updater:
             return Updater(
@@ -407,7 +420,7 @@ class UpdateAgent:
                 metadata_base_url=f"{base}/tuf/metadata/",
                 target_base_url=f"{base}/tuf/targets/",
                 target_dir=str(cfg.state_dir / "targets"),
-                fetcher=HttpxFetcher(self.client),
+                fetcher=HttpxFetcher(self.repo_client),
                 bootstrap=bootstrap,
             )
 
@@ -615,7 +628,7 @@ class UpdateAgent:
 
             try:
                 download_into(
-                    self.client,
+                    self.repo_client,
                     url,
                     length=length,
                     offset=offset,

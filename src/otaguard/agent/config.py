@@ -20,6 +20,9 @@ class AgentConfig:
     director_key_file: Path
     trusted_root_file: Path
     ca_file: Path | None = None
+    # Base URL of a mirror serving /tuf/metadata and /tuf/targets (a static file server, a CDN);
+    # default: the server. Signed content only: the device credential is never sent there.
+    repository_url: str | None = None
     health_command: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
     poll_interval: float = 300.0

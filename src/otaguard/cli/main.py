@@ -156,5 +156,34 @@ def server(
         ctx.close()
 
 
+@app.command("export-static")
+def export_static_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write tuf/metadata and tuf/targets.")],
+    data_dir: DataDir = Path("otaguard-data/server"),
+    database: Annotated[
+        str | None, typer.Option("--database", help="SQLAlchemy URL (default: SQLite in data dir).")
+    ] = None,
+) -> None:
+    """Write the published TUF repository as static files for any web server or CDN."""
+    from otaguard.server.context import ServerSettings
+    from otaguard.server.static_export import export_static
+    from otaguard.store.blobs import LocalBlobStore
+    from otaguard.store.database import Store
+
+    settings = ServerSettings(data_dir=data_dir, database_url=database)
+    store = Store(settings.db_url)
+    try:
+        store.migrate()
+        result = export_static(store, LocalBlobStore(data_dir / "blobs"), directory)
+    except OTAGuardError as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+    console.print(
+        f"{directory}: {result.metadata} metadata files, {result.targets} target files written "
+        f"({result.skipped} already there)"
+    )
+
+
 def main() -> None:
     app()

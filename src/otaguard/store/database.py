@@ -711,6 +711,10 @@ class SqlMetadataStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def names(self) -> list[str]:
+        with self.store.session(write=False) as s:
+            return list(s.scalars(select(TufMetadata.name).order_by(TufMetadata.name)))
+
     def get(self, name: str) -> bytes | None:
         with self.store.session(write=False) as s:
             row = s.get(TufMetadata, name)

@@ -58,6 +58,7 @@ from otaguard.errors import (
     CompatibilityError,
     DownloadError,
     OTAGuardError,
+    RepositoryError,
     VerificationError,
 )
 from otaguard.fleet.status import UpdateEvent
@@ -463,16 +464,7 @@ class UpdateAgent:
             dep_id = assignment.deployment_id
             target = self.trusted_target(assignment.target.path)
             matches_repository(assignment, target)
-            info = ReleaseInfo.of_target(target)
-            if self.config.hardware not in info.hardware:
-                raise CompatibilityError(
-                    f"release is for {', '.join(info.hardware)}, not {self.config.hardware}"
-                )
-            if info.security_version < self.otp.value():
-                raise CompatibilityError(
-                    f"release security version {info.security_version} is below this device's "
-                    f"anti-rollback counter {self.otp.value()}"
-                )
+            info = self.check_release(target)
         except DownloadError as exc:
             self._to(Event.ERROR)
             return Outcome("retry", str(exc))
@@ -484,6 +476,40 @@ class UpdateAgent:
             deployment_id=dep_id,
             counter=assignment.counter,
         )
+
+    def check_release(self, target: TargetFile) -> ReleaseInfo:
+        """The device's own checks of a maker-signed release: hardware type, anti-rollback."""
+        info = ReleaseInfo.of_target(target)
+        if self.config.hardware not in info.hardware:
+            raise CompatibilityError(
+                f"release is for {', '.join(info.hardware)}, not {self.config.hardware}"
+            )
+        if info.security_version < self.otp.value():
+            raise CompatibilityError(
+                f"release security version {info.security_version} is below this device's "
+                f"anti-rollback counter {self.otp.value()}"
+            )
+        return info
+
+    def install_target(self, path: str) -> Outcome:
+        """Install the maker-signed target ``path`` without a director assignment (offline
+        bundles, see ``agent/offline.py``): the same TUF refresh from the device's trusted
+        metadata, the same hardware and anti-rollback checks, then the usual download, verify
+        and switch. Refused while another update is under way."""
+        if self.boot is None:
+            raise OTAGuardError("after_boot must run before install_target")
+        if self.journal.state is not State.IDLE:
+            return Outcome("refused", f"an update is under way ({self.journal.state.value})")
+        self._to(Event.CHECK)
+        try:
+            target = self.trusted_target(path)
+            info = self.check_release(target)
+        except DownloadError as exc:
+            self._to(Event.ERROR)
+            return Outcome("failed", str(exc))
+        except (VerificationError, CompatibilityError, RepositoryError) as exc:
+            return self._refuse(None, exc)
+        return self.accept(target, info, deployment_id=None)
 
     def accept(
         self,

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.errors import OTAGuardError
 
@@ -24,6 +25,8 @@ app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(repo_app, name="repo")
 app.add_typer(release_app, name="release")
+app.add_typer(agent_app, name="agent")
+app.add_typer(bundle_app, name="bundle")
 console = Console()
 
 DataDir = Annotated[

@@ -1,0 +1,192 @@
+"""The agent as a long-running service (``otaguard agent run``) and the one-shot offline install.
+
+``AgentService`` opens the device described by the config (slots, boot environment, OTP
+counter), learns what the bootloader booted (``layout.boot_info``), lets the agent reconcile its
+journal with that boot, then polls: ``run_once``, wait the poll interval with jitter, again. When
+the agent asks for a reboot the configured ``reboot_command`` runs (``systemctl reboot`` on a
+real board) and the loop ends. ``stop()`` (SIGTERM) ends the wait at once; during a cycle it
+raises ``AgentStopped`` in the main thread, which is safe because every step is journaled
+before it starts and redone after a restart (the same property that survives a power cut).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from otaguard.agent.agent import Outcome, UpdateAgent, describe
+from otaguard.agent.config import AgentConfig
+from otaguard.agent.journal import JournalFile
+from otaguard.agent.layout import DeviceLayout, boot_info
+from otaguard.agent.offline import BundleTransport
+from otaguard.agent.statemachine import State
+from otaguard.bundle.format import BundleReader
+from otaguard.errors import ConfigError
+
+log = logging.getLogger("otaguard.agent.service")
+
+METADATA_INTEGRITY_LIMIT = 1 << 22  # bundle members up to 4 MiB are checked against the manifest
+
+
+class AgentStopped(BaseException):
+    """SIGTERM arrived during a cycle (a ``BaseException``: no ``except Exception`` keeps
+    the agent going after it)."""
+
+
+def load_config(path: Path) -> tuple[AgentConfig, DeviceLayout]:
+    return AgentConfig.from_toml(path), DeviceLayout.from_toml(path)
+
+
+class AgentService:
+    def __init__(
+        self,
+        config: AgentConfig,
+        layout: DeviceLayout,
+        *,
+        http_transport: httpx.BaseTransport | None = None,
+        run_command: Callable[[list[str]], int] | None = None,
+    ) -> None:
+        self.config = config
+        self.layout = layout
+        self.slots = layout.open_slots()
+        self.env = layout.open_env()
+        self.otp = layout.open_otp()
+        self.agent = UpdateAgent(
+            config, slots=self.slots, env=self.env, otp=self.otp, http_transport=http_transport
+        )
+        self._run_command = run_command or _run
+        self._stop = threading.Event()
+        self._busy = False
+
+    def close(self) -> None:
+        self.agent.close()
+
+    # -- signals ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received, stopping", extra={"signal": signum})
+        self._stop.set()
+        if self._busy:
+            raise AgentStopped(f"signal {signum}")
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # -- work -------------------------------------------------------------------------------
+    def _cycle(self, step: Callable[[], Outcome]) -> Outcome:
+        self._busy = True
+        try:
+            if self._stop.is_set():
+                raise AgentStopped("stop requested")
+            out = step()
+        finally:
+            self._busy = False
+        log.info(
+            "cycle done",
+            extra={"action": out.action, "detail": out.detail, "state": self.state()},
+        )
+        return out
+
+    def boot(self) -> Outcome:
+        boot = boot_info(self.env, self.slots, self.layout.cmdline_file)
+        log.info(
+            "booted",
+            extra={"slot": boot.slot, "version": boot.header.version, "trial": boot.trial},
+        )
+        return self._cycle(lambda: self.agent.after_boot(boot))
+
+    def state(self) -> str:
+        return self.agent.journal.state.value
+
+    def reboot(self, why: str) -> bool:
+        """Run the configured reboot command; ``False`` if none is configured."""
+        command = self.layout.reboot_command
+        if not command:
+            log.warning("reboot required, no reboot_command configured", extra={"reason": why})
+            return False
+        log.info("rebooting", extra={"reason": why, "command": command})
+        code = self._run_command(command)
+        if code != 0:
+            raise ConfigError(f"reboot command {command} exited with {code}")
+        return True
+
+    def run(self, *, once: bool = False) -> Outcome:
+        """Boot reconciliation, then poll until stopped (or one cycle with ``once``)."""
+        try:
+            out = self.boot()
+            if out.reboot:
+                self.reboot(out.detail)
+                return out
+            while True:
+                out = self._cycle(self.agent.run_once)
+                if out.reboot:
+                    self.reboot(out.detail)
+                    return out
+                if once:
+                    return out
+                delay = self.agent.poll_delay()
+                log.debug("waiting", extra={"seconds": round(delay, 1)})
+                if self._stop.wait(delay):
+                    raise AgentStopped("stop requested")
+        except AgentStopped:
+            log.info("stopped", extra={"state": self.state()})
+            return Outcome("idle", "stopped")
+
+    def install_bundle(self, bundle: BundleReader) -> Outcome:
+        """Install from an offline bundle: after-boot reconciliation, then the target."""
+        out = self.boot()
+        if out.reboot or self.agent.journal.state is not State.IDLE:
+            return Outcome("refused", f"finish the update under way first ({out.detail})")
+        log.info(
+            "installing from bundle", extra={"bundle": str(bundle.path), "target": bundle.target}
+        )
+        return self._cycle(lambda: self.agent.install_target(bundle.target))
+
+
+def open_for_bundle(
+    config: AgentConfig, layout: DeviceLayout, path: Path, **kwargs: Any
+) -> tuple[AgentService, BundleReader]:
+    bundle = BundleReader(path)
+    try:
+        bundle.check_integrity(max_size=METADATA_INTEGRITY_LIMIT)
+        service = AgentService(
+            config, layout, http_transport=BundleTransport(bundle, config.server_url), **kwargs
+        )
+    except BaseException:
+        bundle.close()
+        raise
+    return service, bundle
+
+
+def status(config: AgentConfig, layout: DeviceLayout) -> dict[str, Any]:
+    """The journal's state plus what the device runs (no network, nothing written)."""
+    journal = JournalFile(config.journal_path).load()
+    info: dict[str, Any] = describe(journal)
+    info["reason"] = journal.reason or None
+    env = layout.open_env()
+    try:
+        values = env.read()
+        info["boot_env"] = {
+            k: values.get(k) for k in ("boot_slot", "upgrade_available", "bootcount", "bootlimit")
+        }
+        boot = boot_info(env, layout.open_slots(), layout.cmdline_file)
+        info["running"] = {"slot": boot.slot, "version": boot.header.version}
+    except Exception as exc:  # status must print what it can
+        info["error"] = str(exc)
+    info["security_version"] = layout.open_otp().value()
+    info["device_id"] = config.device_id
+    return info
+
+
+def _run(command: list[str]) -> int:
+    return subprocess.run(command, check=False, timeout=120).returncode

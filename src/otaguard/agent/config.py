@@ -32,7 +32,7 @@ class AgentConfig:
     cancel_check_seconds: float = 30.0  # how often a download asks whether it was cancelled
     backoff_base: float = 1.0
     backoff_max: float = 300.0
-    checkpoint_bytes: int = 1 << 20
+    checkpoint_bytes: int = 4 << 20  # slot fsync + journal save cadence (bench/agent_memory.py)
     request_timeout: float = 30.0
 
     @property

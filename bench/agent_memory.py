@@ -57,7 +57,6 @@ def _ts(entry: dict[str, Any]) -> float:
 
 def run_size(size_mib: int, work: Path) -> dict[str, Any]:
     from agent_kit import write_agent_toml
-
     from otaguard.demo import Demo
 
     d = Demo(work / f"world-{size_mib}", devices=1, port=0, payload_size=64 * 1024)

@@ -67,7 +67,8 @@ def make_world(d: Demo) -> World:
 
 def provision(w: World, device_id: str, tag: str) -> SimulatedDevice:
     assert w.d.api is not None
-    credential = w.d.api.register_device(device_id, HARDWARE, [tag])
+    key = SimulatedDevice.generate_manifest_key(w.d.run_dir / "cut" / device_id)
+    credential = w.d.api.register_device(device_id, HARDWARE, [tag], manifest_key=key)
     dev = SimulatedDevice.provision(
         w.d.run_dir / "cut" / device_id,
         device_id=device_id,

@@ -122,12 +122,18 @@ class ManagementClient:
         result["added"], result["roles"] = sorted(added), versions
         return result
 
-    def register_device(self, device_id: str, hardware: str, tags: list[str] | None = None) -> str:
-        r = self._call(
-            "POST",
-            "/api/v1/devices",
-            json={"id": device_id, "hardware": hardware, "tags": tags or []},
-        )
+    def register_device(
+        self,
+        device_id: str,
+        hardware: str,
+        tags: list[str] | None = None,
+        *,
+        manifest_key: dict[str, Any] | None = None,
+    ) -> str:
+        body: dict[str, Any] = {"id": device_id, "hardware": hardware, "tags": tags or []}
+        if manifest_key is not None:
+            body["manifest_key"] = manifest_key
+        r = self._call("POST", "/api/v1/devices", json=body)
         return str(r["credential"])
 
     def create_deployment(

@@ -141,9 +141,11 @@ class Demo:
         )
         for i in range(1, self.devices + 1):
             device_id = f"sim-{i:04d}"
-            credential = self.api.register_device(device_id, HARDWARE, ["demo"])
+            directory = self.run_dir / "fleet" / device_id
+            key = SimulatedDevice.generate_manifest_key(directory)
+            credential = self.api.register_device(device_id, HARDWARE, ["demo"], manifest_key=key)
             dev = SimulatedDevice.provision(
-                self.run_dir / "fleet" / device_id,
+                directory,
                 device_id=device_id,
                 hardware=HARDWARE,
                 credential=credential,

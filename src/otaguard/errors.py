@@ -99,3 +99,10 @@ class AuthError(OTAGuardError):
     """Authentication or authorization failed."""
 
     code = "auth"
+
+
+class ManifestError(AuthError):
+    """A device's signed version manifest is missing, malformed or does not verify with the
+    key registered for the device: nothing it reports is recorded."""
+
+    code = "manifest"

@@ -162,7 +162,8 @@ def build_world(
     for i in range(devices):
         device_id = f"crash-{i:03d}"
         url = urls[i % len(urls)]
-        credential = admin.register_device(device_id, HARDWARE, ["fleet"])
+        key = SimulatedDevice.generate_manifest_key(work / "fleet" / device_id)
+        credential = admin.register_device(device_id, HARDWARE, ["fleet"], manifest_key=key)
         wire = WireLog(ca)
         dev = SimulatedDevice.provision(
             work / "fleet" / device_id,

@@ -12,9 +12,11 @@ import httpx
 import pytest
 
 from otaguard.agent.transport import tls_context
+from otaguard.crypto.device_key import load_device_key
 from otaguard.crypto.keys import load_public_key
 from otaguard.demo import HARDWARE
 from otaguard.director.assignment import verify_assignment
+from otaguard.director.manifest import VersionManifest, sign_manifest
 
 from .conftest import pg_schema_url
 from .fleet_world import (
@@ -61,10 +63,16 @@ def test_two_servers_one_database(tmp_path: Path, pg_database: str) -> None:
                 },
                 timeout=30,
             ) as http:
-                r = http.post(
-                    "/device/v1/checkin",
-                    json={"hardware": HARDWARE, "version": "1.0.0", "slot": "a"},
+                report = VersionManifest.create(
+                    device_id=cfg.device_id,
+                    hardware=HARDWARE,
+                    version="1.0.0",
+                    slot="a",
+                    security_version=0,
+                    agent_version=None,
                 )
+                signed = sign_manifest(report, load_device_key(cfg.manifest_key_path))
+                r = http.post("/device/v1/checkin", json={"manifest": signed})
             assert r.status_code == 200, r.text
             assignment = verify_assignment(
                 r.json()["assignment"].encode(), director, device_id=cfg.device_id, min_counter=1

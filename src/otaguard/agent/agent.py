@@ -363,14 +363,25 @@ class UpdateAgent:
         return self.boot.header.version if self.boot else None
 
     def check_in(self) -> dict[str, Any]:
+        """Send a version manifest signed with the device key (DSSE); return the reply."""
+        from otaguard.crypto.device_key import load_device_key
+        from otaguard.director.manifest import VersionManifest, sign_manifest
+
         boot = self.boot
-        body = {
-            "hardware": self.config.hardware,
-            "version": boot.header.version if boot else None,
-            "slot": boot.slot if boot else None,
-            "security_version": self.otp.value(),
-            "agent_version": __version__,
-        }
+        manifest = VersionManifest.create(
+            device_id=self.config.device_id,
+            hardware=self.config.hardware,
+            version=boot.header.version if boot else None,
+            slot=boot.slot if boot else None,
+            security_version=self.otp.value(),
+            agent_version=__version__,
+        )
+        try:
+            body = {
+                "manifest": sign_manifest(manifest, load_device_key(self.config.manifest_key_path))
+            }
+        except OTAGuardError as exc:
+            raise DownloadError(f"cannot sign the version manifest: {exc}", permanent=True) from exc
         try:
             r = self.client.post("/device/v1/checkin", json=body)
         except httpx.HTTPError as exc:

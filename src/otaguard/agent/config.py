@@ -23,6 +23,8 @@ class AgentConfig:
     # Base URL of a mirror serving /tuf/metadata and /tuf/targets (a static file server, a CDN);
     # default: the server. Signed content only: the device credential is never sent there.
     repository_url: str | None = None
+    # The device's own key (it signs version manifests); default: state_dir/manifest.key
+    manifest_key_file: Path | None = None
     health_command: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
     poll_interval: float = 300.0
@@ -38,6 +40,10 @@ class AgentConfig:
     @property
     def tuf_dir(self) -> Path:
         return self.state_dir / "tuf"
+
+    @property
+    def manifest_key_path(self) -> Path:
+        return self.manifest_key_file or self.state_dir / "manifest.key"
 
     @property
     def journal_path(self) -> Path:
@@ -64,6 +70,7 @@ class AgentConfig:
             "director_key_file",
             "trusted_root_file",
             "ca_file",
+            "manifest_key_file",
         )
         try:
             agent = dict(raw["agent"])

@@ -15,10 +15,13 @@ from starlette.concurrency import run_in_threadpool
 
 from otaguard import __version__
 from otaguard.director.assignment import sign_assignment
+from otaguard.director.manifest import VersionManifest, check_public_key, verify_manifest
 from otaguard.errors import (
     AuthError,
     CompatibilityError,
     ConflictError,
+    KeyMaterialError,
+    ManifestError,
     NotFoundError,
     OTAGuardError,
     PayloadTooLargeError,
@@ -41,6 +44,7 @@ _STATUS_OF = {
     NotFoundError: 404,
     ConflictError: 409,
     CompatibilityError: 422,
+    KeyMaterialError: 422,
     VerificationError: 422,
     RepositoryError: 422,
     PayloadTooLargeError: 413,
@@ -153,14 +157,19 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @dev.post("/checkin", response_model=schemas.CheckInReply)
     def checkin(body: schemas.CheckIn, device_id: DeviceId) -> schemas.CheckInReply:
-        offer = ctx.store.check_in(
-            device_id,
-            hardware=body.hardware,
-            version=body.version,
-            slot=body.slot,
-            security_version=body.security_version,
-            agent_version=body.agent_version,
-        )
+        """Report what the device runs in a version manifest it signed (DSSE envelope); get
+        back what to do. The manifest is verified with the device's registered key before
+        anything is recorded."""
+        envelope = body.manifest.model_dump()
+
+        def verified(key_json: str | None) -> VersionManifest:
+            try:
+                return verify_manifest(envelope, key_json, device_id=device_id)
+            except ManifestError:
+                metrics.manifest_failures.inc()
+                raise
+
+        offer = ctx.store.check_in(device_id, manifest=verified)
         interval = ctx.settings.poll_interval
         if offer is None:
             metrics.checkins.labels("none").inc()
@@ -369,8 +378,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
     def register_device(body: schemas.DeviceIn, _user: Operator) -> schemas.DeviceCreated:
         import secrets
 
+        key = body.manifest_key
+        manifest_key = (
+            check_public_key(key.model_dump(exclude_none=True)) if key is not None else None
+        )
         credential = secrets.token_urlsafe(32)
-        ctx.store.register_device(body.id, body.hardware, credential, body.tags)
+        ctx.store.register_device(
+            body.id, body.hardware, credential, body.tags, manifest_key=manifest_key
+        )
         return schemas.DeviceCreated(id=body.id, credential=credential)
 
     @api.get("/devices", response_model=schemas.DevicePage)

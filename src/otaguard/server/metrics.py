@@ -21,6 +21,11 @@ class ServerMetrics:
         self.auth_failures = Counter(
             "otaguard_auth_failures", "Refused authentications", ["api"], registry=self.registry
         )
+        self.manifest_failures = Counter(
+            "otaguard_manifest_failures",
+            "Check-ins refused: version manifest missing, malformed or not verified",
+            registry=self.registry,
+        )
         self.bytes_served = Counter(
             "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
         )

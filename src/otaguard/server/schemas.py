@@ -17,12 +17,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DsseSignature(Strict):
+    keyid: str = Field(min_length=1, max_length=128)
+    sig: str = Field(min_length=1, max_length=1024, description="base64 signature")
+
+
+class SignedManifest(Strict):
+    """A DSSE envelope (securesystemslib.dsse) over the device's version manifest: JSON with
+    device_id, hardware, version, slot, security_version, agent_version, nonce and timestamp
+    (RFC 3339), signed with the device's registered manifest key."""
+
+    payload: str = Field(min_length=1, max_length=8192, description="base64 manifest JSON")
+    payloadType: str = Field(  # the DSSE field name
+        max_length=128, examples=["application/vnd.otaguard.version-manifest+json"]
+    )
+    signatures: list[DsseSignature] = Field(max_length=8)
+
+
 class CheckIn(Strict):
-    hardware: str = Field(min_length=1, max_length=64)
-    version: str | None = Field(default=None, max_length=64)
-    slot: str | None = Field(default=None, max_length=8)
-    security_version: int = Field(default=0, ge=0, le=2**31 - 1)
-    agent_version: str | None = Field(default=None, max_length=64)
+    manifest: SignedManifest
 
 
 class CheckInReply(BaseModel):
@@ -59,10 +72,28 @@ class EventOut(BaseModel):
     report_id: str | None = None
 
 
+class PublicKeyValue(Strict):
+    public: str = Field(min_length=1, max_length=1024)
+
+
+class PublicKeyIn(Strict):
+    """A TUF/securesystemslib public key dictionary."""
+
+    keyid: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    keytype: Literal["ed25519", "ecdsa"]
+    scheme: Literal["ed25519", "ecdsa-sha2-nistp256"]
+    keyval: PublicKeyValue
+
+
 class DeviceIn(Strict):
     id: str = Field(pattern=DEVICE_ID)
     hardware: str = Field(min_length=1, max_length=64)
     tags: list[str] = Field(default_factory=list, max_length=32)
+    manifest_key: PublicKeyIn | None = Field(
+        default=None,
+        description="Public key the device signs its version manifests with (generated on the "
+        "device at provisioning); a device without one cannot check in",
+    )
 
 
 class DeviceCreated(BaseModel):

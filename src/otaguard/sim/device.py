@@ -7,11 +7,13 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from otaguard.agent.agent import HealthCheck, Outcome, UpdateAgent
 from otaguard.agent.config import AgentConfig
+from otaguard.crypto.device_key import load_or_create_device_key, public_key_dict
 from otaguard.crypto.keys import write_private
 from otaguard.device.bootenv import BootEnv, UBootEnv
 from otaguard.device.bootloader import Bootloader, BootResult, default_env
@@ -66,6 +68,13 @@ class SimulatedDevice:
         self.boot: BootResult | None = None
         self.boots = 0
 
+    @staticmethod
+    def generate_manifest_key(directory: Path) -> dict[str, Any]:
+        """Step one of provisioning: the device makes its own key (it signs the version
+        manifests it reports); return the public key to register with the server."""
+        signer = load_or_create_device_key(directory / "state" / "manifest.key")
+        return public_key_dict(signer)
+
     @classmethod
     def provision(
         cls,
@@ -78,10 +87,12 @@ class SimulatedDevice:
         provisioning: Provisioning,
         **kwargs: object,
     ) -> SimulatedDevice:
-        """Factory-fresh device: ``image`` in slot a (committed), credentials and trust anchors."""
+        """Factory-fresh device: ``image`` in slot a (committed), credentials and trust anchors
+        (and its manifest key, if ``generate_manifest_key`` did not make it already)."""
         directory.mkdir(parents=True, exist_ok=True)
         state = directory / "state"
         state.mkdir(exist_ok=True)
+        load_or_create_device_key(state / "manifest.key")
         write_private(state / "credential", credential.encode())
         shutil.copyfile(provisioning.director_key_file, state / "director.pub.json")
         (state / "root.json").write_bytes(provisioning.trusted_root)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -131,6 +131,21 @@ class DeploymentView:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+
+class DeviceReport(Protocol):
+    """What a device reports at check-in (a verified version manifest)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def slot(self) -> str | None: ...
+    @property
+    def security_version(self) -> int: ...
+    @property
+    def agent_version(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -271,6 +286,7 @@ class Store:
         hardware: str,
         credential: str,
         tags: list[str] | None = None,
+        manifest_key: str | None = None,
     ) -> DeviceView:
         with self.session() as s:
             if s.get(Device, device_id) is not None:
@@ -279,6 +295,7 @@ class Store:
                 id=device_id,
                 hardware=hardware,
                 credential_hash=secret_hash(credential),
+                manifest_key=manifest_key,
                 tag_rows=[DeviceTag(tag=t) for t in sorted(set(tags or []))],
             )
             s.add(d)
@@ -338,17 +355,26 @@ class Store:
         self,
         device_id: str,
         *,
-        hardware: str,
-        version: str | None,
-        slot: str | None,
-        security_version: int,
-        agent_version: str | None,
+        hardware: str = "",
+        version: str | None = None,
+        slot: str | None = None,
+        security_version: int = 0,
+        agent_version: str | None = None,
+        manifest: Callable[[str | None], DeviceReport] | None = None,
     ) -> Offer | None:
-        """Record what the device runs; return the deployment it should apply, if any."""
+        """Record what the device runs; return the deployment it should apply, if any.
+
+        With ``manifest``, what is recorded is what it returns when called with the device's
+        registered manifest key (it verifies the device's signed report); if it raises, nothing
+        is recorded."""
         with self.session() as s:
             d = s.get(Device, device_id, with_for_update=True)
             if d is None:
                 raise NotFoundError(f"no device {device_id}")
+            if manifest is not None:
+                report = manifest(d.manifest_key)
+                hardware, version, slot = report.hardware, report.version, report.slot
+                security_version, agent_version = report.security_version, report.agent_version
             if d.hardware != hardware:
                 raise CompatibilityError(
                     f"device reports hardware {hardware!r}, registered as {d.hardware!r}"

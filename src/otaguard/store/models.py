@@ -65,6 +65,8 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     hardware: Mapped[str] = mapped_column(String(64), index=True)
     credential_hash: Mapped[str] = mapped_column(String(128))
+    # Public key (TUF key JSON) the device signs its version manifests with; None: not set yet.
+    manifest_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     current_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     active_slot: Mapped[str | None] = mapped_column(String(8), nullable=True)
     security_version: Mapped[int] = mapped_column(Integer, default=0)

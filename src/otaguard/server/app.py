@@ -31,6 +31,7 @@ from otaguard.errors import (
 )
 from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import schemas
+from otaguard.server.auth import operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.metrics import ServerMetrics
 from otaguard.server.ranges import blob_response
@@ -117,15 +118,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=_error_status(exc))
 
     # -- authentication ---------------------------------------------------------------------
-    def operator(authorization: Annotated[str | None, Header()] = None) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            metrics.auth_failures.labels("management").inc()
-            raise AuthError("missing bearer API token")
-        try:
-            return ctx.store.check_api_token(authorization.removeprefix("Bearer ").strip())
-        except AuthError:
-            metrics.auth_failures.labels("management").inc()
-            raise
+    operator = operator_dependency(ctx, metrics)
 
     def device(
         authorization: Annotated[str | None, Header()] = None,

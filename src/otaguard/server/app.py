@@ -31,7 +31,7 @@ from otaguard.errors import (
 )
 from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import schemas
-from otaguard.server.auth import operator_dependency
+from otaguard.server.auth import device_dependency, operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.metrics import ServerMetrics
 from otaguard.server.ranges import blob_response
@@ -119,22 +119,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     # -- authentication ---------------------------------------------------------------------
     operator = operator_dependency(ctx, metrics)
-
-    def device(
-        authorization: Annotated[str | None, Header()] = None,
-        x_otaguard_device: Annotated[str | None, Header()] = None,
-    ) -> str:
-        if not authorization or not authorization.startswith("Bearer ") or not x_otaguard_device:
-            metrics.auth_failures.labels("device").inc()
-            raise AuthError("device requests need X-OTAGuard-Device and a bearer credential")
-        try:
-            ctx.store.authenticate_device(
-                x_otaguard_device, authorization.removeprefix("Bearer ").strip()
-            )
-        except AuthError:
-            metrics.auth_failures.labels("device").inc()
-            raise
-        return x_otaguard_device
+    device = device_dependency(ctx, metrics)
 
     Operator = Annotated[str, Depends(operator)]
     DeviceId = Annotated[str, Depends(device)]

@@ -6,22 +6,24 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
+from otaguard.crypto.tls import TLSFiles
 from otaguard.errors import ConfigError
 from otaguard.server.app import create_app
 from otaguard.server.context import ServerContext
 
 
-def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config:
-    tls = ctx.settings.tls
-    if tls is None:
-        raise ConfigError("server TLS material is not configured")
+def uvicorn_config(
+    app: Any, *, host: str, port: int, tls: TLSFiles, log_level: str = "warning"
+) -> uvicorn.Config:
+    """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum."""
     config = uvicorn.Config(
-        create_app(ctx),
-        host=ctx.settings.host,
-        port=ctx.settings.port,
+        app,
+        host=host,
+        port=port,
         ssl_certfile=str(tls.cert),
         ssl_keyfile=str(tls.key),
         log_level=log_level,
@@ -34,6 +36,19 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         raise ConfigError("uvicorn did not create a TLS context")
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     return config
+
+
+def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config:
+    tls = ctx.settings.tls
+    if tls is None:
+        raise ConfigError("server TLS material is not configured")
+    return uvicorn_config(
+        create_app(ctx),
+        host=ctx.settings.host,
+        port=ctx.settings.port,
+        tls=tls,
+        log_level=log_level,
+    )
 
 
 @dataclass

@@ -6,9 +6,11 @@ never hold ORM objects past their session.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -196,7 +198,12 @@ def _sqlite_begin(conn: Connection) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=16,
+            max_overflow=48,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -223,6 +230,8 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+        self._is_sqlite = url.startswith("sqlite")
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE: False}), expire_on_commit=False
         )
@@ -264,7 +273,11 @@ class Store:
     def session(self, *, write: bool = True) -> Iterator[Session]:
         """One transaction. On SQLite a writer takes the database write lock at its start."""
         maker = self._sessions if write else self._read_sessions
-        with maker() as s, s.begin():
+        # SQLite has one writer at a time; a writer that finds the lock taken sleeps in
+        # SQLite's busy handler (1, 2, 5 ... 100 ms steps). Queueing this process's writers on a
+        # lock instead hands the database over the moment it is free.
+        lock = self._write_lock if (write and self._is_sqlite) else contextlib.nullcontext()
+        with lock, maker() as s, s.begin():
             yield s
 
     # -- API tokens -------------------------------------------------------------------------

@@ -117,25 +117,34 @@ def postgres_database() -> Iterator[str | None]:
 
 
 def checkin_lines(base: str, ca: Path, admin_token: str, devices: int) -> list[str]:
-    """Register ``devices`` devices; one wrk request line (device, credential, body) each."""
+    """Register ``devices`` devices, each with its own manifest key; one wrk request line
+    (device, credential, body: the device's signed DSSE version manifest) each."""
     from otaguard.api_client import ManagementClient
+    from otaguard.crypto.keys import generate_signer
+    from otaguard.director.manifest import VersionManifest, sign_manifest
 
     api = ManagementClient(base, admin_token, ca)
     lines = []
     try:
         for i in range(devices):
             device_id = f"bench-{i:05d}"
-            credential = api.register_device(device_id, "bench-board", ["bench"])
-            body = json.dumps(
-                {
-                    "hardware": "bench-board",
-                    "version": "1.0.0",
-                    "slot": "a",
-                    "security_version": 0,
-                    "agent_version": "bench",
-                },
-                separators=(",", ":"),
+            key = generate_signer()
+            pub = key.public_key
+            credential = api.register_device(
+                device_id,
+                "bench-board",
+                ["bench"],
+                manifest_key={"keyid": pub.keyid, **pub.to_dict()},
             )
+            manifest = VersionManifest.create(
+                device_id=device_id,
+                hardware="bench-board",
+                version="1.0.0",
+                slot="a",
+                security_version=0,
+                agent_version="bench",
+            )
+            body = json.dumps({"manifest": sign_manifest(manifest, key)}, separators=(",", ":"))
             lines.append(f"{device_id}\t{credential}\t{body}")
     finally:
         api.close()

@@ -139,6 +139,22 @@ def server(
     database: Annotated[
         str | None, typer.Option("--database", help="SQLAlchemy URL (default: SQLite in data dir).")
     ] = None,
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            "--proxy-headers",
+            help="Behind a reverse proxy: take the client address and scheme from "
+            "X-Forwarded-For/-Proto (only from --forwarded-allow-ips).",
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Comma-separated proxy addresses (or networks) whose forwarded headers are "
+            "trusted (default 127.0.0.1).",
+        ),
+    ] = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.server.context import ServerContext, ServerSettings
@@ -146,7 +162,14 @@ def server(
 
     try:
         ctx = ServerContext.open(
-            ServerSettings(data_dir=data_dir, host=host, port=port, database_url=database)
+            ServerSettings(
+                data_dir=data_dir,
+                host=host,
+                port=port,
+                database_url=database,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=forwarded_allow_ips,
+            )
         )
     except OTAGuardError as exc:
         raise _fail(exc) from exc

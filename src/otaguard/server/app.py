@@ -9,9 +9,12 @@ from typing import Annotated, Any
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as FastApiPath
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otaguard import __version__
 from otaguard.director.assignment import sign_assignment
@@ -33,8 +36,9 @@ from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import schemas
 from otaguard.server.auth import device_dependency, operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
+from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
-from otaguard.server.ranges import blob_response
+from otaguard.server.ranges import blob_response, bytes_response, etag_matches
 from otaguard.store.blobs import check_digest
 
 _METADATA_NAME = re.compile(
@@ -52,6 +56,24 @@ _STATUS_OF = {
     StoreError: 400,
 }
 TIMESTAMP_REFRESH_SECONDS = 600.0
+#: largest JSON request body (uploads and metadata have their own, larger limits)
+MAX_JSON_BODY_BYTES = 1 << 20
+_STREAMED_BODIES = ("/api/v1/artifacts/", "/api/v1/repository/")
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "auth",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The whole file"},
+    206: {"description": "One byte range (Content-Range)"},
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    404: {"model": schemas.ErrorOut},
+    416: {"description": "Range not satisfiable (Content-Range: bytes */size)"},
+}
 
 
 def _error_status(exc: OTAGuardError) -> int:
@@ -117,6 +139,29 @@ def create_app(ctx: ServerContext) -> FastAPI:
     async def _otaguard_error(_request: Request, exc: OTAGuardError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=_error_status(exc))
 
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300]}
+            for e in exc.errors()[:20]
+        ]
+        summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:3])
+        return JSONResponse(
+            {"error": "validation", "detail": summary or "invalid request", "errors": errors},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "http")
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    app.add_middleware(BodyLimit, limit=MAX_JSON_BODY_BYTES, exempt=_STREAMED_BODIES)
+
     # -- authentication ---------------------------------------------------------------------
     operator = operator_dependency(ctx, metrics)
     device = device_dependency(ctx, metrics)
@@ -124,11 +169,15 @@ def create_app(ctx: ServerContext) -> FastAPI:
     Operator = Annotated[str, Depends(operator)]
     DeviceId = Annotated[str, Depends(device)]
     errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": schemas.ErrorOut},
         401: {"model": schemas.ErrorOut},
         404: {"model": schemas.ErrorOut},
         409: {"model": schemas.ErrorOut},
+        413: {"model": schemas.ErrorOut},
         422: {"model": schemas.ErrorOut},
     }
+    DeploymentIdPath = Annotated[int, FastApiPath(ge=1, le=schemas.MAX_INT)]
+    DeviceIdPath = Annotated[str, FastApiPath(pattern=schemas.DEVICE_ID)]
 
     # -- device API -------------------------------------------------------------------------
     dev = APIRouter(prefix="/device/v1", tags=["device"], responses=errors)
@@ -185,40 +234,47 @@ def create_app(ctx: ServerContext) -> FastAPI:
         metrics.events.labels(body.event.value).inc()
         return schemas.EventOut(**ev.__dict__)
 
-    @dev.get("/deployments/{deployment_id}/state")
-    def deployment_state(deployment_id: int, device_id: DeviceId) -> dict[str, str]:
+    @dev.get("/deployments/{deployment_id}/state", response_model=schemas.DeploymentStateOut)
+    def deployment_state(
+        deployment_id: DeploymentIdPath, device_id: DeviceId
+    ) -> schemas.DeploymentStateOut:
         """Lets an agent learn that its deployment was cancelled while it downloads."""
         targets = {t["device_id"]: t for t in ctx.store.deployment_targets(deployment_id)}
         if device_id not in targets:
             raise NotFoundError(f"device is not part of deployment {deployment_id}")
-        return {
-            "state": ctx.store.deployment_state(deployment_id),
-            "status": str(targets[device_id]["status"]),
-        }
+        return schemas.DeploymentStateOut.model_validate(
+            {
+                "state": ctx.store.deployment_state(deployment_id),
+                "status": str(targets[device_id]["status"]),
+            }
+        )
 
     app.include_router(dev)
 
     # -- TUF repository (public: everything in it is signed; any mirror may serve it) -------
     tuf = APIRouter(prefix="/tuf", tags=["repository"])
 
-    @tuf.get("/metadata/{name}", responses={404: {"model": schemas.ErrorOut}})
-    def metadata(name: str, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    @tuf.get("/metadata/{name}", responses=_DOWNLOAD_RESPONSES)
+    def metadata(
+        name: str,
+        if_none_match: Annotated[str | None, Header()] = None,
+        range_: Annotated[str | None, Header(alias="range")] = None,
+    ) -> Response:
+        """Signed TUF metadata (with Range, ETag and 304 on If-None-Match)."""
         if not _METADATA_NAME.match(name):
             raise NotFoundError(f"no metadata {name}")
         data = ctx.repo.store.get(name)
         if data is None:
             raise NotFoundError(f"no metadata {name}")
         etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-        if if_none_match == etag:
+        if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
         cache = "no-cache" if name in ("timestamp.json", "root.json") else "public, max-age=300"
-        return Response(
-            data,
-            media_type="application/json",
-            headers={"ETag": etag, "Cache-Control": cache},
+        return bytes_response(
+            data, range_, {"ETag": etag, "Cache-Control": cache}, media_type="application/json"
         )
 
-    @tuf.get("/targets/{path:path}", responses={404: {"model": schemas.ErrorOut}})
+    @tuf.get("/targets/{path:path}", responses=_DOWNLOAD_RESPONSES)
     def target(
         path: str,
         if_none_match: Annotated[str | None, Header()] = None,
@@ -234,7 +290,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         if not ctx.blobs.exists(digest):
             raise NotFoundError(f"no target {path}")
         etag = f'"{digest}"'
-        if if_none_match == etag:
+        if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
         response = blob_response(
             ctx.blobs,
@@ -331,7 +387,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
         )
 
     @api.put("/artifacts/{sha256}", response_model=schemas.ArtifactOut)
-    async def put_artifact(sha256: str, request: Request, _user: Operator) -> schemas.ArtifactOut:
+    async def put_artifact(
+        sha256: Annotated[str, FastApiPath(pattern=r"^[0-9a-f]{64}$")],
+        request: Request,
+        _user: Operator,
+    ) -> schemas.ArtifactOut:
+        """Upload an artifact (streamed; its sha256 must match the path)."""
         check_digest(sha256)
         limit = ctx.settings.max_artifact_bytes
         declared = request.headers.get("content-length")
@@ -349,7 +410,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return [schemas.ReleaseOut(**r.__dict__) for r in ctx.store.list_releases()]
 
     @api.get("/releases/{target_name:path}", response_model=schemas.ReleaseOut)
-    def release(target_name: str, _user: Operator) -> schemas.ReleaseOut:
+    def release(
+        target_name: Annotated[str, FastApiPath(max_length=255)], _user: Operator
+    ) -> schemas.ReleaseOut:
         return schemas.ReleaseOut(**ctx.store.get_release(target_name).__dict__)
 
     @api.post("/devices", response_model=schemas.DeviceCreated, status_code=201)
@@ -369,9 +432,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @api.get("/devices", response_model=schemas.DevicePage)
     def list_devices(
         _user: Operator,
-        hardware: str | None = None,
-        tag: str | None = None,
-        version: str | None = None,
+        hardware: Annotated[str | None, Query(max_length=64)] = None,
+        tag: Annotated[str | None, Query(max_length=64)] = None,
+        version: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> schemas.DevicePage:
@@ -386,14 +449,22 @@ def create_app(ctx: ServerContext) -> FastAPI:
         )
 
     @api.get("/devices/{device_id}", response_model=schemas.DeviceDetail)
-    def device_detail(device_id: str, _user: Operator) -> schemas.DeviceDetail:
+    def device_detail(device_id: DeviceIdPath, _user: Operator) -> schemas.DeviceDetail:
         d = ctx.store.get_device(device_id)
         events = [schemas.EventOut(**e.__dict__) for e in ctx.store.events(device_id)]
         return schemas.DeviceDetail(**d.__dict__, events=events)
 
     @api.put("/devices/{device_id}/tags", response_model=schemas.DeviceOut)
-    def set_tags(device_id: str, body: schemas.TagsIn, _user: Operator) -> schemas.DeviceOut:
+    def set_tags(
+        device_id: DeviceIdPath, body: schemas.TagsIn, _user: Operator
+    ) -> schemas.DeviceOut:
+        """Replace the device's tags (its groups: deployments select devices by tag)."""
         return schemas.DeviceOut(**ctx.store.set_device_tags(device_id, body.tags).__dict__)
+
+    @api.get("/tags", response_model=list[schemas.TagOut])
+    def tags(_user: Operator) -> list[schemas.TagOut]:
+        """Every tag (device group) in use, with how many devices carry it."""
+        return [schemas.TagOut(tag=t, devices=n) for t, n in ctx.store.tag_counts()]
 
     def _dep_out(d: Any) -> schemas.DeploymentOut:
         return schemas.DeploymentOut(**d.__dict__, total=d.total)
@@ -413,14 +484,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return [_dep_out(d) for d in ctx.store.list_deployments()]
 
     @api.get("/deployments/{deployment_id}", response_model=schemas.DeploymentOut)
-    def get_deployment(deployment_id: int, _user: Operator) -> schemas.DeploymentOut:
+    def get_deployment(deployment_id: DeploymentIdPath, _user: Operator) -> schemas.DeploymentOut:
         return _dep_out(ctx.store.get_deployment(deployment_id))
 
     @api.get(
         "/deployments/{deployment_id}/devices", response_model=list[schemas.DeploymentTargetOut]
     )
     def deployment_devices(
-        deployment_id: int, _user: Operator
+        deployment_id: DeploymentIdPath, _user: Operator
     ) -> list[schemas.DeploymentTargetOut]:
         ctx.store.get_deployment(deployment_id)
         return [
@@ -428,7 +499,9 @@ def create_app(ctx: ServerContext) -> FastAPI:
         ]
 
     @api.post("/deployments/{deployment_id}/cancel", response_model=schemas.DeploymentOut)
-    def cancel_deployment(deployment_id: int, _user: Operator) -> schemas.DeploymentOut:
+    def cancel_deployment(
+        deployment_id: DeploymentIdPath, _user: Operator
+    ) -> schemas.DeploymentOut:
         return _dep_out(ctx.store.cancel_deployment(deployment_id))
 
     app.include_router(api)

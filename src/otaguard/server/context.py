@@ -44,6 +44,9 @@ class ServerSettings:
     extra_hostnames: list[str] = field(default_factory=list)
     keys_dir: Path | None = None
     tls_dir: Path | None = None
+    # Behind a reverse proxy: trust X-Forwarded-For/-Proto from these addresses only.
+    proxy_headers: bool = False
+    forwarded_allow_ips: str | None = None
 
     @property
     def db_url(self) -> str:

@@ -74,3 +74,39 @@ def blob_response(
             "Content-Range": f"bytes {first}-{last}/{size}",
         },
     )
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (RFC 9110 §13.1.2: weak comparison, lists, ``*``)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    return any(
+        tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(",") if tag.strip()
+    )
+
+
+def bytes_response(
+    data: bytes,
+    range_header: str | None,
+    headers: dict[str, str],
+    media_type: str = "application/octet-stream",
+) -> Response:
+    """200 with ``data``, 206 with one range of it, or 416 (small in-memory representations)."""
+    size = len(data)
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    try:
+        span = parse_range(range_header, size)
+    except RangeNotSatisfiable:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    if span is None:
+        return Response(data, media_type=media_type, headers=headers)
+    first, last = span
+    return Response(
+        data[first : last + 1],
+        status_code=206,
+        media_type=media_type,
+        headers={**headers, "Content-Range": f"bytes {first}-{last}/{size}"},
+    )

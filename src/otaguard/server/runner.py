@@ -27,7 +27,8 @@ def uvicorn_config(
         ssl_certfile=str(tls.cert),
         ssl_keyfile=str(tls.key),
         log_level=log_level,
-        proxy_headers=False,
+        proxy_headers=ctx.settings.proxy_headers,
+        forwarded_allow_ips=ctx.settings.forwarded_allow_ips or "127.0.0.1",
         timeout_keep_alive=30,
         limit_concurrency=2048,
     )

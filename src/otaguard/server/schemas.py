@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,11 @@ from otaguard.fleet.status import UpdateEvent
 
 DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TAG = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+MAX_INT = 2**31 - 1
+
+DeviceIdStr = Annotated[str, Field(pattern=DEVICE_ID)]
+TagStr = Annotated[str, Field(pattern=TAG)]
 
 
 class Strict(BaseModel):
@@ -57,7 +62,14 @@ class EventIn(Strict):
     deployment_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     version: str | None = Field(default=None, max_length=64)
     slot: str | None = Field(default=None, max_length=8)
-    detail: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+    detail: dict[
+        Annotated[str, Field(max_length=64)],
+        Annotated[str, Field(max_length=65536)] | int | float | bool | None,
+    ] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Error details; a long 'log' entry keeps its last 4096 characters",
+    )
 
 
 class EventOut(BaseModel):
@@ -88,7 +100,7 @@ class PublicKeyIn(Strict):
 class DeviceIn(Strict):
     id: str = Field(pattern=DEVICE_ID)
     hardware: str = Field(min_length=1, max_length=64)
-    tags: list[str] = Field(default_factory=list, max_length=32)
+    tags: list[TagStr] = Field(default_factory=list, max_length=32)
     manifest_key: PublicKeyIn | None = Field(
         default=None,
         description="Public key the device signs its version manifests with (generated on the "
@@ -125,7 +137,12 @@ class DevicePage(BaseModel):
 
 
 class TagsIn(Strict):
-    tags: list[str] = Field(max_length=32)
+    tags: list[TagStr] = Field(max_length=32)
+
+
+class TagOut(BaseModel):
+    tag: str
+    devices: int = Field(ge=1)
 
 
 class ReleaseOut(BaseModel):
@@ -140,9 +157,9 @@ class ReleaseOut(BaseModel):
 
 class Selector(Strict):
     all: bool = False
-    tag: str | None = Field(default=None, max_length=64)
-    hardware: str | None = Field(default=None, max_length=64)
-    devices: list[str] | None = Field(default=None, max_length=10000)
+    tag: TagStr | None = None
+    hardware: str | None = Field(default=None, min_length=1, max_length=64)
+    devices: list[DeviceIdStr] | None = Field(default=None, max_length=10000)
 
 
 class DeploymentIn(Strict):
@@ -194,6 +211,17 @@ class OnlineKeys(BaseModel):
     director: dict[str, Any]
 
 
+class DeploymentStateOut(BaseModel):
+    state: Literal["active", "completed", "cancelled"]
+    status: Literal["pending", "in_progress", "succeeded", "failed", "cancelled"]
+
+
 class ErrorOut(BaseModel):
+    """Every 4xx: a stable code (``auth``, ``manifest``, ``not_found``, ``conflict``,
+    ``compatibility``, ``validation``, ``too_large``...) and a human-readable detail."""
+
     error: str
     detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Validation errors, one per invalid field (422 only)"
+    )

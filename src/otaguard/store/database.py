@@ -364,6 +364,14 @@ class Store:
             s.refresh(d, ["tag_rows"])
             return DeviceView.of(d)
 
+    def tag_counts(self) -> list[tuple[str, int]]:
+        """Every tag in use and how many devices carry it, by tag."""
+        with self.session(write=False) as s:
+            rows = s.execute(
+                select(DeviceTag.tag, func.count()).group_by(DeviceTag.tag).order_by(DeviceTag.tag)
+            )
+            return [(str(tag), int(n)) for tag, n in rows]
+
     def check_in(
         self,
         device_id: str,

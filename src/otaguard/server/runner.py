@@ -17,9 +17,17 @@ from otaguard.server.context import ServerContext
 
 
 def uvicorn_config(
-    app: Any, *, host: str, port: int, tls: TLSFiles, log_level: str = "warning"
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    tls: TLSFiles,
+    log_level: str = "warning",
+    proxy_headers: bool = False,
+    forwarded_allow_ips: str | None = None,
 ) -> uvicorn.Config:
-    """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum."""
+    """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum; behind a proxy,
+    X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -27,8 +35,8 @@ def uvicorn_config(
         ssl_certfile=str(tls.cert),
         ssl_keyfile=str(tls.key),
         log_level=log_level,
-        proxy_headers=ctx.settings.proxy_headers,
-        forwarded_allow_ips=ctx.settings.forwarded_allow_ips or "127.0.0.1",
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
         timeout_keep_alive=30,
         limit_concurrency=2048,
     )
@@ -49,6 +57,8 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         port=ctx.settings.port,
         tls=tls,
         log_level=log_level,
+        proxy_headers=ctx.settings.proxy_headers,
+        forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
     )
 
 

@@ -469,15 +469,26 @@ def create_app(ctx: ServerContext) -> FastAPI:
     def _dep_out(d: Any) -> schemas.DeploymentOut:
         return schemas.DeploymentOut(**d.__dict__, total=d.total)
 
-    @api.post("/deployments", response_model=schemas.DeploymentOut, status_code=201)
-    def create_deployment(body: schemas.DeploymentIn, user: Operator) -> schemas.DeploymentOut:
+    @api.post("/deployments", response_model=schemas.DeploymentCreated, status_code=201)
+    def create_deployment(body: schemas.DeploymentIn, user: Operator) -> schemas.DeploymentCreated:
+        """Deploy a release to the devices the selector picks. Devices that could never
+        install it are left out and listed in ``excluded`` with the reason; 422 when none is
+        left (nothing is created)."""
         selector = body.selector.model_dump(exclude_none=True)
         if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices")):
             raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
         dep = ctx.store.create_deployment(
             name=body.name, target_name=body.target_name, selector=selector, created_by=user
         )
-        return _dep_out(dep)
+        return schemas.DeploymentCreated(
+            **_dep_out(dep).model_dump(),
+            excluded=[
+                schemas.ExcludedDeviceOut(
+                    device_id=e.device_id, reason=e.reason.value, detail=e.detail
+                )
+                for e in dep.excluded
+            ],
+        )
 
     @api.get("/deployments", response_model=list[schemas.DeploymentOut])
     def list_deployments(_user: Operator) -> list[schemas.DeploymentOut]:

@@ -180,6 +180,21 @@ class DeploymentOut(BaseModel):
     total: int
 
 
+class ExcludedDeviceOut(BaseModel):
+    """A selected device left out of a deployment because it could never install the release."""
+
+    device_id: str
+    reason: Literal["hardware", "security_version", "unknown_device"]
+    detail: str
+
+
+class DeploymentCreated(DeploymentOut):
+    excluded: list[ExcludedDeviceOut] = Field(
+        description="Selected devices left out: hardware the release does not support, a "
+        "reported security version above the release's, or an unknown device id"
+    )
+
+
 class DeploymentTargetOut(BaseModel):
     device_id: str
     status: str

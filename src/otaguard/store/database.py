@@ -13,7 +13,7 @@ import hmac
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -39,6 +39,7 @@ from otaguard.errors import (
     NotFoundError,
     StoreError,
 )
+from otaguard.fleet.compatibility import Candidate, Exclusion, select_compatible
 from otaguard.fleet.status import (
     FINAL_TARGET_STATUSES,
     DeploymentState,
@@ -129,6 +130,8 @@ class DeploymentView:
     created_by: str
     created_at: dt.datetime
     counts: dict[str, int]
+    #: devices the selector picked that were left out, and why (set on creation only)
+    excluded: tuple[Exclusion, ...] = ()
 
     @property
     def total(self) -> int:
@@ -588,31 +591,40 @@ class Store:
         created_by: str,
     ) -> DeploymentView:
         """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
-        ``devices``). Only devices whose hardware the release supports are included; if none
-        is left the deployment is refused."""
+        ``devices``). Devices that could never install it are left out with a reason
+        (``fleet.compatibility``: hardware, anti-rollback, unknown ids), reported in the
+        returned view's ``excluded``; if none is left the deployment is refused."""
         with self.session() as s:
             rel = s.get(Release, target_name)
             if rel is None:
                 raise NotFoundError(f"no release {target_name}")
             cond = _device_filter(hardware=selector.get("hardware"), tag=selector.get("tag"))
-            if selector.get("devices"):
-                cond.append(Device.id.in_(list(selector["devices"])))
+            named = set(selector.get("devices") or ())
+            if named:
+                cond.append(Device.id.in_(sorted(named)))
             devices = list(s.scalars(select(Device).where(*cond).order_by(Device.id)))
-            compatible = [d for d in devices if d.hardware in rel.hardware]
-            if not compatible:
+            known = set(s.scalars(select(Device.id).where(Device.id.in_(sorted(named)))))
+            selection = select_compatible(
+                (Candidate(d.id, d.hardware, d.security_version) for d in devices),
+                release_hardware=list(rel.hardware),
+                release_security_version=rel.security_version,
+                unknown=named - known,
+            )
+            if not selection.included:
                 raise CompatibilityError(
-                    f"no selected device ({len(devices)} matched) has a hardware type supported "
-                    f"by {target_name} ({', '.join(rel.hardware)})"
+                    f"no selected device ({len(devices)} matched) can install {target_name} "
+                    f"(hardware {', '.join(rel.hardware)}, security version "
+                    f"{rel.security_version}); left out: {selection.summary() or 'none'}"
                 )
             dep = Deployment(
                 name=name, target_name=target_name, selector=selector, created_by=created_by
             )
             s.add(dep)
             s.flush()
-            for d in compatible:
-                s.add(DeploymentTarget(deployment_id=dep.id, device_id=d.id))
+            for device_id in selection.included:
+                s.add(DeploymentTarget(deployment_id=dep.id, device_id=device_id))
             s.flush()
-            return self._deployment_view(s, dep)
+            return replace(self._deployment_view(s, dep), excluded=selection.excluded)
 
     def cancel_deployment(self, deployment_id: int) -> DeploymentView:
         with self.session() as s:

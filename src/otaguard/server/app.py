@@ -454,6 +454,24 @@ def create_app(ctx: ServerContext) -> FastAPI:
         events = [schemas.EventOut(**e.__dict__) for e in ctx.store.events(device_id)]
         return schemas.DeviceDetail(**d.__dict__, events=events)
 
+    @api.get("/devices/{device_id}/events", response_model=schemas.EventPage)
+    def device_events(
+        device_id: DeviceIdPath,
+        _user: Operator,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    ) -> schemas.EventPage:
+        """The device's status history, newest page first (each page oldest first); page back
+        with ``before``."""
+        ctx.store.get_device(device_id)
+        items = ctx.store.events(device_id, limit=limit + 1, before=before)
+        more = len(items) > limit
+        items = items[1:] if more else items
+        return schemas.EventPage(
+            items=[schemas.EventOut(**e.__dict__) for e in items],
+            next_before=items[0].id if more else None,
+        )
+
     @api.put("/devices/{device_id}/tags", response_model=schemas.DeviceOut)
     def set_tags(
         device_id: DeviceIdPath, body: schemas.TagsIn, _user: Operator

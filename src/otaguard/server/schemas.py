@@ -126,7 +126,18 @@ class DeviceOut(BaseModel):
 
 
 class DeviceDetail(DeviceOut):
-    events: list[EventOut]
+    events: list[EventOut] = Field(
+        description="Status history: the 200 most recent events, oldest first (page back "
+        "through older ones with GET /api/v1/devices/{device_id}/events)"
+    )
+
+
+class EventPage(BaseModel):
+    items: list[EventOut] = Field(description="Oldest first")
+    next_before: int | None = Field(
+        description="Pass as ``before`` to get the events before these; null at the start of "
+        "the history"
+    )
 
 
 class DevicePage(BaseModel):

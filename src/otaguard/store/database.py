@@ -534,15 +534,17 @@ class Store:
             ]
             dep.state = deployment_state_after(DeploymentState(dep.state), statuses).value
 
-    def events(self, device_id: str, limit: int = 200) -> list[EventView]:
+    def events(
+        self, device_id: str, limit: int = 200, before: int | None = None
+    ) -> list[EventView]:
+        """The device's ``limit`` most recent status events (with an id below ``before``, to
+        page back through its history), oldest first."""
         with self.session(write=False) as s:
-            rows = s.scalars(
-                select(StatusEvent)
-                .where(StatusEvent.device_id == device_id)
-                .order_by(StatusEvent.id)
-                .limit(limit)
-            )
-            return [_event_view(e) for e in rows]
+            query = select(StatusEvent).where(StatusEvent.device_id == device_id)
+            if before is not None:
+                query = query.where(StatusEvent.id < before)
+            rows = s.scalars(query.order_by(StatusEvent.id.desc()).limit(limit))
+            return [_event_view(e) for e in reversed(list(rows))]
 
     # -- releases ---------------------------------------------------------------------------
     def upsert_release(

@@ -1,11 +1,14 @@
 """A device's status history through the management API: the detail shows the most recent
 events (not the first ones ever stored), and GET /api/v1/devices/{id}/events pages back
-through all of it."""
+through all of it; the device list filters by the state each device last reported."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from otaguard.demo import HARDWARE, Demo
 from otaguard.fleet.status import UpdateEvent
+from otaguard.server.schemas import UpdateState
 
 EVENTS = 230
 
@@ -56,3 +59,32 @@ def test_detail_shows_latest_events_and_history_pages_back(demo_world: Demo) -> 
     anonymous = api.build_request("GET", "/api/v1/devices/hist-1/events")
     del anonymous.headers["Authorization"]
     assert api.send(anonymous).status_code == 401
+
+
+def test_devices_filter_by_last_reported_state(demo_world: Demo) -> None:
+    d = demo_world
+    assert d.api is not None
+    assert d.ctx is not None
+    api = d.api.http
+    for device_id in ("st-1", "st-2", "st-3"):
+        api.post("/api/v1/devices", json={"id": device_id, "hardware": HARDWARE}).raise_for_status()
+    for device_id, event in (("st-1", UpdateEvent.ROLLED_BACK), ("st-2", UpdateEvent.COMMITTED)):
+        d.ctx.store.record_event(
+            device_id, event=event, deployment_id=None, version="1.0.0", slot="a", detail={}
+        )
+
+    def ids(**params: str) -> list[str]:
+        r = api.get("/api/v1/devices", params=params)
+        assert r.status_code == 200, r.text
+        return [x["id"] for x in r.json()["items"]]
+
+    assert ids(state="rolled_back") == ["st-1"]
+    assert ids(state="committed", hardware=HARDWARE) == ["st-2"]
+    assert ids(state="idle") == ["st-3"]
+    assert ids(state="failed") == []
+    r = api.get("/api/v1/devices", params={"state": "exploded"})
+    assert (r.status_code, r.json()["error"]) == (422, "validation")
+
+
+def test_update_states_in_the_api_are_the_reported_events() -> None:
+    assert set(get_args(UpdateState)) == {"idle"} | {e.value for e in UpdateEvent}

@@ -435,11 +435,14 @@ def create_app(ctx: ServerContext) -> FastAPI:
         hardware: Annotated[str | None, Query(max_length=64)] = None,
         tag: Annotated[str | None, Query(max_length=64)] = None,
         version: Annotated[str | None, Query(max_length=64)] = None,
+        state: Annotated[schemas.UpdateState | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> schemas.DevicePage:
+        """Devices matching every filter given (``state``: the update state each device last
+        reported, e.g. ``rolled_back`` or ``failed``), one page at a time, by id."""
         items, total = ctx.store.list_devices(
-            hardware=hardware, tag=tag, version=version, limit=limit, offset=offset
+            hardware=hardware, tag=tag, version=version, state=state, limit=limit, offset=offset
         )
         return schemas.DevicePage(
             items=[schemas.DeviceOut(**d.__dict__) for d in items],

@@ -14,6 +14,22 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 MAX_INT = 2**31 - 1
 
+#: what a device's ``update_state`` can be: ``idle`` until it reports, then its last report
+UpdateState = Literal[
+    "idle",
+    "assigned",
+    "downloading",
+    "downloaded",
+    "verified",
+    "installed",
+    "rebooting",
+    "booted",
+    "committed",
+    "rolled_back",
+    "refused",
+    "failed",
+]
+
 DeviceIdStr = Annotated[str, Field(pattern=DEVICE_ID)]
 TagStr = Annotated[str, Field(pattern=TAG)]
 
@@ -121,7 +137,7 @@ class DeviceOut(BaseModel):
     active_slot: str | None
     security_version: int
     agent_version: str | None
-    update_state: str
+    update_state: UpdateState
     last_seen: dt.datetime | None
 
 

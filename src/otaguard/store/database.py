@@ -342,12 +342,16 @@ class Store:
         hardware: str | None = None,
         tag: str | None = None,
         version: str | None = None,
+        state: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[DeviceView], int]:
-        """One page of devices (by id) matching every filter given, and the total matching."""
+        """One page of devices (by id) matching every filter given, and the total matching
+        (``state``: the update state the device last reported, e.g. ``rolled_back``)."""
         with self.session(write=False) as s:
             cond = _device_filter(hardware=hardware, tag=tag, version=version)
+            if state:
+                cond.append(Device.update_state == state)
             total = s.scalar(select(func.count()).select_from(Device).where(*cond)) or 0
             page = s.scalars(
                 select(Device).where(*cond).order_by(Device.id).limit(limit).offset(offset)

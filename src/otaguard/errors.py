@@ -106,3 +106,15 @@ class ManifestError(AuthError):
     key registered for the device: nothing it reports is recorded."""
 
     code = "manifest"
+
+
+class ForbiddenError(AuthError):
+    """Authenticated, but not allowed to do this (role, token scope, two-person rule)."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(AuthError):
+    """Too many failed attempts from one client: refused for a while."""
+
+    code = "rate_limited"

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from otaguard.cli.agent import agent_app, bundle_app
+from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.errors import OTAGuardError
 
@@ -27,6 +28,9 @@ app.add_typer(repo_app, name="repo")
 app.add_typer(release_app, name="release")
 app.add_typer(agent_app, name="agent")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 DataDir = Annotated[

@@ -38,6 +38,7 @@ class TargetStatus(StrEnum):
 
 
 class DeploymentState(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # production: no device is offered it until approved
     ACTIVE = "active"
     COMPLETED = "completed"
     CANCELLED = "cancelled"

@@ -23,17 +23,20 @@ from otaguard.errors import (
     AuthError,
     CompatibilityError,
     ConflictError,
+    ForbiddenError,
     KeyMaterialError,
     ManifestError,
     NotFoundError,
     OTAGuardError,
     PayloadTooLargeError,
+    RateLimitedError,
     RepositoryError,
     StoreError,
     VerificationError,
 )
+from otaguard.identity.ratelimit import FailureWindow
 from otaguard.repo.images import ReleaseInfo, sha256_of
-from otaguard.server import schemas
+from otaguard.server import identity_routes, schemas
 from otaguard.server.auth import device_dependency, operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.limits import BodyLimit
@@ -45,6 +48,8 @@ _METADATA_NAME = re.compile(
     r"^(\d+\.)?(root|targets|snapshot|timestamp)\.json$|^(\d+\.)?[A-Za-z0-9._-]+\.json$"
 )
 _STATUS_OF = {
+    ForbiddenError: 403,
+    RateLimitedError: 429,
     AuthError: 401,
     NotFoundError: 404,
     ConflictError: 409,
@@ -163,7 +168,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     app.add_middleware(BodyLimit, limit=MAX_JSON_BODY_BYTES, exempt=_STREAMED_BODIES)
 
     # -- authentication ---------------------------------------------------------------------
-    operator = operator_dependency(ctx, metrics)
+    failures = FailureWindow()  # failed operator authentications per client address
+    operator = operator_dependency(ctx, metrics, failures)
     device = device_dependency(ctx, metrics)
 
     Operator = Annotated[str, Depends(operator)]
@@ -499,7 +505,11 @@ def create_app(ctx: ServerContext) -> FastAPI:
         if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices")):
             raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
         dep = ctx.store.create_deployment(
-            name=body.name, target_name=body.target_name, selector=selector, created_by=user
+            name=body.name,
+            target_name=body.target_name,
+            selector=selector,
+            created_by=user,
+            production_tags=ctx.identity.production_groups(),
         )
         return schemas.DeploymentCreated(
             **_dep_out(dep).model_dump(),
@@ -537,6 +547,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return _dep_out(ctx.store.cancel_deployment(deployment_id))
 
     app.include_router(api)
+    identity_routes.install(app, ctx, metrics, operator, failures)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

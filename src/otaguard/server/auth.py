@@ -1,22 +1,32 @@
-"""Authentication (and, later, authorization) of requests: FastAPI dependencies that turn a
-request into the operator or the device it comes from, counting every refusal.
+"""Authentication and authorization of requests: FastAPI dependencies that turn a request into
+the operator or the device it comes from, counting and auditing every refusal.
 
-``operator_dependency`` guards the management API, ``device_dependency`` the device API; the
-routes in ``server/app.py`` only name the dependency they need.
+Operators: ``Authorization: Bearer <token>`` (a scoped, expiring API token, or the server's
+bootstrap admin token); the action is the route's entry in ``identity.rbac.ROUTE_ACTIONS`` and
+the pure ``rbac.decide`` says yes or no. A route without an entry is refused (fail closed).
+Every operator request that changes something is written to the audit log by
+``AuditMiddleware`` once its response status is known.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import FastAPI, Header, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from otaguard.errors import AuthError
+from otaguard.errors import AuthError, ForbiddenError, RateLimitedError
+from otaguard.identity.ratelimit import FailureWindow
+from otaguard.identity.rbac import Access, Action, Principal, request_action
 from otaguard.server.context import ServerContext
 from otaguard.server.metrics import ServerMetrics
 
 BEARER = "Bearer "
+#: keys under the request's ``scope["state"]``
+PRINCIPAL_KEY = "otaguard_principal"
+ACTION_KEY = "otaguard_action"
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -26,39 +36,158 @@ def bearer_token(authorization: str | None) -> str | None:
     return authorization.removeprefix(BEARER).strip() or None
 
 
-def operator_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..., str]:
-    """The dependency authenticating an operator by API token; returns the operator's name."""
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
-    def operator(authorization: Annotated[str | None, Header()] = None) -> str:
+
+def route_of(request: Request) -> tuple[str, str]:
+    return request.method, request.url.path
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path template) the application serves, HEAD left out, through included
+    routers (FastAPI >= 0.13x keeps them nested; older versions flatten ``app.routes``)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: routes are flat
+        items = [(getattr(r, "path", None), getattr(r, "methods", None)) for r in app.routes]
+    else:
+        items = [
+            (rc.path, getattr(rc.original_route, "methods", None))
+            for rc in iter_route_contexts(app.routes)
+        ]
+    return [
+        (m, str(path))
+        for path, methods in items
+        if path and methods
+        for m in sorted(methods)
+        if m != "HEAD"
+    ]
+
+
+def operator_dependency(
+    ctx: ServerContext, metrics: ServerMetrics, failures: FailureWindow | None = None
+) -> Callable[..., str]:
+    """The dependency authenticating and authorizing an operator; returns the operator's name
+    (the principal is kept in ``request.state`` for handlers that need roles)."""
+    window = failures or FailureWindow()
+
+    def refuse(request: Request, exc: AuthError, actor: str = "anonymous") -> AuthError:
+        metrics.auth_failures.labels("management").inc()
+        method, path = route_of(request)
+        ctx.identity.audit(
+            actor=actor,
+            action="auth.refused",
+            target=f"{method} {path}",
+            outcome=exc.code,
+            detail={"reason": str(exc), "client": client_address(request)},
+        )
+        if not isinstance(exc, ForbiddenError):
+            window.failure(client_address(request), time.monotonic())
+        return exc
+
+    def operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+        client = client_address(request)
+        if window.blocked(client, time.monotonic()):
+            metrics.auth_failures.labels("management").inc()
+            raise RateLimitedError("too many failed attempts from this address; try later")
         token = bearer_token(authorization)
         if token is None:
-            metrics.auth_failures.labels("management").inc()
-            raise AuthError("missing bearer API token")
+            raise refuse(request, AuthError("missing bearer API token"))
         try:
-            return ctx.store.check_api_token(token)
-        except AuthError:
-            metrics.auth_failures.labels("management").inc()
-            raise
+            principal = ctx.identity.authenticate(token)
+        except AuthError as exc:
+            raise refuse(request, exc) from None
+        method, path = route_of(request)
+        action = request_action(method, path)
+        if not isinstance(action, Action):
+            raise refuse(
+                request, ForbiddenError(f"no access policy for {method} {path}"), principal.name
+            )
+        decision = principal.decide(action)
+        if not decision.allowed:
+            raise refuse(request, ForbiddenError(decision.reason), f"user:{principal.name}")
+        request.state.otaguard_principal = principal
+        request.state.otaguard_action = action.value
+        return principal.name
 
     return operator
+
+
+def principal_of(request: Request) -> Principal:
+    principal = getattr(request.state, PRINCIPAL_KEY, None)
+    if not isinstance(principal, Principal):
+        raise AuthError("not authenticated")
+    return principal
 
 
 def device_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..., str]:
     """The dependency authenticating a device; returns the device id."""
 
     def device(
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
         x_otaguard_device: Annotated[str | None, Header()] = None,
     ) -> str:
+        def refuse(exc: AuthError, claimed: str | None) -> AuthError:
+            metrics.auth_failures.labels("device").inc()
+            ctx.identity.audit(
+                actor=f"device:{claimed}" if claimed else "anonymous",
+                action="device.auth.refused",
+                target=" ".join(route_of(request)),
+                outcome=exc.code,
+                detail={"reason": str(exc), "client": client_address(request)},
+            )
+            return exc
+
         token = bearer_token(authorization)
         if token is None or not x_otaguard_device:
-            metrics.auth_failures.labels("device").inc()
-            raise AuthError("device requests need X-OTAGuard-Device and a bearer credential")
+            raise refuse(
+                AuthError("device requests need X-OTAGuard-Device and a bearer credential"),
+                x_otaguard_device,
+            )
         try:
             ctx.store.authenticate_device(x_otaguard_device, token)
-        except AuthError:
-            metrics.auth_failures.labels("device").inc()
-            raise
+        except AuthError as exc:
+            raise refuse(exc, x_otaguard_device) from None
         return x_otaguard_device
 
     return device
+
+
+class AuditMiddleware:
+    """Writes an audit entry for every authenticated operator request that is not a read,
+    once the handler produced its status, before the response goes out."""
+
+    def __init__(self, app: ASGIApp, ctx: ServerContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        scope.setdefault("state", {})  # shared with the handlers, even through scope copies
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state: dict[str, Any] = scope["state"]
+                principal = state.get(PRINCIPAL_KEY)
+                if isinstance(principal, Principal):
+                    status = int(message["status"])
+                    await run_in_threadpool(
+                        self.ctx.identity.audit,
+                        actor=f"user:{principal.name}",
+                        action=str(state.get(ACTION_KEY, "unknown")),
+                        target=f"{scope['method']} {scope['path']}",
+                        outcome="ok" if status < 400 else f"http_{status}",
+                        detail={"status": status, "token": principal.token_id},
+                    )
+            await send(message)
+
+        await self.app(scope, receive, audited_send)
+
+
+__all__ = ["Access", "AuditMiddleware", "device_dependency", "operator_dependency"]

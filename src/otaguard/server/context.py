@@ -11,6 +11,7 @@ from securesystemslib.signer import CryptoSigner
 
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
+from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
@@ -61,6 +62,10 @@ class ServerContext:
     repo: OnlineRepository
     director: CryptoSigner
     admin_token: str
+    identity: IdentityStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identity = IdentityStore(self.store)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerContext:

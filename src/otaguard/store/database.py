@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -595,11 +595,14 @@ class Store:
         target_name: str,
         selector: dict[str, Any],
         created_by: str,
+        production_tags: Collection[str] = (),
     ) -> DeploymentView:
         """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
         ``devices``). Devices that could never install it are left out with a reason
         (``fleet.compatibility``: hardware, anti-rollback, unknown ids), reported in the
-        returned view's ``excluded``; if none is left the deployment is refused."""
+        returned view's ``excluded``; if none is left the deployment is refused. If the selector's tag or an included device's tag
+        is in ``production_tags``, the deployment waits for approval (two-person rule) and no
+        device is offered it until then."""
         with self.session() as s:
             rel = s.get(Release, target_name)
             if rel is None:
@@ -622,8 +625,19 @@ class Store:
                     f"(hardware {', '.join(rel.hardware)}, security version "
                     f"{rel.security_version}); left out: {selection.summary() or 'none'}"
                 )
+            production = set(production_tags)
+            included = set(selection.included)
+            gated = selector.get("tag") in production or any(
+                production.intersection(d.tags) for d in devices if d.id in included
+            )
             dep = Deployment(
-                name=name, target_name=target_name, selector=selector, created_by=created_by
+                name=name,
+                target_name=target_name,
+                selector=selector,
+                created_by=created_by,
+                state=(
+                    DeploymentState.AWAITING_APPROVAL if gated else DeploymentState.ACTIVE
+                ).value,
             )
             s.add(dep)
             s.flush()
@@ -652,7 +666,10 @@ class Store:
             )
             dep = s.get(Deployment, deployment_id, with_for_update=True, populate_existing=True)
             assert dep is not None
-            if dep.state != DeploymentState.ACTIVE.value:
+            if dep.state not in (
+                DeploymentState.ACTIVE.value,
+                DeploymentState.AWAITING_APPROVAL.value,
+            ):
                 raise ConflictError(f"deployment {deployment_id} is {dep.state}, not active")
             dep.state = DeploymentState.CANCELLED.value
             for t in open_targets:

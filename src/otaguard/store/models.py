@@ -172,3 +172,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+# The identity tables share this metadata (one schema, one set of migrations).
+from otaguard.store import identity_models  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Identities and access: operators and roles, device certificates, the audit log."""

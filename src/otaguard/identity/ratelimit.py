@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FailureWindow:
-    limit: int = 20
+    limit: int = 100
     window_seconds: float = 60.0
     max_clients: int = 10_000
     _hits: dict[str, deque[float]] = field(default_factory=dict)

@@ -177,10 +177,12 @@ def create_app(ctx: ServerContext) -> FastAPI:
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": schemas.ErrorOut},
         401: {"model": schemas.ErrorOut},
+        403: {"model": schemas.ErrorOut},
         404: {"model": schemas.ErrorOut},
         409: {"model": schemas.ErrorOut},
         413: {"model": schemas.ErrorOut},
         422: {"model": schemas.ErrorOut},
+        429: {"model": schemas.ErrorOut},
     }
     DeploymentIdPath = Annotated[int, FastApiPath(ge=1, le=schemas.MAX_INT)]
     DeviceIdPath = Annotated[str, FastApiPath(pattern=schemas.DEVICE_ID)]
@@ -547,7 +549,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return _dep_out(ctx.store.cancel_deployment(deployment_id))
 
     app.include_router(api)
-    identity_routes.install(app, ctx, metrics, operator, failures)
+    identity_routes.install(app, ctx, metrics, operator, failures, errors)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

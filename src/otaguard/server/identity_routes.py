@@ -22,10 +22,11 @@ def install(
     metrics: ServerMetrics,
     operator: Callable[..., str],
     failures: FailureWindow,
+    errors: dict[int | str, dict[str, Any]],
 ) -> None:
     """Add the identity routes and the audit middleware to ``app``."""
     Operator = Annotated[str, Depends(operator)]
-    api = APIRouter(prefix="/api/v1", tags=["identity"])
+    api = APIRouter(prefix="/api/v1", tags=["identity"], responses=errors)
 
     @api.post("/auth/login", response_model=sch.TokenOut)
     def login(body: sch.LoginIn, request: Request) -> sch.TokenOut:

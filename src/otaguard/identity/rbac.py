@@ -115,6 +115,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/api/v1/devices"): Action.DEVICE_READ,
     ("GET", "/api/v1/devices/{device_id}"): Action.DEVICE_READ,
     ("GET", "/api/v1/tags"): Action.DEVICE_READ,
+    ("GET", "/api/v1/devices/{device_id}/events"): Action.DEVICE_READ,
     ("PUT", "/api/v1/devices/{device_id}/tags"): Action.DEVICE_TAGS,
     ("POST", "/api/v1/devices/{device_id}/revoke"): Action.DEVICE_CERT_REVOKE,
     ("POST", "/api/v1/deployments"): Action.DEPLOYMENT_CREATE,

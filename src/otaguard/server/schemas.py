@@ -254,7 +254,7 @@ class OnlineKeys(BaseModel):
 
 
 class DeploymentStateOut(BaseModel):
-    state: Literal["active", "completed", "cancelled"]
+    state: Literal["awaiting_approval", "active", "completed", "cancelled"]
     status: Literal["pending", "in_progress", "succeeded", "failed", "cancelled"]
 
 

@@ -8,6 +8,10 @@ fixed time. In the same run the same load drives a bare ASGI app answering a fix
 the same stack (uvicorn, same TLS setup): the ceiling. The figures are check-ins/s, p50/p99
 latency, and the ratio to the ceiling (goal >= 0.5).
 
+To tell the check-in's own cost from the web framework's, the same load also drives
+``GET /healthz`` on the same OTAGuard server process (FastAPI, its middleware and thread pool,
+no database, no signature): the ``framework`` figures, with their ratio to the ceiling too.
+
 Run: ``.venv/bin/python bench/checkin_throughput.py [--devices 500] [--duration 10]``
 Writes ``bench/results/checkin_throughput.json``.
 """
@@ -41,11 +45,11 @@ local i = 0
 init = function(args)
   for line in io.lines(args[1]) do
     local dev, cred, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
-    lines[#lines + 1] = wrk.format("POST", "/device/v1/checkin", {
+    lines[#lines + 1] = wrk.format(METHOD, PATH, {
       ["Content-Type"] = "application/json",
       ["X-OTAGuard-Device"] = dev,
       ["Authorization"] = "Bearer " .. cred,
-    }, body)
+    }, METHOD ~= "GET" and body or nil)
   end
   i = math.random(#lines)
 end
@@ -151,11 +155,22 @@ def checkin_lines(base: str, ca: Path, admin_token: str, devices: int) -> list[s
     return lines
 
 
+def lua_script(method: str, path: str) -> str:
+    """The wrk script sending ``method path`` with each line's device, credential and body."""
+    return f"local METHOD, PATH = {json.dumps(method)}, {json.dumps(path)}\n" + LUA
+
+
 def run_wrk(
-    url: str, lines_file: Path, duration: int, connections: int, threads: int
+    url: str,
+    lines_file: Path,
+    duration: int,
+    connections: int,
+    threads: int,
+    method: str = "POST",
+    path: str = "/device/v1/checkin",
 ) -> dict[str, float]:
-    script = lines_file.with_suffix(".lua")
-    script.write_text(LUA)
+    script = lines_file.with_suffix(f".{method.lower()}.lua")
+    script.write_text(lua_script(method, path))
     out = subprocess.run(
         [
             "wrk",
@@ -207,8 +222,16 @@ def otaguard_cmd(*args: str) -> list[str]:
 
 
 def measure_server(
-    work: Path, database: str | None, devices: int, duration: int, connections: int, threads: int
+    work: Path,
+    database: str | None,
+    devices: int,
+    duration: int,
+    connections: int,
+    threads: int,
+    with_framework: bool = False,
 ) -> dict[str, Any]:
+    """Check-in figures of an ``otaguard server`` on ``database`` (None: SQLite); with
+    ``with_framework``, also the ``GET /healthz`` figures of the same process."""
     data = work / ("server-" + ("pg" if database else "sqlite"))
     port = free_port()
     cmd = otaguard_cmd("server", "--data-dir", str(data), "--port", str(port))
@@ -225,7 +248,12 @@ def measure_server(
         lines_file = work / f"lines-{port}.txt"
         lines_file.write_text("\n".join(checkin_lines(base, ca, token, devices)) + "\n")
         result = run_wrk(f"{base}/device/v1/checkin", lines_file, duration, connections, threads)
-    result["devices"] = devices
+        result["devices"] = devices
+        if with_framework:
+            framework = run_wrk(
+                f"{base}/healthz", lines_file, duration, connections, threads, "GET", "/healthz"
+            )
+            result["framework"] = framework
     return result
 
 
@@ -272,8 +300,12 @@ def run(
         results["ceiling"] = measure_ceiling(work, duration, connections, threads)
         ceiling = results["ceiling"]["requests_per_s"]
         if "sqlite" in backends:
-            r = measure_server(work, None, devices, duration, connections, threads)
+            r = measure_server(work, None, devices, duration, connections, threads, True)
+            framework = r.pop("framework")
+            framework["ratio_to_ceiling"] = round(framework["requests_per_s"] / ceiling, 3)
+            results["framework"] = framework
             r["ratio_to_ceiling"] = round(r["requests_per_s"] / ceiling, 3)
+            r["ratio_to_framework"] = round(r["requests_per_s"] / framework["requests_per_s"], 3)
             results["sqlite"] = r
         if "postgres" in backends:
             with postgres_database() as url:
@@ -282,6 +314,9 @@ def run(
                 else:
                     r = measure_server(work, url, devices, duration, connections, threads)
                     r["ratio_to_ceiling"] = round(r["requests_per_s"] / ceiling, 3)
+                    if "framework" in results:
+                        fw = results["framework"]["requests_per_s"]
+                        r["ratio_to_framework"] = round(r["requests_per_s"] / fw, 3)
                     results["postgres"] = r
     return results
 

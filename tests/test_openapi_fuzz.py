@@ -24,6 +24,7 @@ from otaguard.server.context import ServerContext, ServerSettings
 
 DEVICE = "fuzz-device"
 DEVICE_CREDENTIAL = "fuzz-device-credential-0123456789"
+RELEASE = "sim-board/firmware-2.0.0.img"
 MAX_EXAMPLES = 30  # per operation: the whole run stays well under a minute on 2 cores
 
 CHECKS = [
@@ -39,7 +40,19 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
     data: Path = tmp_path_factory.mktemp("fuzz")
     ctx = ServerContext.open(ServerSettings(data_dir=data / "server", port=0))
     key = check_public_key(public_key_dict(CryptoSigner.generate_ed25519()))
-    ctx.store.register_device(DEVICE, "sim-board", DEVICE_CREDENTIAL, ["fuzz"], manifest_key=key)
+    ctx.store.register_device(
+        DEVICE, "sim-board", DEVICE_CREDENTIAL, ["fuzz", "canary"], manifest_key=key
+    )
+    # The release the document's example names, so deployments can also be created.
+    ctx.store.upsert_release(
+        RELEASE,
+        version="2.0.0",
+        hardware=["sim-board"],
+        security_version=0,
+        sha256="0" * 64,
+        length=1,
+        custom={},
+    )
     try:
         yield ctx, create_app(ctx)
     finally:

@@ -190,6 +190,19 @@ class Selector(Strict):
 
 
 class DeploymentIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "canary-2-0-0",
+                    "target_name": "sim-board/firmware-2.0.0.img",
+                    "selector": {"tag": "canary"},
+                }
+            ]
+        },
+    )
+
     name: str = Field(pattern=NAME)
     target_name: str = Field(min_length=1, max_length=255)
     selector: Selector

@@ -398,9 +398,13 @@ class UpdateAgent:
         """One polling cycle: go on with an unfinished update, or check in and maybe start one."""
         if self.boot is None:
             raise OTAGuardError("after_boot must run before run_once")
-        self.flush_reports()
+        delivered = self.flush_reports()
         if self.journal.state is not State.IDLE:
             return self._advance()
+        if not delivered:
+            # The server has not heard how the last update ended; checking in now could get
+            # the same deployment offered again (and reinstalled). Report first.
+            return Outcome("retry", "reports not yet delivered; not checking in")
         self._to(Event.CHECK)
         try:
             reply = self.check_in()

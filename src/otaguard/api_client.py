@@ -136,6 +136,12 @@ class ManagementClient:
         r = self._call("POST", "/api/v1/devices", json=body)
         return str(r["credential"])
 
+    def enrollment_token(self, device_id: str, ttl_seconds: int = 3600) -> str:
+        """A one-time token with which ``device_id`` enrolls its own key (device CA)."""
+        body = {"ttl_seconds": ttl_seconds}
+        r = self._call("POST", f"/api/v1/devices/{device_id}/enrollment-token", json=body)
+        return str(r["token"])
+
     def create_deployment(
         self, name: str, target_name: str, selector: dict[str, Any]
     ) -> dict[str, Any]:

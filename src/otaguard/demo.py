@@ -21,6 +21,8 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 from otaguard.api_client import ManagementClient
 from otaguard.crypto.keys import load_or_create_signer
 from otaguard.device.image import build_image
+from otaguard.identity.device_keys import load_or_create_key, make_csr
+from otaguard.identity.enroll import enroll
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.roles import ROOT, TARGETS
@@ -153,6 +155,14 @@ class Demo:
                 provisioning=prov,
                 **device_kwargs,
             )
+            # Device identity: its own key, a CSR and a one-time token -> client certificate.
+            token = self.api.enrollment_token(device_id)
+            state = directory / "state"
+            tls_key = load_or_create_key(state / "client.key")
+            pem = enroll(self.url, tls.ca_cert, device_id, token, make_csr(tls_key, device_id))
+            (state / "client.pem").write_text(pem)
+            dev.config.client_cert_file = state / "client.pem"
+            dev.config.client_key_file = state / "client.key"
             dev.power_on()
             self.fleet.append(dev)
 

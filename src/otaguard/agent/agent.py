@@ -132,6 +132,7 @@ class UpdateAgent:
             DeviceCredentials(config.device_id, config.credential()),
             timeout=config.request_timeout,
             transport=http_transport,
+            client_cert=config.client_cert,
         )
         self.repo_client = (
             make_client(

@@ -25,6 +25,10 @@ class AgentConfig:
     repository_url: str | None = None
     # The device's own key (it signs version manifests); default: state_dir/manifest.key
     manifest_key_file: Path | None = None
+    # mTLS device identity (otaguard device enroll): the device certificate and its key; when
+    # set, the server authenticates the device by it and the bearer credential is not used.
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
     health_command: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
     poll_interval: float = 300.0
@@ -49,6 +53,12 @@ class AgentConfig:
     def journal_path(self) -> Path:
         return self.state_dir / "journal.json"
 
+    @property
+    def client_cert(self) -> tuple[Path, Path] | None:
+        if self.client_cert_file and self.client_key_file:
+            return self.client_cert_file, self.client_key_file
+        return None
+
     def credential(self) -> str:
         try:
             return self.credential_file.read_text().strip()
@@ -71,6 +81,8 @@ class AgentConfig:
             "trusted_root_file",
             "ca_file",
             "manifest_key_file",
+            "client_cert_file",
+            "client_key_file",
         )
         try:
             agent = dict(raw["agent"])

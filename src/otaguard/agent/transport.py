@@ -42,8 +42,14 @@ def make_client(
     *,
     timeout: float = 20.0,
     transport: httpx.BaseTransport | None = None,
+    client_cert: tuple[Path, Path] | None = None,
 ) -> httpx.Client:
+    """``client_cert`` (certificate, key): presented in the TLS handshake (mTLS identity)."""
     verify: Any = tls_context(ca_file) if ca_file else True
+    if client_cert is not None:
+        if verify is True:
+            verify = ssl.create_default_context()
+        verify.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
     return httpx.Client(
         base_url=base_url,
         verify=verify,

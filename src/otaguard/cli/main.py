@@ -15,6 +15,7 @@ from rich.table import Table
 
 from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.identity import audit_app, token_app, user_app
+from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.errors import OTAGuardError
 
@@ -31,6 +32,8 @@ app.add_typer(bundle_app, name="bundle")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(ca_app, name="ca")
+app.add_typer(device_app, name="device")
 console = Console()
 
 DataDir = Annotated[
@@ -159,6 +162,17 @@ def server(
             "trusted (default 127.0.0.1).",
         ),
     ] = None,
+    device_bearer_fallback: Annotated[
+        bool,
+        typer.Option(help="Accept bearer device credentials from devices without a certificate."),
+    ] = True,
+    client_cert_header: Annotated[
+        str | None,
+        typer.Option(help="Header carrying the device certificate (URL-encoded PEM) from a proxy."),
+    ] = None,
+    client_cert_proxies: Annotated[
+        str, typer.Option(help="Comma-separated proxy addresses trusted for that header.")
+    ] = "",
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.server.context import ServerContext, ServerSettings
@@ -173,6 +187,11 @@ def server(
                 database_url=database,
                 proxy_headers=proxy_headers,
                 forwarded_allow_ips=forwarded_allow_ips,
+                device_bearer_fallback=device_bearer_fallback,
+                client_cert_header=client_cert_header,
+                client_cert_proxies=[
+                    a.strip() for a in client_cert_proxies.split(",") if a.strip()
+                ],
             )
         )
     except OTAGuardError as exc:

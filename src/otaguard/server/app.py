@@ -37,6 +37,7 @@ from otaguard.errors import (
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import identity_routes, schemas
+from otaguard.server import device_identity, schemas
 from otaguard.server.auth import device_dependency, operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.limits import BodyLimit
@@ -550,6 +551,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     app.include_router(api)
     identity_routes.install(app, ctx, metrics, operator, failures, errors)
+    device_identity.install(app, ctx, metrics, operator, errors)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

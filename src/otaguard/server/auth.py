@@ -21,6 +21,7 @@ from otaguard.errors import AuthError, ForbiddenError, RateLimitedError
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.identity.rbac import Access, Action, Principal, request_action
 from otaguard.server.context import ServerContext
+from otaguard.server.device_identity import certificate_device
 from otaguard.server.metrics import ServerMetrics
 
 BEARER = "Bearer "
@@ -140,6 +141,16 @@ def device_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..
             )
             return exc
 
+        try:  # a client certificate (mTLS) first; see server/device_identity.py
+            who = certificate_device(ctx, request)
+            if who is not None and x_otaguard_device not in (None, who.device_id):
+                raise AuthError("X-OTAGuard-Device differs from the client certificate")
+            if who is None and not ctx.settings.device_bearer_fallback:
+                raise AuthError("device requests need a client certificate")
+        except AuthError as exc:
+            raise refuse(exc, x_otaguard_device) from None
+        if who is not None:
+            return who.device_id
         token = bearer_token(authorization)
         if token is None or not x_otaguard_device:
             raise refuse(

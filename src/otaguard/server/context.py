@@ -12,6 +12,7 @@ from securesystemslib.signer import CryptoSigner
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
 from otaguard.identity.store import IdentityStore
+from otaguard.identity.authority import DeviceAuthority
 from otaguard.repo.online import OnlineRepository
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
@@ -48,6 +49,13 @@ class ServerSettings:
     # Behind a reverse proxy: trust X-Forwarded-For/-Proto from these addresses only.
     proxy_headers: bool = False
     forwarded_allow_ips: str | None = None
+    # Device identity (docs/SECURITY.md): the device CA directory (default DATA/device-ca);
+    # bearer device credentials as a fallback for deployments without mTLS; a header carrying
+    # the client certificate (URL-encoded PEM) believed only from these proxy addresses.
+    device_ca_dir: Path | None = None
+    device_bearer_fallback: bool = True
+    client_cert_header: str | None = None
+    client_cert_proxies: list[str] = field(default_factory=list)
 
     @property
     def db_url(self) -> str:
@@ -63,9 +71,13 @@ class ServerContext:
     director: CryptoSigner
     admin_token: str
     identity: IdentityStore = field(init=False)
+    device_ca: DeviceAuthority = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store)
+        self.device_ca = DeviceAuthority.ensure(
+            self.settings.device_ca_dir or self.settings.data_dir / "device-ca"
+        )
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerContext:

@@ -6,14 +6,17 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from otaguard.crypto.tls import TLSFiles
 from otaguard.errors import ConfigError
 from otaguard.server.app import create_app
 from otaguard.server.context import ServerContext
+from otaguard.server.peercert import with_peer_certificate
 
 
 def uvicorn_config(
@@ -25,9 +28,19 @@ def uvicorn_config(
     log_level: str = "warning",
     proxy_headers: bool = False,
     forwarded_allow_ips: str | None = None,
+    client_ca: Path | None = None,
 ) -> uvicorn.Config:
     """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum; behind a proxy,
-    X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1)."""
+    X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1). With
+    ``client_ca`` the handshake asks for (but does not require) a client certificate verified
+    against it, and requests carry it (``server/peercert.py``)."""
+    mtls: dict[str, Any] = {}
+    if client_ca is not None:
+        mtls = {
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+            "ssl_ca_certs": str(client_ca),
+            "http": with_peer_certificate(AutoHTTPProtocol),
+        }
     config = uvicorn.Config(
         app,
         host=host,
@@ -39,6 +52,7 @@ def uvicorn_config(
         forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
         timeout_keep_alive=30,
         limit_concurrency=2048,
+        **mtls,
     )
     config.load()
     if config.ssl is None:  # pragma: no cover - uvicorn always builds it when given a cert
@@ -59,6 +73,7 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         log_level=log_level,
         proxy_headers=ctx.settings.proxy_headers,
         forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
+        client_ca=ctx.device_ca.chain_path,
     )
 
 

@@ -1,0 +1,134 @@
+"""``otaguard ca`` (the device CA: init, issue, token, revoke, crl) and ``otaguard device
+enroll`` (the device side: own key, CSR, one-time token, certificate)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from cryptography.hazmat.primitives import serialization
+from rich.console import Console
+
+from otaguard.cli.maker import cli_errors
+from otaguard.errors import AuthError, ConfigError
+from otaguard.identity.authority import DeviceAuthority
+from otaguard.identity.device_keys import KeyType, load_or_create_key, make_csr
+
+console = Console(soft_wrap=True)
+
+ca_app = typer.Typer(
+    help="The device certificate authority: init, issue, token, revoke, crl.",
+    no_args_is_help=True,
+)
+device_app = typer.Typer(help="Device identity: enroll with the server.", no_args_is_help=True)
+
+CADir = Annotated[Path, typer.Option("--dir", help="Device CA directory (server: DATA/device-ca)")]
+
+
+def _open(directory: Path) -> DeviceAuthority:
+    authority = DeviceAuthority(directory)
+    if not authority.initialized:
+        raise ConfigError(f"no device CA in {directory}: run `otaguard ca init` first")
+    return authority
+
+
+@ca_app.command("init")
+def ca_init(
+    directory: CADir,
+    root_key: Annotated[
+        Path, typer.Option(help="Where to write the root CA key (move it offline afterwards)")
+    ],
+) -> None:
+    """Create the offline root CA and the online issuing intermediate."""
+    with cli_errors():
+        authority = DeviceAuthority.init(directory, root_key)
+        console.print(f"device CA in {authority.dir}; root key written to {root_key}")
+        console.print("move the root key offline: the server only needs the intermediate")
+
+
+@ca_app.command("issue")
+def ca_issue(
+    directory: CADir,
+    csr: Annotated[Path, typer.Option(help="The device's PEM CSR")],
+    device: Annotated[str, typer.Option(help="Device id")],
+    hardware: Annotated[str, typer.Option(help="Hardware type")],
+    out: Annotated[Path, typer.Option(help="Where to write the certificate (PEM)")],
+) -> None:
+    """Issue a device certificate from a CSR (manual enrollment)."""
+    with cli_errors():
+        cert = _open(directory).issue(csr.read_bytes(), device_id=device, hardware=hardware)
+        out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        console.print(f"issued serial {cert.serial_number} to {device} -> {out}")
+
+
+@ca_app.command("token")
+def ca_token(
+    directory: CADir,
+    device: Annotated[str, typer.Option(help="Device id the token enrolls")],
+    hardware: Annotated[str, typer.Option(help="Hardware type")],
+    ttl_hours: Annotated[float, typer.Option(help="Validity in hours")] = 24.0,
+) -> None:
+    """Create a one-time factory enrollment token (printed once; only its hash is kept)."""
+    with cli_errors():
+        token = _open(directory).create_token(device, hardware, dt.timedelta(hours=ttl_hours))
+        typer.echo(token)
+
+
+@ca_app.command("revoke")
+def ca_revoke(
+    directory: CADir,
+    device: Annotated[str | None, typer.Option(help="Revoke every certificate of a device")] = None,
+    serial: Annotated[int | None, typer.Option(help="Revoke one certificate")] = None,
+) -> None:
+    """Revoke certificates and re-sign the CRL; refused from the device's next request."""
+    with cli_errors():
+        if (device is None) == (serial is None):
+            raise ConfigError("give exactly one of --device or --serial")
+        new = _open(directory).revoke(serial=serial, device_id=device)
+        console.print(f"revoked {len(new)} certificate(s): {', '.join(map(str, new)) or '-'}")
+
+
+@ca_app.command("crl")
+def ca_crl(
+    directory: CADir,
+    refresh: Annotated[bool, typer.Option(help="Re-sign with a new validity window")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the PEM CRL here")] = None,
+) -> None:
+    """Print (or refresh) the CRL signed by the intermediate."""
+    with cli_errors():
+        authority = _open(directory)
+        if refresh:
+            authority.refresh_crl()
+        if out:
+            out.write_bytes(authority.crl_pem())
+        else:
+            typer.echo(authority.crl_pem().decode())
+
+
+@device_app.command("enroll")
+def device_enroll(
+    server: Annotated[str, typer.Option(help="Server URL, https://host:port")],
+    server_ca: Annotated[Path, typer.Option(help="Pinned server TLS CA (PEM)")],
+    device: Annotated[str, typer.Option(help="This device's id")],
+    token: Annotated[str, typer.Option(help="One-time factory enrollment token")],
+    key: Annotated[Path, typer.Option(help="Device key file (created 0600 if missing)")],
+    cert_out: Annotated[Path, typer.Option(help="Where to write the device certificate")],
+    key_type: Annotated[str, typer.Option(help="ecdsa-p256 or ed25519")] = "ecdsa-p256",
+) -> None:
+    """Make (or reuse) this device's key, send a CSR with the token, store the certificate."""
+    from otaguard.identity.enroll import enroll
+
+    with cli_errors():
+        if key_type not in ("ecdsa-p256", "ed25519"):
+            raise ConfigError("--key-type must be ecdsa-p256 or ed25519")
+        kt: KeyType = "ed25519" if key_type == "ed25519" else "ecdsa-p256"
+        private = load_or_create_key(key, kt)
+        try:
+            pem = enroll(server, server_ca, device, token, make_csr(private, device))
+        except httpx.HTTPStatusError as exc:
+            raise AuthError(f"enrollment refused: {exc.response.text}") from None
+        cert_out.write_text(pem)
+        console.print(f"enrolled {device}; certificate -> {cert_out}")

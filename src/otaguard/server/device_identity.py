@@ -1,0 +1,172 @@
+"""Device identity on the server: who a request's client certificate names (direct mTLS or a
+trusted TLS-terminating proxy), revocation per request, and the enrollment/renewal routes.
+
+Direct TLS: the handshake verified the certificate against the device CA chain; it reaches
+the app through ``server/peercert.py``. Behind a proxy: the certificate comes URL-encoded PEM in
+``settings.client_cert_header``, believed only when the peer address is in
+``settings.client_cert_proxies``, and is verified here against the issuing CA. Either way the
+serial is checked against the current CRL on every request.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Path as FastApiPath
+from pydantic import BaseModel, Field
+
+from otaguard.errors import AuthError, CompatibilityError
+from otaguard.identity import ca
+from otaguard.server import schemas
+from otaguard.server.context import ServerContext
+from otaguard.server.metrics import ServerMetrics
+from otaguard.server.peercert import client_cert_pem, direct_peer
+
+MAX_CSR = 16 << 10
+
+
+def _load(pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise AuthError(f"unreadable client certificate: {exc}") from None
+
+
+def certificate_device(ctx: ServerContext, request: Request) -> ca.DeviceIdentity | None:
+    """The device the request's verified client certificate names; None without one.
+    Raises ``AuthError`` for a revoked, foreign or malformed certificate."""
+    authority = ctx.device_ca
+    settings = ctx.settings
+    pem = client_cert_pem(request.scope)
+    if pem is not None:
+        who = ca.device_identity(_load(pem))  # chain verified in the handshake
+    else:
+        header = settings.client_cert_header
+        peer = direct_peer(request.scope)
+        value = request.headers.get(header) if header else None
+        if not value or peer not in settings.client_cert_proxies:
+            return None
+        who = ca.verify_device_cert(_load(unquote(value)), authority.intermediate())
+    if who.serial in authority.revoked_serials():
+        raise AuthError(f"certificate {who.serial} of {who.device_id} is revoked")
+    return who
+
+
+class EnrollIn(BaseModel):
+    device_id: str = Field(pattern=schemas.DEVICE_ID)
+    token: str = Field(min_length=16, max_length=256)
+    csr: str = Field(max_length=MAX_CSR)
+
+
+class RenewIn(BaseModel):
+    csr: str = Field(max_length=MAX_CSR)
+
+
+class CertificateOut(BaseModel):
+    device_id: str
+    hardware: str
+    serial: str
+    not_after: str
+    certificate: str  # PEM, leaf only
+    chain: str  # PEM, intermediate then root
+
+
+class EnrollmentTokenIn(BaseModel):
+    ttl_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+
+
+class EnrollmentTokenOut(BaseModel):
+    device_id: str
+    token: str  # shown once; the server keeps only its hash
+    expires_in: int
+
+
+class RevokedOut(BaseModel):
+    device_id: str
+    revoked: list[str]
+
+
+def _out(ctx: ServerContext, cert: x509.Certificate) -> CertificateOut:
+    who = ca.device_identity(cert)
+    return CertificateOut(
+        device_id=who.device_id,
+        hardware=who.hardware,
+        serial=str(who.serial),
+        not_after=who.not_after.isoformat(),
+        certificate=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        chain=ctx.device_ca.chain_pem(),
+    )
+
+
+def install(
+    app: FastAPI,
+    ctx: ServerContext,
+    metrics: ServerMetrics,
+    operator: Callable[..., Any],
+    responses: dict[int | str, dict[str, Any]],
+) -> None:
+    """Add the enrollment/renewal device routes and the operator's token/revoke routes."""
+    import datetime as dt
+
+    Operator = Annotated[str, Depends(operator)]
+    DeviceIdPath = Annotated[str, FastApiPath(pattern=schemas.DEVICE_ID)]
+    dev = APIRouter(prefix="/device/v1", tags=["device"], responses=responses)
+
+    @dev.post("/enroll", response_model=CertificateOut, status_code=201)
+    def enroll(body: EnrollIn) -> CertificateOut:
+        """Exchange a one-time factory token and a CSR (the device's own key) for a client
+        certificate naming the device."""
+        try:
+            hardware = ctx.device_ca.consume_token(body.token, body.device_id)
+        except AuthError:
+            metrics.auth_failures.labels("device").inc()
+            raise
+        device = ctx.store.get_device(body.device_id)  # registered by an operator first
+        if hardware != device.hardware:
+            raise CompatibilityError("token hardware differs from the registered device")
+        cert = ctx.device_ca.issue(body.csr, device_id=body.device_id, hardware=hardware)
+        return _out(ctx, cert)
+
+    @dev.post("/renew", response_model=CertificateOut, status_code=201)
+    def renew(body: RenewIn, request: Request) -> CertificateOut:
+        """A new certificate (new or same key) for the device the current, valid, unrevoked
+        client certificate names; names are copied from it, not from the CSR."""
+        try:
+            who = certificate_device(ctx, request)
+            if who is None:
+                raise AuthError("renewal needs the current client certificate")
+        except AuthError:
+            metrics.auth_failures.labels("device").inc()
+            raise
+        cert = ctx.device_ca.issue(body.csr, device_id=who.device_id, hardware=who.hardware)
+        return _out(ctx, cert)
+
+    api = APIRouter(prefix="/api/v1", tags=["devices"], responses=responses)
+
+    @api.post(
+        "/devices/{device_id}/enrollment-token",
+        response_model=EnrollmentTokenOut,
+        status_code=201,
+    )
+    def enrollment_token(
+        device_id: DeviceIdPath, body: EnrollmentTokenIn, _user: Operator
+    ) -> EnrollmentTokenOut:
+        """A one-time token with which a registered device enrolls its own key."""
+        device = ctx.store.get_device(device_id)
+        token = ctx.device_ca.create_token(
+            device_id, device.hardware, dt.timedelta(seconds=body.ttl_seconds)
+        )
+        return EnrollmentTokenOut(device_id=device_id, token=token, expires_in=body.ttl_seconds)
+
+    @api.post("/devices/{device_id}/revoke-certificates", response_model=RevokedOut)
+    def revoke(device_id: DeviceIdPath, _user: Operator) -> RevokedOut:
+        """Revoke every certificate issued to the device (CRL re-signed); refused from the
+        device's next request."""
+        serials = ctx.device_ca.revoke(device_id=device_id)
+        return RevokedOut(device_id=device_id, revoked=[str(s) for s in serials])
+
+    app.include_router(dev)
+    app.include_router(api)

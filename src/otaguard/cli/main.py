@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from otaguard.cli.agent import agent_app, bundle_app
-from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.device_identity import ca_app, device_app
+from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.errors import OTAGuardError
 

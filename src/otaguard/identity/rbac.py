@@ -118,6 +118,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/api/v1/devices/{device_id}/events"): Action.DEVICE_READ,
     ("PUT", "/api/v1/devices/{device_id}/tags"): Action.DEVICE_TAGS,
     ("POST", "/api/v1/devices/{device_id}/revoke"): Action.DEVICE_CERT_REVOKE,
+    ("POST", "/api/v1/devices/{device_id}/revoke-certificates"): Action.DEVICE_CERT_REVOKE,
+    ("POST", "/api/v1/devices/{device_id}/enrollment-token"): Action.ENROLLMENT_TOKEN_CREATE,
     ("POST", "/api/v1/deployments"): Action.DEPLOYMENT_CREATE,
     ("GET", "/api/v1/deployments"): Action.DEPLOYMENT_READ,
     ("GET", "/api/v1/deployments/{deployment_id}"): Action.DEPLOYMENT_READ,

@@ -36,8 +36,7 @@ from otaguard.errors import (
 )
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.repo.images import ReleaseInfo, sha256_of
-from otaguard.server import identity_routes, schemas
-from otaguard.server import device_identity, schemas
+from otaguard.server import device_identity, identity_routes, schemas
 from otaguard.server.auth import device_dependency, operator_dependency
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.limits import BodyLimit

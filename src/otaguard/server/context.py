@@ -11,8 +11,8 @@ from securesystemslib.signer import CryptoSigner
 
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
-from otaguard.identity.store import IdentityStore
 from otaguard.identity.authority import DeviceAuthority
+from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store

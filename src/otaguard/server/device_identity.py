@@ -130,10 +130,7 @@ def install(
         cert = ctx.device_ca.issue(body.csr, device_id=body.device_id, hardware=hardware)
         return _out(ctx, cert)
 
-    @dev.post("/renew", response_model=CertificateOut, status_code=201)
-    def renew(body: RenewIn, request: Request) -> CertificateOut:
-        """A new certificate (new or same key) for the device the current, valid, unrevoked
-        client certificate names; names are copied from it, not from the CSR."""
+    def current_certificate(request: Request) -> ca.DeviceIdentity:
         try:
             who = certificate_device(ctx, request)
             if who is None:
@@ -141,6 +138,14 @@ def install(
         except AuthError:
             metrics.auth_failures.labels("device").inc()
             raise
+        return who
+
+    @dev.post("/renew", response_model=CertificateOut, status_code=201)
+    def renew(
+        body: RenewIn, who: Annotated[ca.DeviceIdentity, Depends(current_certificate)]
+    ) -> CertificateOut:
+        """A new certificate (new or same key) for the device the current, valid, unrevoked
+        client certificate names; names are copied from it, not from the CSR."""
         cert = ctx.device_ca.issue(body.csr, device_id=who.device_id, hardware=who.hardware)
         return _out(ctx, cert)
 

@@ -160,6 +160,12 @@ def lua_script(method: str, path: str) -> str:
     return f"local METHOD, PATH = {json.dumps(method)}, {json.dumps(path)}\n" + LUA
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
     url: str,
     lines_file: Path,
@@ -168,7 +174,11 @@ def run_wrk(
     threads: int,
     method: str = "POST",
     path: str = "/device/v1/checkin",
+    server_pid: int | None = None,
 ) -> dict[str, float]:
+    """wrk's figures; with ``server_pid``, also the server's CPU time per request (a figure
+    that does not depend on what else the machine runs at the time)."""
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     script = lines_file.with_suffix(f".{method.lower()}.lua")
     script.write_text(lua_script(method, path))
     out = subprocess.run(
@@ -189,7 +199,11 @@ def run_wrk(
         check=True,
         timeout=duration + 60,
     ).stdout
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if server_pid:
+        cpu = cpu_seconds(server_pid) - cpu_before
+        result["server_cpu_us_per_request"] = round(cpu / max(result["requests"], 1) * 1e6, 1)
+    return result
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -229,15 +243,19 @@ def measure_server(
     connections: int,
     threads: int,
     with_framework: bool = False,
+    server_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Check-in figures of an ``otaguard server`` on ``database`` (None: SQLite); with
     ``with_framework``, also the ``GET /healthz`` figures of the same process."""
     data = work / ("server-" + ("pg" if database else "sqlite"))
     port = free_port()
-    cmd = otaguard_cmd("server", "--data-dir", str(data), "--port", str(port))
+    # No access log: the ceiling's uvicorn logs at "warning" (no line per request) too.
+    cmd = otaguard_cmd(
+        "server", "--data-dir", str(data), "--port", str(port), "--no-access-log", *server_args
+    )
     if database:
         cmd += ["--database", database]
-    with process(cmd):
+    with process(cmd) as proc:
         ca = data / "tls" / "ca.pem"
         deadline = time.monotonic() + 30
         while not ca.exists() and time.monotonic() < deadline:
@@ -247,11 +265,25 @@ def measure_server(
         token = (data / "admin-token").read_text().strip()
         lines_file = work / f"lines-{port}.txt"
         lines_file.write_text("\n".join(checkin_lines(base, ca, token, devices)) + "\n")
-        result = run_wrk(f"{base}/device/v1/checkin", lines_file, duration, connections, threads)
+        result = run_wrk(
+            f"{base}/device/v1/checkin",
+            lines_file,
+            duration,
+            connections,
+            threads,
+            server_pid=proc.pid,
+        )
         result["devices"] = devices
         if with_framework:
             framework = run_wrk(
-                f"{base}/healthz", lines_file, duration, connections, threads, "GET", "/healthz"
+                f"{base}/healthz",
+                lines_file,
+                duration,
+                connections,
+                threads,
+                "GET",
+                "/healthz",
+                server_pid=proc.pid,
             )
             result["framework"] = framework
     return result
@@ -268,7 +300,7 @@ def measure_ceiling(work: Path, duration: int, connections: int, threads: int) -
         "--tls-dir",
         str(tls_dir),
     ]
-    with process(cmd):
+    with process(cmd) as proc:
         deadline = time.monotonic() + 30
         while not (tls_dir / "ca.pem").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -277,7 +309,14 @@ def measure_ceiling(work: Path, duration: int, connections: int, threads: int) -
         lines_file = work / "lines-bare.txt"
         body = '{"hardware":"bench-board","version":"1.0.0","slot":"a","security_version":0}'
         lines_file.write_text(f"bare-1\tx\t{body}\n")
-        return run_wrk(f"{base}/device/v1/checkin", lines_file, duration, connections, threads)
+        return run_wrk(
+            f"{base}/device/v1/checkin",
+            lines_file,
+            duration,
+            connections,
+            threads,
+            server_pid=proc.pid,
+        )
 
 
 def run(

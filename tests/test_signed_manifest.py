@@ -27,9 +27,15 @@ from otaguard.errors import ManifestError
 from otaguard.sim.device import SimulatedDevice
 
 
-@pytest.fixture
-def world(demo_world: Demo) -> Iterator[tuple[Demo, SimulatedDevice, httpx.Client]]:
+@pytest.fixture(params=[True, False], ids=["lean", "framework"])
+def world(
+    demo_world: Demo, request: pytest.FixtureRequest
+) -> Iterator[tuple[Demo, SimulatedDevice, httpx.Client]]:
+    """Every case runs against both check-in paths (server/checkin.py's lean layer and the
+    FastAPI route): the same answers either way."""
     d = demo_world
+    assert d.ctx is not None
+    d.ctx.settings.lean_checkin = request.param
     _, v1 = d.release("1.0.0")
     d.devices = 2
     d.provision_fleet(v1)

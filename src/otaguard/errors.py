@@ -89,6 +89,13 @@ class PayloadTooLargeError(StoreError):
     code = "too_large"
 
 
+class StoreBusyError(StoreError):
+    """The database is held by another writer of this process and the caller asked not to
+    wait (it tries again where waiting is cheap)."""
+
+    code = "busy"
+
+
 class ConflictError(StoreError):
     """The operation conflicts with the current state (duplicate, wrong state...)."""
 

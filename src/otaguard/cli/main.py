@@ -173,6 +173,15 @@ def server(
     client_cert_proxies: Annotated[
         str, typer.Option(help="Comma-separated proxy addresses trusted for that header.")
     ] = "",
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (a fleet's check-ins are many lines).")
+    ] = True,
+    lean_checkin: Annotated[
+        bool,
+        typer.Option(
+            help="Answer check-ins in the lean layer ahead of the framework (same answers)."
+        ),
+    ] = True,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.server.context import ServerContext, ServerSettings
@@ -192,6 +201,8 @@ def server(
                 client_cert_proxies=[
                     a.strip() for a in client_cert_proxies.split(",") if a.strip()
                 ],
+                access_log=access_log,
+                lean_checkin=lean_checkin,
             )
         )
     except OTAGuardError as exc:

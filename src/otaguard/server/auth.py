@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
@@ -21,7 +22,7 @@ from otaguard.errors import AuthError, ForbiddenError, RateLimitedError
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.identity.rbac import Access, Action, Principal, request_action
 from otaguard.server.context import ServerContext
-from otaguard.server.device_identity import certificate_device
+from otaguard.server.device_identity import certificate_device, scope_header
 from otaguard.server.metrics import ServerMetrics
 
 BEARER = "Bearer "
@@ -122,46 +123,68 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
+@dataclass(frozen=True)
+class DeviceClaim:
+    """Who a device request says it comes from: proven by a client certificate
+    (``credential`` None), or still to be checked against the stored bearer credential."""
+
+    device_id: str
+    credential: str | None
+
+
+def identify_device(ctx: ServerContext, scope: Scope) -> DeviceClaim:
+    """The device a request comes from: its verified client certificate (mTLS, or a trusted
+    proxy's header) first, else, when the server allows it, ``X-OTAGuard-Device`` with a
+    bearer credential. Raises ``AuthError`` when neither is acceptable."""
+    claimed = scope_header(scope, "x-otaguard-device")
+    who = certificate_device(ctx, scope)  # see server/device_identity.py
+    if who is not None:
+        if claimed not in (None, who.device_id):
+            raise AuthError("X-OTAGuard-Device differs from the client certificate")
+        return DeviceClaim(who.device_id, None)
+    if not ctx.settings.device_bearer_fallback:
+        raise AuthError("device requests need a client certificate")
+    token = bearer_token(scope_header(scope, "authorization"))
+    if token is None or not claimed:
+        raise AuthError("device requests need X-OTAGuard-Device and a bearer credential")
+    return DeviceClaim(claimed, token)
+
+
+def refuse_device(
+    ctx: ServerContext, metrics: ServerMetrics, scope: Scope, exc: AuthError
+) -> AuthError:
+    """Count and audit a refused device request; returns ``exc`` for the caller to raise."""
+    claimed = scope_header(scope, "x-otaguard-device")
+    client = scope.get("client")
+    metrics.auth_failures.labels("device").inc()
+    ctx.identity.audit(
+        actor=f"device:{claimed}" if claimed else "anonymous",
+        action="device.auth.refused",
+        target=f"{scope.get('method', '')} {scope.get('path', '')}",
+        outcome=exc.code,
+        detail={"reason": str(exc), "client": str(client[0]) if client else "unknown"},
+    )
+    return exc
+
+
 def device_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..., str]:
-    """The dependency authenticating a device; returns the device id."""
+    """The dependency authenticating a device; returns the device id. (The check-in, the
+    hot path, authenticates in its batch instead: server/checkin.py.)"""
 
     def device(
         request: Request,
         authorization: Annotated[str | None, Header()] = None,
         x_otaguard_device: Annotated[str | None, Header()] = None,
     ) -> str:
-        def refuse(exc: AuthError, claimed: str | None) -> AuthError:
-            metrics.auth_failures.labels("device").inc()
-            ctx.identity.audit(
-                actor=f"device:{claimed}" if claimed else "anonymous",
-                action="device.auth.refused",
-                target=" ".join(route_of(request)),
-                outcome=exc.code,
-                detail={"reason": str(exc), "client": client_address(request)},
-            )
-            return exc
-
-        try:  # a client certificate (mTLS) first; see server/device_identity.py
-            who = certificate_device(ctx, request)
-            if who is not None and x_otaguard_device not in (None, who.device_id):
-                raise AuthError("X-OTAGuard-Device differs from the client certificate")
-            if who is None and not ctx.settings.device_bearer_fallback:
-                raise AuthError("device requests need a client certificate")
-        except AuthError as exc:
-            raise refuse(exc, x_otaguard_device) from None
-        if who is not None:
-            return who.device_id
-        token = bearer_token(authorization)
-        if token is None or not x_otaguard_device:
-            raise refuse(
-                AuthError("device requests need X-OTAGuard-Device and a bearer credential"),
-                x_otaguard_device,
-            )
+        # The header parameters are read from the scope; declared here for the OpenAPI text.
+        del authorization, x_otaguard_device
         try:
-            ctx.store.authenticate_device(x_otaguard_device, token)
+            claim = identify_device(ctx, request.scope)
+            if claim.credential is not None:
+                ctx.store.authenticate_device(claim.device_id, claim.credential)
         except AuthError as exc:
-            raise refuse(exc, x_otaguard_device) from None
-        return x_otaguard_device
+            raise refuse_device(ctx, metrics, request.scope, exc) from None
+        return claim.device_id
 
     return device
 
@@ -201,4 +224,12 @@ class AuditMiddleware:
         await self.app(scope, receive, audited_send)
 
 
-__all__ = ["Access", "AuditMiddleware", "device_dependency", "operator_dependency"]
+__all__ = [
+    "Access",
+    "AuditMiddleware",
+    "DeviceClaim",
+    "device_dependency",
+    "identify_device",
+    "operator_dependency",
+    "refuse_device",
+]

@@ -56,6 +56,10 @@ class ServerSettings:
     device_bearer_fallback: bool = True
     client_cert_header: str | None = None
     client_cert_proxies: list[str] = field(default_factory=list)
+    # Check-ins answered by the lean ASGI layer (server/checkin.py) rather than the framework
+    # route; same answers, a fraction of the cost per request.
+    lean_checkin: bool = True
+    access_log: bool = True
 
     @property
     def db_url(self) -> str:

@@ -8,6 +8,7 @@ the app through ``server/peercert.py``. Behind a proxy: the certificate comes UR
 serial is checked against the current CRL on every request.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
+from starlette.types import Scope
 
 from otaguard.errors import AuthError, CompatibilityError
 from otaguard.identity import ca
@@ -35,18 +37,36 @@ def _load(pem: str) -> x509.Certificate:
         raise AuthError(f"unreadable client certificate: {exc}") from None
 
 
-def certificate_device(ctx: ServerContext, request: Request) -> ca.DeviceIdentity | None:
+@functools.lru_cache(maxsize=4096)
+def _handshake_identity(pem: str) -> ca.DeviceIdentity:
+    """Who a certificate the TLS handshake verified names (parsed once per certificate; a
+    device sends the same one on every request of every connection)."""
+    return ca.device_identity(_load(pem))
+
+
+def scope_header(scope: Scope, name: str) -> str | None:
+    """A request header from the ASGI scope (``name`` in lower case)."""
+    key = name.encode("latin-1")
+    for header, value in scope.get("headers", ()):
+        if header == key:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def certificate_device(ctx: ServerContext, scope: Scope) -> ca.DeviceIdentity | None:
     """The device the request's verified client certificate names; None without one.
-    Raises ``AuthError`` for a revoked, foreign or malformed certificate."""
+    Raises ``AuthError`` for a revoked, expired, foreign or malformed certificate."""
     authority = ctx.device_ca
     settings = ctx.settings
-    pem = client_cert_pem(request.scope)
+    pem = client_cert_pem(scope)
     if pem is not None:
-        who = ca.device_identity(_load(pem))  # chain verified in the handshake
+        who = _handshake_identity(pem)  # chain verified in the handshake
+        if ca.now() > who.not_after:  # a connection can outlive its certificate
+            raise AuthError(f"certificate {who.serial} of {who.device_id} has expired")
     else:
         header = settings.client_cert_header
-        peer = direct_peer(request.scope)
-        value = request.headers.get(header) if header else None
+        peer = direct_peer(scope)
+        value = scope_header(scope, header.lower()) if header else None
         if not value or peer not in settings.client_cert_proxies:
             return None
         who = ca.verify_device_cert(_load(unquote(value)), authority.intermediate())
@@ -132,7 +152,7 @@ def install(
 
     def current_certificate(request: Request) -> ca.DeviceIdentity:
         try:
-            who = certificate_device(ctx, request)
+            who = certificate_device(ctx, request.scope)
             if who is None:
                 raise AuthError("renewal needs the current client certificate")
         except AuthError:

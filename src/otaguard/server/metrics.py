@@ -29,6 +29,12 @@ class ServerMetrics:
         self.bytes_served = Counter(
             "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
         )
+        self.checkin_batch = Histogram(
+            "otaguard_checkin_batch_size",
+            "Check-ins handled per database transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "otaguard_request_seconds", "Request latency", ["route"], registry=self.registry
         )

@@ -29,6 +29,7 @@ def uvicorn_config(
     proxy_headers: bool = False,
     forwarded_allow_ips: str | None = None,
     client_ca: Path | None = None,
+    access_log: bool = True,
 ) -> uvicorn.Config:
     """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum; behind a proxy,
     X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1). With
@@ -48,6 +49,7 @@ def uvicorn_config(
         ssl_certfile=str(tls.cert),
         ssl_keyfile=str(tls.key),
         log_level=log_level,
+        access_log=access_log,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
         timeout_keep_alive=30,
@@ -74,6 +76,7 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         proxy_headers=ctx.settings.proxy_headers,
         forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
         client_ca=ctx.device_ca.chain_path,
+        access_log=ctx.settings.access_log,
     )
 
 

@@ -6,20 +6,21 @@ never hold ORM objects past their session.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Table,
+    bindparam,
     create_engine,
     event,
     exists,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +39,8 @@ from otaguard.errors import (
     ConfigError,
     ConflictError,
     NotFoundError,
+    OTAGuardError,
+    StoreBusyError,
     StoreError,
 )
 from otaguard.fleet.compatibility import Candidate, Exclusion, select_compatible
@@ -63,6 +67,65 @@ from otaguard.store.models import (
 
 MAX_DETAIL_CHARS = 4096
 FIRST_REVISION = "0001"
+
+
+_DEVICES = cast(Table, Device.__table__)
+_RECORD_REPORT = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values(
+        current_version=bindparam("b_version"),
+        active_slot=bindparam("b_slot"),
+        security_version=bindparam("b_security"),
+        agent_version=bindparam("b_agent"),
+        last_seen=bindparam("b_seen"),
+    )
+)
+_TARGETS = cast(Table, DeploymentTarget.__table__)
+_DEPLOYMENTS = cast(Table, Deployment.__table__)
+_DEVICES_FOR_CHECKIN = (
+    select(
+        _DEVICES.c.id,
+        _DEVICES.c.hardware,
+        _DEVICES.c.credential_hash,
+        _DEVICES.c.manifest_key,
+        _DEVICES.c.assignment_counter,
+    )
+    .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_DEVICES.c.id)
+    .with_for_update()
+)
+#: per device, its targets in active deployments still waiting or running, newest first
+_OPEN_TARGETS = (
+    select(_TARGETS.c.device_id, _TARGETS.c.status, _DEPLOYMENTS.c.id, _DEPLOYMENTS.c.target_name)
+    .join(_DEPLOYMENTS, _DEPLOYMENTS.c.id == _TARGETS.c.deployment_id)
+    .where(
+        _TARGETS.c.device_id.in_(bindparam("ids", expanding=True)),
+        _TARGETS.c.status.in_([TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]),
+        _DEPLOYMENTS.c.state == DeploymentState.ACTIVE.value,
+    )
+    .order_by(_DEPLOYMENTS.c.id.desc())
+)
+_RAISE_COUNTER = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values(assignment_counter=bindparam("b_counter"))
+)
+
+
+def _offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Per device, the deployment to offer (id, target name): the newest active deployment
+    it is part of decides (none if that one no longer offers it)."""
+    offered: dict[str, tuple[int, str]] = {}
+    seen: set[str] = set()
+    for device_id, status, deployment_id, target_name in conn.execute(
+        _OPEN_TARGETS, {"ids": device_ids}
+    ):
+        if device_id not in seen:
+            seen.add(device_id)
+            if is_offered(TargetStatus(status)):
+                offered[device_id] = (deployment_id, target_name)
+    return offered
 
 
 def secret_hash(secret: str) -> str:
@@ -160,6 +223,40 @@ class Offer:
     deployment_id: int
     target_name: str
     counter: int
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A report given directly (tests, tools): a ``DeviceReport`` without a signature."""
+
+    hardware: str
+    version: str | None
+    slot: str | None
+    security_version: int
+    agent_version: str | None
+
+
+@dataclass(frozen=True)
+class CheckinRequest:
+    """One device's check-in, as ``Store.check_in_many`` takes it.
+
+    ``report`` is called with the device's registered manifest key (inside the transaction) and
+    returns the verified report, or raises an ``OTAGuardError`` to refuse the check-in.
+    ``credential``: a bearer credential still to check against the stored hash; None when the
+    caller has proven the device's identity already (a verified client certificate)."""
+
+    device_id: str
+    report: Callable[[str | None], DeviceReport]
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckinOutcome:
+    """The answer to one ``CheckinRequest``: an offer, nothing to do, or why it was refused
+    (a refused check-in records nothing)."""
+
+    offer: Offer | None = None
+    error: OTAGuardError | None = None
 
 
 @dataclass(frozen=True)
@@ -272,16 +369,29 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def is_sqlite(self) -> bool:
+        """The embedded database (one writer at a time, no network round trips)."""
+        return self._is_sqlite
+
     @contextmanager
-    def session(self, *, write: bool = True) -> Iterator[Session]:
-        """One transaction. On SQLite a writer takes the database write lock at its start."""
+    def session(self, *, write: bool = True, wait: bool = True) -> Iterator[Session]:
+        """One transaction. On SQLite a writer takes the database write lock at its start;
+        with ``wait`` False it raises ``StoreBusyError`` instead of waiting for another writer
+        of this process."""
         maker = self._sessions if write else self._read_sessions
         # SQLite has one writer at a time; a writer that finds the lock taken sleeps in
         # SQLite's busy handler (1, 2, 5 ... 100 ms steps). Queueing this process's writers on a
         # lock instead hands the database over the moment it is free.
-        lock = self._write_lock if (write and self._is_sqlite) else contextlib.nullcontext()
-        with lock, maker() as s, s.begin():
-            yield s
+        lock = self._write_lock if (write and self._is_sqlite) else None
+        if lock is not None and not lock.acquire(blocking=wait):
+            raise StoreBusyError("another writer holds the database")
+        try:
+            with maker() as s, s.begin():
+                yield s
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- API tokens -------------------------------------------------------------------------
     def add_api_token(self, name: str, token: str) -> None:
@@ -395,43 +505,82 @@ class Store:
         With ``manifest``, what is recorded is what it returns when called with the device's
         registered manifest key (it verifies the device's signed report); if it raises, nothing
         is recorded."""
-        with self.session() as s:
-            d = s.get(Device, device_id, with_for_update=True)
-            if d is None:
-                raise NotFoundError(f"no device {device_id}")
-            if manifest is not None:
-                report = manifest(d.manifest_key)
-                hardware, version, slot = report.hardware, report.version, report.slot
-                security_version, agent_version = report.security_version, report.agent_version
-            if d.hardware != hardware:
-                raise CompatibilityError(
-                    f"device reports hardware {hardware!r}, registered as {d.hardware!r}"
-                )
-            d.current_version = version
-            d.active_slot = slot
-            d.security_version = security_version
-            d.agent_version = agent_version
-            d.last_seen = utcnow()
-            row = s.execute(
-                select(DeploymentTarget, Deployment)
-                .join(Deployment, Deployment.id == DeploymentTarget.deployment_id)
-                .where(
-                    DeploymentTarget.device_id == device_id,
-                    DeploymentTarget.status.in_(
-                        [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
-                    ),
-                    Deployment.state == DeploymentState.ACTIVE.value,
-                )
-                .order_by(Deployment.id.desc())
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            target, dep = row
-            if not is_offered(TargetStatus(target.status)):
-                return None
-            d.assignment_counter += 1
-            return Offer(dep.id, dep.target_name, d.assignment_counter)
+        given = Reported(hardware, version, slot, security_version, agent_version)
+        request = CheckinRequest(device_id, manifest or (lambda _key: given))
+        (outcome,) = self.check_in_many([request])
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.offer
+
+    def check_in_many(
+        self, requests: Sequence[CheckinRequest], *, wait: bool = True
+    ) -> list[CheckinOutcome]:
+        """Check-ins of many devices in one transaction (the server's group commit): per
+        request, authenticate (when it carries a credential), verify the report with the
+        device's key, record it, and find the deployment to offer. A refused request records
+        nothing and does not affect the others; outcomes are in the order of ``requests``.
+
+        Device rows are locked in id order, so concurrent batches (two servers on one
+        PostgreSQL database) cannot deadlock. A device twice in one batch is handled in order
+        (its last report stays, each offer gets its own counter). ``wait``: as for
+        ``session``."""
+        if not requests:
+            return []
+        ids = sorted({r.device_id for r in requests})
+        outcomes: list[CheckinOutcome] = [CheckinOutcome()] * len(requests)
+        now = utcnow()
+        with self.session(wait=wait) as s:
+            conn = s.connection()  # Core statements built once (module level): the hot path
+            rows = {row.id: row for row in conn.execute(_DEVICES_FOR_CHECKIN, {"ids": ids})}
+            reports: dict[str, dict[str, Any]] = {}
+            accepted: list[int] = []
+            for i, request in enumerate(requests):
+                row = rows.get(request.device_id)
+                try:
+                    if request.credential is not None:
+                        expected = row.credential_hash if row else secret_hash("\0invalid")
+                        ok = hmac.compare_digest(expected, secret_hash(request.credential))
+                        if row is None or not ok:
+                            raise AuthError("unknown device or wrong credential")
+                    if row is None:
+                        raise NotFoundError(f"no device {request.device_id}")
+                    report = request.report(row.manifest_key)
+                    if report.hardware != row.hardware:
+                        raise CompatibilityError(
+                            f"device reports hardware {report.hardware!r}, "
+                            f"registered as {row.hardware!r}"
+                        )
+                except OTAGuardError as exc:
+                    outcomes[i] = CheckinOutcome(error=exc)
+                    continue
+                reports[request.device_id] = {
+                    "b_id": request.device_id,
+                    "b_version": report.version,
+                    "b_slot": report.slot,
+                    "b_security": report.security_version,
+                    "b_agent": report.agent_version,
+                    "b_seen": now,
+                }
+                accepted.append(i)
+            if not reports:
+                return outcomes
+            conn.execute(_RECORD_REPORT, list(reports.values()))  # one executemany
+            offers = _offers_for(conn, list(reports))
+            counters = {device_id: rows[device_id].assignment_counter for device_id in reports}
+            for i in accepted:
+                device_id = requests[i].device_id
+                found = offers.get(device_id)
+                if found is not None:
+                    counters[device_id] += 1
+                    outcomes[i] = CheckinOutcome(offer=Offer(*found, counters[device_id]))
+            raised = [
+                {"b_id": device_id, "b_counter": counter}
+                for device_id, counter in counters.items()
+                if counter != rows[device_id].assignment_counter
+            ]
+            if raised:
+                conn.execute(_RAISE_COUNTER, raised)
+        return outcomes
 
     # -- status events ----------------------------------------------------------------------
     def record_event(

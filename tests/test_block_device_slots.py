@@ -76,19 +76,32 @@ def on_block_slots(dev: SimulatedDevice, slots: BlockDeviceSlots, image: bytes) 
 
 
 class RottingSlots(BlockDeviceSlots):
-    """A flash that flips a bit of what was written once the write is done."""
+    """A flash that acknowledges a write as durable but stores a flipped bit: after the first
+    ``sync`` of a slot write, byte 100 on the medium differs from what was written. (The
+    agent reads each region back once it is durable, so that is when the medium must already
+    hold the wrong byte.)"""
 
     @contextmanager
     def open_write(self, slot: str, offset: int) -> Iterator[FileWriter]:
         with super().open_write(slot, offset) as w:
+            real_sync = w.sync
+            rotted = False
+
+            def sync() -> None:
+                nonlocal rotted
+                real_sync()
+                if not rotted:
+                    rotted = True
+                    fd = os.open(self.path(slot), os.O_RDWR)
+                    try:
+                        byte = os.pread(fd, 1, 100)
+                        os.pwrite(fd, bytes([byte[0] ^ 0x01]), 100)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+
+            w.sync = sync  # type: ignore[method-assign]
             yield w
-        fd = os.open(self.path(slot), os.O_RDWR)
-        try:
-            byte = os.pread(fd, 1, 100)
-            os.pwrite(fd, bytes([byte[0] ^ 0x01]), 100)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @pytest.mark.parametrize("kind", ["loop", "file"])

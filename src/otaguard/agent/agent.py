@@ -29,6 +29,7 @@ from tuf.ngclient import Updater
 from otaguard import __version__
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.journal import Journal, JournalFile
+from otaguard.agent.readback import SlotReadBack
 from otaguard.agent.statemachine import (
     FINAL,
     VOLATILE,
@@ -39,6 +40,7 @@ from otaguard.agent.statemachine import (
     next_state,
 )
 from otaguard.agent.transport import (
+    WRITE_CHUNK,
     DeviceCredentials,
     DownloadCancelled,
     HttpxFetcher,
@@ -147,8 +149,11 @@ class UpdateAgent:
         )
         self._last_cancel_check = float("-inf")
         self._stream_state: tuple[str | None, int, Any] = (None, 0, None)
+        # The slot being read back alongside the download: (slot, attempt, reader).
+        self._readback: tuple[str, str, SlotReadBack] | None = None
 
     def close(self) -> None:
+        self._drop_readback()
         self.client.close()
         if self.repo_client is not self.client:
             self.repo_client.close()
@@ -174,6 +179,10 @@ class UpdateAgent:
             j.outbox.append(self._report_item(kind, detail, report_deployment))
         if changes or reports or (before not in VOLATILE and j.state not in VOLATILE):
             self.journal_file.save(j)
+        log.info(
+            "transition",
+            extra={"event": event.value, "from": before.value, "to": j.state.value},
+        )
         if reports:
             self.flush_reports()
 
@@ -650,6 +659,7 @@ class UpdateAgent:
             since_checkpoint = 0
 
             hasher = self._stream_hasher(slot, offset)
+            readback = self._slot_readback(slot, offset)
 
             def write(chunk: bytes) -> None:
                 nonlocal since_checkpoint
@@ -662,6 +672,7 @@ class UpdateAgent:
                 nonlocal since_checkpoint
                 if since_checkpoint >= self.config.checkpoint_bytes and total < length:
                     w.sync()
+                    readback.durable(total)
                     j.bytes_written = total
                     self.journal_file.save(j)
                     since_checkpoint = 0
@@ -676,11 +687,49 @@ class UpdateAgent:
                     offset=offset,
                     write=write,
                     on_progress=progress,
+                    # Checkpoints fall between writes: never write more than one apart.
+                    write_size=min(WRITE_CHUNK, self.config.checkpoint_bytes),
                 )
             finally:
                 w.sync()
                 j.bytes_written = min(w.tell(), length)
+                readback.durable(j.bytes_written)
                 self.journal_file.save(j)
+
+    def _slot_readback(self, slot: str, offset: int) -> SlotReadBack:
+        """The read-back of this attempt's slot, continued (same process, same attempt) or
+        started anew from byte 0 (after a reboot, or when the slot is rewritten from an
+        earlier point); what is already durable below ``offset`` is read back at once."""
+        attempt = self.journal.attempt or ""
+        current = self._readback
+        if current is None or current[:2] != (slot, attempt) or current[2].scheduled > offset:
+            self._drop_readback()
+            current = (slot, attempt, SlotReadBack(self.slots.path(slot)))
+            self._readback = current
+        current[2].durable(offset)
+        return current[2]
+
+    def _read_back(self, slot: str, length: int) -> str | None:
+        """The sha256 of the slot's first ``length`` bytes read back from the medium (mostly
+        done while the download ran); None if the slot is shorter."""
+        try:
+            current = self._readback
+            if (
+                current is None
+                or current[:2] != (slot, self.journal.attempt or "")
+                or current[2].scheduled > length
+            ):
+                self._drop_readback()
+                current = (slot, self.journal.attempt or "", SlotReadBack(self.slots.path(slot)))
+                self._readback = current
+            return current[2].digest(length)
+        finally:
+            self._drop_readback()
+
+    def _drop_readback(self) -> None:
+        if self._readback is not None:
+            self._readback[2].close()
+            self._readback = None
 
     def _stream_hasher(self, slot: str, offset: int) -> Any:
         """The running sha256 of the slot's first ``offset`` bytes. Kept in memory while the
@@ -711,13 +760,16 @@ class UpdateAgent:
         assert slot is not None
         try:
             self.slots.truncate(slot, target.length)
-            with self.slots.open_read(slot) as fh:
-                h = hash_prefix(fh.read, target.length)
-            if h.hexdigest() != target.hashes.get("sha256"):
+            got = self._read_back(slot, target.length)
+            want = target.hashes.get("sha256", "")
+            if got != want:
                 raise VerificationError(
                     "slot content does not match the maker-signed sha256 "
-                    f"(got {h.hexdigest()[:16]}..., want {target.hashes.get('sha256', '')[:16]}...)"
+                    f"(read back {(got or 'too few bytes')[:16]}..., want {want[:16]}...)"
                 )
+        except OSError as exc:
+            self._to(Event.ERROR, reason=f"verification failed: slot unreadable: {exc}")
+            return
         except VerificationError as exc:
             self._to(Event.ERROR, reason=f"verification failed: {exc}")
             return

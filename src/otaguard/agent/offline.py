@@ -22,7 +22,7 @@ from otaguard.bundle.format import BundleReader
 
 log = logging.getLogger("otaguard.agent.offline")
 
-CHUNK = 1 << 16
+CHUNK = 1 << 18
 
 
 class _MemberStream(httpx.SyncByteStream):

@@ -5,8 +5,8 @@ longer verify.)
 
 Stopped by: the sha256 checks of the bytes against the maker-signed hash before the boot
 environment switches to them: the hash computed while the bytes stream into the slot
-(``UpdateAgent._stream_digest``) and the read-back of the whole slot (``hash_prefix`` in
-``_verify``). With both switched off (the hashes made to come out as the signed one) the device
+(``UpdateAgent._stream_digest``) and the read-back of the whole slot from the medium
+(``UpdateAgent._read_back``, agent/readback.py). With both switched off (the hashes made to come out as the signed one) the device
 installs the tampered image (the bootloader's own image check then has to save it):
 ``test_..._without_hash_check`` shows this test then fails.
 """
@@ -48,10 +48,14 @@ def test_attack_succeeds_without_hash_check(scene: Scene, monkeypatch: pytest.Mo
     def signed_hash(_read: Any, _length: int) -> Any:
         return hashlib.sha256(scene.images[next(reversed(scene.images))])
 
-    monkeypatch.setattr(agent_module, "hash_prefix", signed_hash)
     monkeypatch.setattr(
         agent_module.UpdateAgent,
         "_stream_digest",
+        lambda _self, _slot, _length: signed_hash(None, 0).hexdigest(),
+    )
+    monkeypatch.setattr(
+        agent_module.UpdateAgent,
+        "_read_back",
         lambda _self, _slot, _length: signed_hash(None, 0).hexdigest(),
     )
     with pytest.raises(AssertionError, match="device installed"):

@@ -8,6 +8,7 @@ hashes and ``needs_rehash`` tells when to upgrade one.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -17,8 +18,14 @@ from otaguard.errors import ConfigError
 
 MIN_PASSWORD_LENGTH = 12
 _hasher = PasswordHasher()
-#: verified when the user does not exist, so unknown names take as long as wrong passwords
-_DUMMY_HASH = _hasher.hash("otaguard: no such user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so unknown names take as long as wrong passwords.
+    Made on first use: hashing takes 64 MiB, which a process that never checks a password
+    (the device agent shares the CLI) should not pay at import."""
+    return _hasher.hash("otaguard: no such user")
 
 
 def check_password_strength(password: str) -> None:
@@ -34,7 +41,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Constant-work check: a missing hash (no such user, no password) still costs a verify."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -144,7 +144,7 @@ def test_ca_cli_init_issue_token_revoke_crl(tmp_path: Path) -> None:
     assert ca.device_identity(cert).device_id == "dev-9"
     r = run.invoke(app, ["ca", "token", "--dir", d, "--device", "dev-9", "--hardware", "rpi4"])
     assert r.exit_code == 0
-    assert DeviceAuthority(Path(d)).consume_token(r.output.strip(), "dev-9") == "rpi4"
+    assert DeviceAuthority(Path(d)).consume_token(r.stdout.strip(), "dev-9") == "rpi4"
     r = run.invoke(app, ["ca", "revoke", "--dir", d, "--device", "dev-9"])
     assert r.exit_code == 0, r.output
     r = run.invoke(app, ["ca", "crl", "--dir", d, "--refresh"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -18,6 +18,7 @@ from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.device_keys import KeyType, load_or_create_key, make_csr
 
 console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ca_app = typer.Typer(
     help="The device certificate authority: init, issue, token, revoke, crl.",
@@ -26,6 +27,48 @@ ca_app = typer.Typer(
 device_app = typer.Typer(help="Device identity: enroll with the server.", no_args_is_help=True)
 
 CADir = Annotated[Path, typer.Option("--dir", help="Device CA directory (server: DATA/device-ca)")]
+AuditDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The server's data directory, whose database gets the audit entry "
+        "(default: the CA directory's parent when it holds server.db).",
+    ),
+]
+AuditDatabase = Annotated[
+    str | None, typer.Option("--database", help="SQLAlchemy URL of the server's database.")
+]
+
+
+def _audit(
+    directory: Path,
+    data_dir: Path | None,
+    database: str | None,
+    *,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
+) -> None:
+    """Write what a ``ca`` command did to the server's audit log as ``cli:<login>``, when a
+    server database is known (``--data-dir``/``--database``, or ``DATA/server.db`` next to
+    ``DATA/device-ca``); say so when there is none. Never given secrets."""
+    from otaguard.cli.identity import _actor
+    from otaguard.identity.store import IdentityStore
+    from otaguard.server.context import ServerSettings
+    from otaguard.store.database import Store
+
+    if data_dir is None and database is None:
+        parent = directory.resolve().parent
+        if not (parent / "server.db").exists():
+            err_console.print("no server database given (--data-dir/--database): not audited")
+            return
+        data_dir = parent
+    store = Store(ServerSettings(data_dir=data_dir or Path("."), database_url=database).db_url)
+    try:
+        store.migrate()
+        IdentityStore(store).audit(actor=_actor(), action=action, target=target, detail=detail)
+    finally:
+        store.close()
 
 
 def _open(directory: Path) -> DeviceAuthority:
@@ -41,10 +84,24 @@ def ca_init(
     root_key: Annotated[
         Path, typer.Option(help="Where to write the root CA key (move it offline afterwards)")
     ],
+    data_dir: AuditDataDir = None,
+    database: AuditDatabase = None,
 ) -> None:
     """Create the offline root CA and the online issuing intermediate."""
     with cli_errors():
         authority = DeviceAuthority.init(directory, root_key)
+        inter = authority.intermediate()
+        _audit(
+            directory,
+            data_dir,
+            database,
+            action="ca.init",
+            target=str(authority.dir),
+            detail={
+                "intermediate": format(inter.serial_number, "x"),
+                "not_after": inter.not_valid_after_utc.isoformat(),
+            },
+        )
         console.print(f"device CA in {authority.dir}; root key written to {root_key}")
         console.print("move the root key offline: the server only needs the intermediate")
 
@@ -56,11 +113,25 @@ def ca_issue(
     device: Annotated[str, typer.Option(help="Device id")],
     hardware: Annotated[str, typer.Option(help="Hardware type")],
     out: Annotated[Path, typer.Option(help="Where to write the certificate (PEM)")],
+    data_dir: AuditDataDir = None,
+    database: AuditDatabase = None,
 ) -> None:
     """Issue a device certificate from a CSR (manual enrollment)."""
     with cli_errors():
         cert = _open(directory).issue(csr.read_bytes(), device_id=device, hardware=hardware)
         out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _audit(
+            directory,
+            data_dir,
+            database,
+            action="ca.issue",
+            target=device,
+            detail={
+                "serial": str(cert.serial_number),
+                "hardware": hardware,
+                "not_after": cert.not_valid_after_utc.isoformat(),
+            },
+        )
         console.print(f"issued serial {cert.serial_number} to {device} -> {out}")
 
 
@@ -70,10 +141,26 @@ def ca_token(
     device: Annotated[str, typer.Option(help="Device id the token enrolls")],
     hardware: Annotated[str, typer.Option(help="Hardware type")],
     ttl_hours: Annotated[float, typer.Option(help="Validity in hours")] = 24.0,
+    data_dir: AuditDataDir = None,
+    database: AuditDatabase = None,
 ) -> None:
     """Create a one-time factory enrollment token (printed once; only its hash is kept)."""
+    from otaguard.identity.store import token_fingerprint
+
     with cli_errors():
         token = _open(directory).create_token(device, hardware, dt.timedelta(hours=ttl_hours))
+        _audit(
+            directory,
+            data_dir,
+            database,
+            action="enrollment.token.create",
+            target=device,
+            detail={
+                "hardware": hardware,
+                "enrollment_token": token_fingerprint(token),
+                "ttl_hours": str(ttl_hours),
+            },
+        )
         typer.echo(token)
 
 
@@ -82,12 +169,22 @@ def ca_revoke(
     directory: CADir,
     device: Annotated[str | None, typer.Option(help="Revoke every certificate of a device")] = None,
     serial: Annotated[int | None, typer.Option(help="Revoke one certificate")] = None,
+    data_dir: AuditDataDir = None,
+    database: AuditDatabase = None,
 ) -> None:
     """Revoke certificates and re-sign the CRL; refused from the device's next request."""
     with cli_errors():
         if (device is None) == (serial is None):
             raise ConfigError("give exactly one of --device or --serial")
         new = _open(directory).revoke(serial=serial, device_id=device)
+        _audit(
+            directory,
+            data_dir,
+            database,
+            action="device.certificate.revoke",
+            target=device or str(serial),
+            detail={"revoked": [str(s) for s in new]},
+        )
         console.print(f"revoked {len(new)} certificate(s): {', '.join(map(str, new)) or '-'}")
 
 

@@ -29,6 +29,8 @@ BEARER = "Bearer "
 #: keys under the request's ``scope["state"]``
 PRINCIPAL_KEY = "otaguard_principal"
 ACTION_KEY = "otaguard_action"
+#: extra, non-secret facts a handler adds to its request's audit entry (``audit_detail``)
+DETAIL_KEY = "otaguard_audit_detail"
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -189,6 +191,13 @@ def device_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..
     return device
 
 
+def audit_detail(request: Request, **detail: Any) -> None:
+    """Add facts (never secrets) to the audit entry ``AuditMiddleware`` writes for this
+    operator request."""
+    state = request.scope.setdefault("state", {})
+    state.setdefault(DETAIL_KEY, {}).update(detail)
+
+
 class AuditMiddleware:
     """Writes an audit entry for every authenticated operator request that is not a read,
     once the handler produced its status, before the response goes out."""
@@ -217,7 +226,11 @@ class AuditMiddleware:
                         action=str(state.get(ACTION_KEY, "unknown")),
                         target=f"{scope['method']} {scope['path']}",
                         outcome="ok" if status < 400 else f"http_{status}",
-                        detail={"status": status, "token": principal.token_id},
+                        detail={
+                            **state.get(DETAIL_KEY, {}),
+                            "status": status,
+                            "token": principal.token_id,
+                        },
                     )
             await send(message)
 
@@ -228,6 +241,7 @@ __all__ = [
     "Access",
     "AuditMiddleware",
     "DeviceClaim",
+    "audit_detail",
     "device_dependency",
     "identify_device",
     "operator_dependency",

@@ -20,8 +20,9 @@ from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 from starlette.types import Scope
 
-from otaguard.errors import AuthError, CompatibilityError
+from otaguard.errors import AuthError, CompatibilityError, OTAGuardError
 from otaguard.identity import ca
+from otaguard.identity.store import token_fingerprint
 from otaguard.server import schemas
 from otaguard.server.context import ServerContext
 from otaguard.server.metrics import ServerMetrics
@@ -131,43 +132,101 @@ def install(
     """Add the enrollment/renewal device routes and the operator's token/revoke routes."""
     import datetime as dt
 
+    from otaguard.server.auth import audit_detail, client_address  # auth imports this module
+
     Operator = Annotated[str, Depends(operator)]
     DeviceIdPath = Annotated[str, FastApiPath(pattern=schemas.DEVICE_ID)]
     dev = APIRouter(prefix="/device/v1", tags=["device"], responses=responses)
 
     @dev.post("/enroll", response_model=CertificateOut, status_code=201)
-    def enroll(body: EnrollIn) -> CertificateOut:
+    def enroll(body: EnrollIn, request: Request) -> CertificateOut:
         """Exchange a one-time factory token and a CSR (the device's own key) for a client
         certificate naming the device."""
+        client = client_address(request)
+        # The token itself is a secret: the audit log gets only a short hash of it.
+        facts = {"token": token_fingerprint(body.token), "client": client}
+
+        def refused(exc: OTAGuardError) -> OTAGuardError:
+            ctx.identity.audit(
+                actor=f"device:{body.device_id}",
+                action="device.enroll",
+                target=body.device_id,
+                outcome="denied" if isinstance(exc, AuthError) else exc.code,
+                detail={**facts, "reason": str(exc)},
+            )
+            return exc
+
         try:
             hardware = ctx.device_ca.consume_token(body.token, body.device_id)
-        except AuthError:
+        except AuthError as exc:
             metrics.auth_failures.labels("device").inc()
-            raise
-        device = ctx.store.get_device(body.device_id)  # registered by an operator first
-        if hardware != device.hardware:
-            raise CompatibilityError("token hardware differs from the registered device")
-        cert = ctx.device_ca.issue(body.csr, device_id=body.device_id, hardware=hardware)
-        return _out(ctx, cert)
+            raise refused(exc) from None
+        try:
+            device = ctx.store.get_device(body.device_id)  # registered by an operator first
+            if hardware != device.hardware:
+                raise CompatibilityError("token hardware differs from the registered device")
+            cert = ctx.device_ca.issue(body.csr, device_id=body.device_id, hardware=hardware)
+        except OTAGuardError as exc:
+            raise refused(exc) from None
+        out = _out(ctx, cert)
+        ctx.identity.audit(
+            actor=f"device:{body.device_id}",
+            action="device.enroll",
+            target=body.device_id,
+            detail={
+                **facts,
+                "serial": out.serial,
+                "hardware": hardware,
+                "not_after": out.not_after,
+            },
+        )
+        return out
 
     def current_certificate(request: Request) -> ca.DeviceIdentity:
         try:
             who = certificate_device(ctx, request.scope)
             if who is None:
                 raise AuthError("renewal needs the current client certificate")
-        except AuthError:
+        except AuthError as exc:
             metrics.auth_failures.labels("device").inc()
+            ctx.identity.audit(
+                actor="anonymous",
+                action="device.renew",
+                target="POST /device/v1/renew",
+                outcome="denied",
+                detail={"reason": str(exc), "client": client_address(request)},
+            )
             raise
         return who
 
     @dev.post("/renew", response_model=CertificateOut, status_code=201)
     def renew(
-        body: RenewIn, who: Annotated[ca.DeviceIdentity, Depends(current_certificate)]
+        body: RenewIn,
+        request: Request,
+        who: Annotated[ca.DeviceIdentity, Depends(current_certificate)],
     ) -> CertificateOut:
         """A new certificate (new or same key) for the device the current, valid, unrevoked
         client certificate names; names are copied from it, not from the CSR."""
-        cert = ctx.device_ca.issue(body.csr, device_id=who.device_id, hardware=who.hardware)
-        return _out(ctx, cert)
+        facts = {"old_serial": str(who.serial), "client": client_address(request)}
+        try:
+            cert = ctx.device_ca.issue(body.csr, device_id=who.device_id, hardware=who.hardware)
+        except OTAGuardError as exc:
+            ctx.identity.audit(
+                actor=f"device:{who.device_id}",
+                action="device.renew",
+                target=who.device_id,
+                outcome=exc.code,
+                detail={**facts, "reason": str(exc)},
+            )
+            raise
+        out = _out(ctx, cert)
+        ctx.identity.audit(
+            actor=f"device:{who.device_id}",
+            action="device.renew",
+            target=who.device_id,
+            detail={**facts, "serial": out.serial, "not_after": out.not_after},
+        )
+        return out
 
     api = APIRouter(prefix="/api/v1", tags=["devices"], responses=responses)
 
@@ -177,20 +236,28 @@ def install(
         status_code=201,
     )
     def enrollment_token(
-        device_id: DeviceIdPath, body: EnrollmentTokenIn, _user: Operator
+        device_id: DeviceIdPath, body: EnrollmentTokenIn, request: Request, _user: Operator
     ) -> EnrollmentTokenOut:
         """A one-time token with which a registered device enrolls its own key."""
         device = ctx.store.get_device(device_id)
         token = ctx.device_ca.create_token(
             device_id, device.hardware, dt.timedelta(seconds=body.ttl_seconds)
         )
+        audit_detail(
+            request,
+            device=device_id,
+            hardware=device.hardware,
+            enrollment_token=token_fingerprint(token),
+            ttl_seconds=body.ttl_seconds,
+        )
         return EnrollmentTokenOut(device_id=device_id, token=token, expires_in=body.ttl_seconds)
 
     @api.post("/devices/{device_id}/revoke-certificates", response_model=RevokedOut)
-    def revoke(device_id: DeviceIdPath, _user: Operator) -> RevokedOut:
+    def revoke(device_id: DeviceIdPath, request: Request, _user: Operator) -> RevokedOut:
         """Revoke every certificate issued to the device (CRL re-signed); refused from the
         device's next request."""
         serials = ctx.device_ca.revoke(device_id=device_id)
+        audit_detail(request, device=device_id, revoked=[str(s) for s in serials])
         return RevokedOut(device_id=device_id, revoked=[str(s) for s in serials])
 
     app.include_router(dev)

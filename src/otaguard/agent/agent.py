@@ -30,6 +30,7 @@ from otaguard import __version__
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.journal import Journal, JournalFile
 from otaguard.agent.readback import SlotReadBack
+from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.statemachine import (
     FINAL,
     VOLATILE,
@@ -128,14 +129,10 @@ class UpdateAgent:
         self.clock = clock
         self.rng = rng or random.Random()
         self.director_key = load_public_key(config.director_key_file)
-        self.client = make_client(
-            config.server_url,
-            config.ca_file,
-            DeviceCredentials(config.device_id, config.credential()),
-            timeout=config.request_timeout,
-            transport=http_transport,
-            client_cert=config.client_cert,
-        )
+        # Before the TLS identity is loaded: finishes a renewal a power cut interrupted.
+        self.renewal = CertificateRenewal(config, storage, clock=clock)
+        self._http_transport = http_transport
+        self.client = self._device_client()
         self.repo_client = (
             make_client(
                 config.repository_url,
@@ -151,6 +148,28 @@ class UpdateAgent:
         self._stream_state: tuple[str | None, int, Any] = (None, 0, None)
         # The slot being read back alongside the download: (slot, attempt, reader).
         self._readback: tuple[str, str, SlotReadBack] | None = None
+
+    def _device_client(self) -> httpx.Client:
+        config = self.config
+        return make_client(
+            config.server_url,
+            config.ca_file,
+            DeviceCredentials(config.device_id, config.credential()),
+            timeout=config.request_timeout,
+            transport=self._http_transport,
+            client_cert=config.client_cert,
+        )
+
+    def renew_certificate(self) -> bool:
+        """Renew the client certificate when it is due (agent/renewal.py), then reconnect so
+        the next request presents the new one. A failure keeps the old one (retried later)."""
+        if not self.renewal.maybe_renew(self.client):
+            return False
+        old, self.client = self.client, self._device_client()
+        if self.repo_client is old:
+            self.repo_client = self.client
+        old.close()
+        return True
 
     def close(self) -> None:
         self._drop_readback()
@@ -408,6 +427,7 @@ class UpdateAgent:
         """One polling cycle: go on with an unfinished update, or check in and maybe start one."""
         if self.boot is None:
             raise OTAGuardError("after_boot must run before run_once")
+        self.renew_certificate()
         delivered = self.flush_reports()
         if self.journal.state is not State.IDLE:
             return self._advance()

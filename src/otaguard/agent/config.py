@@ -29,6 +29,12 @@ class AgentConfig:
     # set, the server authenticates the device by it and the bearer credential is not used.
     client_cert_file: Path | None = None
     client_key_file: Path | None = None
+    # Renew the client certificate (new key pair, agent/renewal.py) once less than this
+    # fraction of its validity is left (0: never); a failed renewal is retried after
+    # cert_renew_retry seconds, doubling up to cert_renew_retry_max.
+    cert_renew_fraction: float = 1 / 3
+    cert_renew_retry: float = 300.0
+    cert_renew_retry_max: float = 86400.0
     health_command: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
     poll_interval: float = 300.0
@@ -40,6 +46,12 @@ class AgentConfig:
     backoff_max: float = 300.0
     checkpoint_bytes: int = 4 << 20  # slot fsync + journal save cadence (bench/agent_memory.py)
     request_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cert_renew_fraction < 1:
+            raise ConfigError("cert_renew_fraction must be at least 0 and below 1")
+        if self.cert_renew_retry < 0 or self.cert_renew_retry_max < self.cert_renew_retry:
+            raise ConfigError("cert_renew_retry must be >= 0 and <= cert_renew_retry_max")
 
     @property
     def tuf_dir(self) -> Path:

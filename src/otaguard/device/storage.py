@@ -55,6 +55,13 @@ class FileWriter:
         self._fh.seek(offset)
 
 
+def _opener(mode: int | None) -> Callable[[str, int], int]:
+    def opener(name: str, flags: int) -> int:
+        return os.open(name, flags, 0o666 if mode is None else mode)
+
+    return opener
+
+
 class Storage:
     """Plain POSIX durability: each primitive does exactly what it says."""
 
@@ -82,11 +89,14 @@ class Storage:
             os.close(fd)
 
     # -- compositions ----------------------------------------------------------------------
-    def write_atomic(self, path: Path, data: bytes) -> None:
-        """Replace ``path`` with ``data``: after a power cut it holds the old or the new bytes."""
+    def write_atomic(self, path: Path, data: bytes, *, mode: int | None = None) -> None:
+        """Replace ``path`` with ``data``: after a power cut it holds the old or the new bytes.
+        ``mode`` (e.g. ``0o600`` for a private key) is set before any byte is written."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb", buffering=0) as fh:
+        with open(tmp, "wb", buffering=0, opener=_opener(mode)) as fh:
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)  # also when a stale temporary file existed
             self.write(fh, tmp, data)
             self.fsync(fh, tmp)
         self.rename(tmp, path)

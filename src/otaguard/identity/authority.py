@@ -124,7 +124,14 @@ class DeviceAuthority:
         _write_atomic(self.dir / name, json.dumps(data, indent=1, sort_keys=True).encode())
 
     # -- issuing ------------------------------------------------------------------------------
-    def issue(self, csr_pem: str | bytes, *, device_id: str, hardware: str) -> x509.Certificate:
+    def issue(
+        self,
+        csr_pem: str | bytes,
+        *,
+        device_id: str,
+        hardware: str,
+        validity: dt.timedelta = ca.DEVICE_VALIDITY,
+    ) -> x509.Certificate:
         csr = ca.load_csr(csr_pem)
         cert = ca.issue_device_cert(
             csr,
@@ -132,6 +139,7 @@ class DeviceAuthority:
             hardware=hardware,
             issuer_key=self._intermediate_key(),
             issuer_cert=self.intermediate(),
+            validity=validity,
         )
         with self._locked():
             issued = self._read_json("issued.json")

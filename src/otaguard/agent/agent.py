@@ -393,7 +393,7 @@ class UpdateAgent:
 
     def check_in(self) -> dict[str, Any]:
         """Send a version manifest signed with the device key (DSSE); return the reply."""
-        from otaguard.crypto.device_key import load_device_key
+        from otaguard.agent.manifest_key import manifest_signer
         from otaguard.director.manifest import VersionManifest, sign_manifest
 
         boot = self.boot
@@ -406,9 +406,7 @@ class UpdateAgent:
             agent_version=__version__,
         )
         try:
-            body = {
-                "manifest": sign_manifest(manifest, load_device_key(self.config.manifest_key_path))
-            }
+            body = {"manifest": sign_manifest(manifest, manifest_signer(self.config))}
         except OTAGuardError as exc:
             raise DownloadError(f"cannot sign the version manifest: {exc}", permanent=True) from exc
         try:

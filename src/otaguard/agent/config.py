@@ -10,6 +10,38 @@ from typing import Any
 from otaguard.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Pkcs11Key:
+    """The manifest signing key in a PKCS#11 token (``[agent.manifest_key_pkcs11]``): the
+    module (``.so``; default ``$PYKCS11LIB``), the token label, the key's CKA_ID, and where the
+    PIN comes from: the environment variable ``pin_env`` or the file ``pin_file`` (0600). The
+    PIN itself is never in the config and never logged."""
+
+    token_label: str
+    module: str | None = None
+    key_id: int = 2
+    pin_env: str = "OTAGUARD_PKCS11_PIN"
+    pin_file: Path | None = None
+
+    @classmethod
+    def from_table(cls, table: Any, base: Path) -> Pkcs11Key:
+        if not isinstance(table, dict):
+            raise ConfigError("manifest_key_pkcs11 must be a table")
+        data = dict(table)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown manifest_key_pkcs11 settings {sorted(unknown)}")
+        if "pin_file" in data:
+            data["pin_file"] = (base / data["pin_file"]).resolve()
+        try:
+            key = cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"manifest_key_pkcs11: {exc}") from exc
+        if not isinstance(key.key_id, int) or not 0 < key.key_id < 1 << 31:
+            raise ConfigError("manifest_key_pkcs11.key_id must be a positive integer")
+        return key
+
+
 @dataclass
 class AgentConfig:
     device_id: str
@@ -23,8 +55,10 @@ class AgentConfig:
     # Base URL of a mirror serving /tuf/metadata and /tuf/targets (a static file server, a CDN);
     # default: the server. Signed content only: the device credential is never sent there.
     repository_url: str | None = None
-    # The device's own key (it signs version manifests); default: state_dir/manifest.key
+    # The device's own key (it signs version manifests); default: state_dir/manifest.key;
+    # or a key in a PKCS#11 token (agent/manifest_key.py), which then takes precedence.
     manifest_key_file: Path | None = None
+    manifest_key_pkcs11: Pkcs11Key | None = None
     # mTLS device identity (otaguard device enroll): the device certificate and its key; when
     # set, the server authenticates the device by it and the bearer credential is not used.
     client_cert_file: Path | None = None
@@ -103,6 +137,8 @@ class AgentConfig:
         for key in paths:
             if key in agent:
                 agent[key] = (base / agent[key]).resolve()
+        if "manifest_key_pkcs11" in agent:
+            agent["manifest_key_pkcs11"] = Pkcs11Key.from_table(agent["manifest_key_pkcs11"], base)
         known = set(cls.__dataclass_fields__)
         unknown = set(agent) - known
         if unknown:

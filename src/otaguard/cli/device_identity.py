@@ -229,3 +229,43 @@ def device_enroll(
             raise AuthError(f"enrollment refused: {exc.response.text}") from None
         cert_out.write_text(pem)
         console.print(f"enrolled {device}; certificate -> {cert_out}")
+
+
+@device_app.command("manifest-key")
+def device_manifest_key(
+    token_label: Annotated[str, typer.Option(help="Label of the PKCS#11 token")],
+    pkcs11_lib: Annotated[
+        str | None,
+        typer.Option("--pkcs11-lib", metavar="SO", help="PKCS#11 module (default: $PYKCS11LIB)"),
+    ] = None,
+    key_id: Annotated[int, typer.Option(help="CKA_ID of the key in the token")] = 2,
+    pin_env: Annotated[
+        str, typer.Option(help="Environment variable holding the token PIN")
+    ] = "OTAGUARD_PKCS11_PIN",
+    existing: Annotated[
+        bool, typer.Option("--existing", help="Print the public key of a key already there")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the public key JSON here")] = None,
+) -> None:
+    """Generate this device's manifest signing key inside a PKCS#11 token (ECDSA P-256,
+    sensitive, non-extractable) and print its public key (JSON) to register the device with;
+    point the agent at it with [agent.manifest_key_pkcs11]."""
+    import json
+
+    from otaguard.agent.config import Pkcs11Key
+    from otaguard.agent.manifest_key import token_pin
+    from otaguard.crypto import hsm
+
+    with cli_errors():
+        pin = token_pin(Pkcs11Key(token_label, pkcs11_lib, key_id, pin_env))
+        if existing:
+            ref = hsm.import_token_key(token_label, pin, key_id=key_id, lib=pkcs11_lib)
+        else:
+            ref = hsm.generate_in_token(
+                token_label, pin, key_id=key_id, key_label="otaguard-manifest", lib=pkcs11_lib
+            )
+        pub = {"keyid": ref.public_key.keyid, **ref.public_key.to_dict()}
+        text = json.dumps(pub, indent=1, sort_keys=True)
+        if out is not None:
+            out.write_text(text + "\n")
+        typer.echo(text)

@@ -14,6 +14,7 @@ securesystemslib reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +36,22 @@ SOFTHSM_LIBS = (
     "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
+
+
+def clear_openssl_errors() -> None:
+    """Empty this thread's OpenSSL error queue after PKCS#11 calls.
+
+    A PKCS#11 module linked to OpenSSL may leave errors in the calling thread's queue (SoftHSM2
+    leaves ``ENGINE: no such engine`` when it initializes); CPython's ``ssl`` (3.11) can then
+    report that stale error for the thread's next TLS read, failing an unrelated request."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("crypto")
+    if name is None:  # pragma: no cover - no shared libcrypto
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(name).ERR_clear_error()
 
 
 def find_softhsm() -> str | None:
@@ -158,6 +175,8 @@ def generate_in_token(
             )
     except PKCS11Error as exc:
         raise KeyMaterialError(f"token {token_label!r}: {type(exc).__name__} {exc}") from exc
+    finally:
+        clear_openssl_errors()
     return import_token_key(token_label, pin, key_id=key_id, lib=library)
 
 
@@ -172,6 +191,8 @@ def import_token_key(
         uri, key = HSMSigner.import_(key_id, token_label, secrets_handler=lambda _msg: pin)
     except (ValueError, PKCS11Error) as exc:
         raise KeyMaterialError(f"token {token_label!r}: {exc}") from exc
+    finally:
+        clear_openssl_errors()
     return TokenKey(uri, key)
 
 
@@ -187,6 +208,8 @@ class TokenSigner(HSMSigner):
             raise KeyMaterialError(f"token signing failed: {type(exc).__name__}") from exc
         except ValueError as exc:
             raise KeyMaterialError(f"token signing failed: {exc}") from exc
+        finally:
+            clear_openssl_errors()
 
 
 def token_signer(ref: TokenKey, pin: str, lib: str | None = None) -> TokenSigner:

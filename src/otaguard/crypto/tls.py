@@ -50,37 +50,60 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def ca_certificate_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int,
+    digital_signature: bool = False,
+) -> x509.CertificateBuilder:
+    """A CA certificate up to its signature: random serial, validity, critical
+    BasicConstraints (CA, ``path_length``), critical KeyUsage (certificate and CRL signing,
+    plus ``digital_signature`` if asked) and the subject key identifier. Callers add an
+    authority key identifier where there is an issuer, then sign. Shared by the local TLS CA
+    and the device CA (``identity/ca.py``)."""
+    usage = x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
 def make_ca(
     common_name: str = "OTAGuard local CA",
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = ca_certificate_builder(
+        _name(common_name),
+        _name(common_name),
+        key.public_key(),
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + CA_VALIDITY,
+        path_length=1,
+        digital_signature=True,
+    ).sign(key, hashes.SHA256())
     return key, cert
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from otaguard.crypto.tls import ca_certificate_builder
 from otaguard.errors import AuthError, CompatibilityError
 
 DEVICE_URN = "urn:otaguard:device:"
@@ -53,36 +54,17 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def create_root(common_name: str = "OTAGuard device root CA") -> tuple[CAKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP384R1())
     t = now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(t - dt.timedelta(minutes=5))
-        .not_valid_after(t + ROOT_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(_ca_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA384())
-    )
+    cert = ca_certificate_builder(
+        _name(common_name),
+        _name(common_name),
+        key.public_key(),
+        not_before=t - dt.timedelta(minutes=5),
+        not_after=t + ROOT_VALIDITY,
+        path_length=1,
+    ).sign(key, hashes.SHA384())
     return key, cert
 
 
@@ -94,16 +76,14 @@ def create_intermediate(
     key = ec.generate_private_key(ec.SECP256R1())
     t = now()
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(root_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(t - dt.timedelta(minutes=5))
-        .not_valid_after(min(t + INTERMEDIATE_VALIDITY, root_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        ca_certificate_builder(
+            _name(common_name),
+            root_cert.subject,
+            key.public_key(),
+            not_before=t - dt.timedelta(minutes=5),
+            not_after=min(t + INTERMEDIATE_VALIDITY, root_cert.not_valid_after_utc),
+            path_length=0,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
             critical=False,

@@ -224,3 +224,29 @@ def test_due_follows_the_configured_fraction(tmp_path: Path) -> None:
     toml.write_text(base + "\ncert_renew_fraction = 1.5\n")
     with pytest.raises(ConfigError, match="cert_renew_fraction"):
         AgentConfig.from_toml(toml)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(201, json={"unexpected": True}),
+        httpx.Response(201, json={"certificate": "not a certificate"}),
+        httpx.Response(503, text="down"),
+    ],
+)
+def test_malformed_or_failed_answers_change_nothing(tmp_path: Path, answer: httpx.Response) -> None:
+    cfg, _authority, _client = _setup(tmp_path)
+    assert cfg.client_cert is not None
+    before = [p.read_bytes() for p in cfg.client_cert]
+    client = httpx.Client(
+        base_url="https://server.invalid", transport=httpx.MockTransport(lambda _r: answer)
+    )
+    validity = certificate_validity(cfg.client_cert[0])
+    near_end = validity.not_after - dt.timedelta(days=1)
+    renewal = CertificateRenewal(cfg, now=lambda: near_end, clock=lambda: 0.0)
+    assert renewal.due()
+    assert renewal.maybe_renew(client) is False
+    assert renewal.failures == 1
+    assert renewal.next_attempt == cfg.cert_renew_retry
+    assert [p.read_bytes() for p in cfg.client_cert] == before
+    assert not list(cfg.client_cert[0].parent.glob("*.new"))

@@ -180,7 +180,7 @@ class CertificateRenewal:
             return False
         try:
             self.renew(client)
-        except (httpx.HTTPError, OTAGuardError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, OTAGuardError, OSError, ValueError, KeyError, TypeError) as exc:
             self.failures += 1
             delay = min(
                 self.config.cert_renew_retry_max,

@@ -14,14 +14,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from otaguard.errors import OTAGuardError
 from otaguard.identity.audit import verify_chain
-from otaguard.identity.store import IdentityStore
+
+if TYPE_CHECKING:  # imported where used: the agent shares this CLI and needs no database
+    from otaguard.identity.store import IdentityStore
 
 user_app = typer.Typer(help="Operators and their roles (server host).", no_args_is_help=True)
 token_app = typer.Typer(help="Scoped, expiring API tokens (server host).", no_args_is_help=True)
@@ -48,6 +50,7 @@ def _actor() -> str:
 
 @contextmanager
 def _identity(data_dir: Path, database: str | None) -> Iterator[IdentityStore]:
+    from otaguard.identity.store import IdentityStore
     from otaguard.server.context import ServerSettings
     from otaguard.store.database import Store
 

@@ -139,6 +139,7 @@ def rig(d: Demo, *, deploy: bool = True, **net: Any) -> Rig:
     d.provision_fleet(v1, http_transport=network, sleep=sleeps.append)
     dev = d.fleet[0]
     dev.config.checkpoint_bytes = 64 * 1024
+    dev.config.checkpoint_journal_seconds = 0.0
     dev.config.cancel_check_seconds = 0.0
     dep_id = d.deploy(v2_name) if deploy else 0
     return Rig(d, network, dev, dep_id, len(v2), sleeps)
@@ -374,3 +375,35 @@ def test_download_into_refuses_a_range_that_starts_elsewhere() -> None:
     with pytest.raises(DownloadError, match="Content-Range") as exc:
         download_into(_client(handler), "/t", length=1024, offset=300, write=lambda _b: None)
     assert not exc.value.permanent
+
+
+@pytest.mark.parametrize(("seconds", "journaled"), [(0.0, True), (3600.0, False)])
+def test_checkpoints_journal_progress_only_as_often_as_configured(
+    demo_world: Demo, monkeypatch: pytest.MonkeyPatch, seconds: float, journaled: bool
+) -> None:
+    """Every checkpoint syncs the slot (and feeds the read-back); the journal records the
+    progress only when ``checkpoint_journal_seconds`` passed since it last did (the agent's
+    clock here does not move)."""
+    from otaguard.agent.journal import JournalFile
+
+    r = rig(demo_world)
+    r.dev.config.checkpoint_journal_seconds = seconds
+    r.dev.power_on()
+    assert r.dev.agent is not None
+    r.dev.agent.clock = lambda: 1000.0
+    saved: list[int] = []
+    real_save = JournalFile.save
+
+    def save(self: Any, journal: Any) -> None:
+        saved.append(journal.bytes_written)
+        real_save(self, journal)
+
+    monkeypatch.setattr(JournalFile, "save", save)
+    outcomes = r.dev.run_until_settled()
+    assert outcomes[-1].detail == "committed"
+    partial = [b for b in saved if 0 < b < r.image_len]
+    if journaled:
+        assert partial == [64 * 1024 * i for i in range(1, len(partial) + 1)]
+        assert len(partial) == (r.image_len - 1) // (64 * 1024)
+    else:
+        assert partial == []

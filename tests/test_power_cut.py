@@ -78,6 +78,7 @@ def provision(w: World, device_id: str, tag: str) -> SimulatedDevice:
         provisioning=w.prov,
     )
     dev.config.checkpoint_bytes = CHECKPOINT
+    dev.config.checkpoint_journal_seconds = 0.0
     dev.config.cancel_check_seconds = 0.0
     return dev
 

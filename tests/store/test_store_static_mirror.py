@@ -121,6 +121,7 @@ def test_devices_update_from_a_static_mirror(
     for dev in d.fleet:
         dev.config.repository_url = url
         dev.config.checkpoint_bytes = 16 * 1024
+        dev.config.checkpoint_journal_seconds = 0.0
         dev.reboot()
     handler.seen.clear()
     dep_id = d.deploy(v2_name)

@@ -675,6 +675,7 @@ class UpdateAgent:
         j = self.journal
         with self.slots.open_write(slot, offset) as w:
             since_checkpoint = 0
+            journaled_at = self.clock()
 
             hasher = self._stream_hasher(slot, offset)
             readback = self._slot_readback(slot, offset)
@@ -687,13 +688,16 @@ class UpdateAgent:
                 since_checkpoint += len(chunk)
 
             def progress(total: int) -> None:
-                nonlocal since_checkpoint
+                nonlocal since_checkpoint, journaled_at
                 if since_checkpoint >= self.config.checkpoint_bytes and total < length:
                     w.sync()
                     readback.durable(total)
-                    j.bytes_written = total
-                    self.journal_file.save(j)
                     since_checkpoint = 0
+                    now = self.clock()
+                    if now - journaled_at >= self.config.checkpoint_journal_seconds:
+                        j.bytes_written = total  # on the medium (synced above)
+                        self.journal_file.save(j)
+                        journaled_at = now
                     if self._cancelled():
                         raise DownloadCancelled("the server cancelled the deployment")
 

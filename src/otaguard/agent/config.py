@@ -78,7 +78,11 @@ class AgentConfig:
     cancel_check_seconds: float = 30.0  # how often a download asks whether it was cancelled
     backoff_base: float = 1.0
     backoff_max: float = 300.0
-    checkpoint_bytes: int = 4 << 20  # slot fsync + journal save cadence (bench/agent_memory.py)
+    checkpoint_bytes: int = 4 << 20  # slot fsync + read-back cadence (bench/agent_memory.py)
+    # A checkpoint also journals the progress (for resuming after a power cut) when this
+    # long has passed since the last one: on a fast link the journal is not rewritten
+    # every few MiB (flash wear, fsyncs); on a slow one every checkpoint is journaled.
+    checkpoint_journal_seconds: float = 1.0
     request_timeout: float = 30.0
 
     def __post_init__(self) -> None:
@@ -86,6 +90,8 @@ class AgentConfig:
             raise ConfigError("cert_renew_fraction must be at least 0 and below 1")
         if self.cert_renew_retry < 0 or self.cert_renew_retry_max < self.cert_renew_retry:
             raise ConfigError("cert_renew_retry must be >= 0 and <= cert_renew_retry_max")
+        if self.checkpoint_bytes < 1 or self.checkpoint_journal_seconds < 0:
+            raise ConfigError("checkpoint_bytes must be >= 1, checkpoint_journal_seconds >= 0")
 
     @property
     def tuf_dir(self) -> Path:

@@ -28,6 +28,9 @@ def test_checkin_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert sqlite["requests"] > 10
     assert 0 < sqlite["p50_ms"] <= sqlite["p99_ms"]
     assert results["ceiling"]["requests_per_s"] > 0
+    # server CPU per request, read from /proc for the server process during the run
+    assert sqlite["server_cpu_us_per_request"] > 0
+    assert results["ceiling"]["server_cpu_us_per_request"] > 0
     framework = results["framework"]  # GET /healthz on the same server process
     assert framework["non_2xx"] == 0
     assert framework["requests"] > 10

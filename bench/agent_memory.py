@@ -218,6 +218,31 @@ def run_size(size_mib: int, work: Path, repeat: int = 1) -> dict[str, Any]:
         d.close()
 
 
+def marginal(results: dict[str, Any]) -> dict[str, float]:
+    """Throughput as the slope between the smallest and the largest image (MiB per extra
+    second), and the fixed time per install as the intercept: what grows with the image is
+    told apart from what every install pays once (journal transitions and their fsyncs,
+    reports, TUF and assignment checks)."""
+    by_size = sorted(results.values(), key=lambda r: r["image_mib"])
+    small, large = by_size[0], by_size[-1]
+    mib = large["image_mib"] - small["image_mib"]
+
+    def median(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2]
+
+    offline = (median(large["offline"]["data_path_s"]), median(small["offline"]["data_path_s"]))
+    copy = (median(large["offline"]["paired_copy_s"]), median(small["offline"]["paired_copy_s"]))
+    install_slope = mib / (offline[0] - offline[1])
+    copy_slope = mib / (copy[0] - copy[1])
+    return {
+        "offline_install_mib_s": round(install_slope, 1),
+        "copy_mib_s": round(copy_slope, 1),
+        "ratio": round(install_slope / copy_slope, 3),
+        "offline_fixed_s": round(offline[1] - small["image_mib"] / install_slope, 3),
+        "copy_fixed_s": round(copy[1] - small["image_mib"] / copy_slope, 3),
+    }
+
+
 def download(url: str, ca: str, out: str) -> None:
     """The network baseline: a plain HTTPS GET of ``url`` with sha256 + write + fsync."""
     import ssl
@@ -295,6 +320,8 @@ def main() -> None:
         "min_network_ratio_to_copy": min(r["network"]["ratio_to_copy"] for r in results.values()),
         "throughput_goal_met": min(offline_ratios) >= 0.8,
     }
+    if len(results) >= 2:
+        summary["marginal"] = marginal(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "agent_memory.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

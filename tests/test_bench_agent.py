@@ -59,3 +59,26 @@ def test_transitions_are_read_from_the_agent_log() -> None:
     assert agent_memory.phases(log, "x") == {"data_path_s": 1.25, "switch_s": 0.05}
     with pytest.raises(SystemExit, match="did not reach the slot switch"):
         agent_memory.phases(log.replace("verified", "error"), "x")
+
+
+def test_marginal_throughput_separates_fixed_cost() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import agent_memory
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def run(mib: float, install: list[float], copy: list[float]) -> dict[str, object]:
+        return {"image_mib": mib, "offline": {"data_path_s": install, "paired_copy_s": copy}}
+
+    # install: 30 ms fixed + 1 s per 500 MiB; copy: 5 ms fixed + 1 s per 400 MiB
+    small = run(16.0, [0.030 + 16 / 500, 0.9, 0.030 + 16 / 500], [0.005 + 16 / 400] * 3)
+    large = run(516.0, [0.030 + 516 / 500] * 3, [0.1, 0.005 + 516 / 400, 0.005 + 516 / 400])
+    m = agent_memory.marginal({"16MiB": small, "516MiB": large})
+    assert m == {
+        "offline_install_mib_s": 500.0,
+        "copy_mib_s": 400.0,
+        "ratio": 1.25,
+        "offline_fixed_s": 0.03,
+        "copy_fixed_s": 0.005,
+    }

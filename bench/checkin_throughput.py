@@ -247,7 +247,8 @@ def measure_server(
 ) -> dict[str, Any]:
     """Check-in figures of an ``otaguard server`` on ``database`` (None: SQLite); with
     ``with_framework``, also the ``GET /healthz`` figures of the same process."""
-    data = work / ("server-" + ("pg" if database else "sqlite"))
+    variant = "".join(f"-{a.strip('-')}" for a in server_args)
+    data = work / ("server-" + ("pg" if database else "sqlite") + variant)
     port = free_port()
     # No access log: the ceiling's uvicorn logs at "warning" (no line per request) too.
     cmd = otaguard_cmd(
@@ -346,6 +347,12 @@ def run(
             r["ratio_to_ceiling"] = round(r["requests_per_s"] / ceiling, 3)
             r["ratio_to_framework"] = round(r["requests_per_s"] / framework["requests_per_s"], 3)
             results["sqlite"] = r
+        if "sqlite-route" in backends:  # the same server, check-ins through the FastAPI route
+            r = measure_server(
+                work, None, devices, duration, connections, threads, False, ("--no-lean-checkin",)
+            )
+            r["ratio_to_ceiling"] = round(r["requests_per_s"] / ceiling, 3)
+            results["sqlite_framework_route"] = r
         if "postgres" in backends:
             with postgres_database() as url:
                 if url is None:
@@ -366,7 +373,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgres",
+        help="comma-separated: sqlite, postgres, sqlite-route (check-ins through the FastAPI "
+        "route, --no-lean-checkin)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "checkin_throughput.json")
     args = parser.parse_args(argv)
     results = run(

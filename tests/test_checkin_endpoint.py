@@ -153,7 +153,7 @@ def test_a_certificate_that_expires_on_a_live_connection_is_refused(
 ) -> None:
     authority = DeviceAuthority.init(tmp_path / "ca", tmp_path / "offline" / "root.key")
     key = load_or_create_key(tmp_path / "dev.key")
-    cert = authority.issue(make_csr(key, "dev-9"), device_id="dev-9", hardware="rpi4")
+    cert = authority.sign(make_csr(key, "dev-9"), device_id="dev-9", hardware="rpi4")
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
     ctx: Any = SimpleNamespace(device_ca=authority, settings=ServerSettings(data_dir=tmp_path))
     scope = {

@@ -146,12 +146,12 @@ def _setup(tmp_path: Path) -> tuple[AgentConfig, DeviceAuthority, httpx.Client]:
         client_key_file=state / "client.key",
     )
     key = load_or_create_key(state / "client.key")
-    cert = authority.issue(make_csr(key, "dev-1"), device_id="dev-1", hardware=HARDWARE)
+    cert = authority.sign(make_csr(key, "dev-1"), device_id="dev-1", hardware=HARDWARE)
     (state / "client.pem").write_bytes(cert.public_bytes(_pem()))
 
     def handler(request: httpx.Request) -> httpx.Response:
         csr = json.loads(request.content)["csr"]
-        issued = authority.issue(csr, device_id="dev-1", hardware=HARDWARE)
+        issued = authority.sign(csr, device_id="dev-1", hardware=HARDWARE)
         return httpx.Response(201, json={"certificate": issued.public_bytes(_pem()).decode()})
 
     client = httpx.Client(base_url="https://server.invalid", transport=httpx.MockTransport(handler))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,24 @@ from otaguard.errors import AuthError, CompatibilityError
 from otaguard.identity import ca
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.device_keys import KeyType, load_or_create_key, make_csr
+from otaguard.identity.store import IdentityStore
+from otaguard.store.database import Store
+from otaguard.store.identity_models import EnrollmentToken
 
 
 @pytest.fixture
-def authority(tmp_path: Path) -> DeviceAuthority:
-    return DeviceAuthority.init(tmp_path / "ca", tmp_path / "offline" / "root.key")
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'server.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def authority(tmp_path: Path, store: Store) -> DeviceAuthority:
+    """Key material in ``tmp/ca``, state (tokens, certificates, CRL) in the database."""
+    made = DeviceAuthority.init(tmp_path / "ca", tmp_path / "offline" / "root.key")
+    return made.attach(IdentityStore(store))
 
 
 @pytest.mark.parametrize("key_type", ["ecdsa-p256", "ed25519"])
@@ -41,7 +56,7 @@ def test_issued_certificate_names_device_and_hardware(
 def test_other_ca_and_wrong_curve_refused(authority: DeviceAuthority, tmp_path: Path) -> None:
     other = DeviceAuthority.init(tmp_path / "other", tmp_path / "other.key")
     key = load_or_create_key(tmp_path / "dev.key")
-    foreign = other.issue(make_csr(key, "x"), device_id="dev-1", hardware="rpi4")
+    foreign = other.sign(make_csr(key, "x"), device_id="dev-1", hardware="rpi4")
     with pytest.raises(AuthError, match="not issued"):
         ca.verify_device_cert(foreign, authority.intermediate())
     p384 = ec.generate_private_key(ec.SECP384R1())
@@ -84,18 +99,35 @@ def test_revocation_by_device_lands_in_signed_crl(
     assert b.serial_number not in revoked
     crl = x509.load_pem_x509_crl(authority.crl_pem())
     ca.verify_crl(crl, authority.intermediate())
-    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
-    # Revoking again adds nothing; a forged CRL is refused.
+    # init signed 1, attaching to the database 2, the revocation 3
+    assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 3
+    assert {r.serial_number for r in crl} == {a1.serial_number, a2.serial_number}
+    # Revoking again adds nothing (but re-signs: the number only grows).
     assert authority.revoke(serial=a1.serial_number) == []
+    assert (
+        x509.load_pem_x509_crl(authority.crl_pem())
+        .extensions.get_extension_for_class(x509.CRLNumber)
+        .value.crl_number
+        == 4
+    )
+    # The database decides, not the file: a forged crl.pem changes nothing for the server,
+    # and a verifier that reads only the file refuses it.
     other = DeviceAuthority.init(tmp_path / "other", tmp_path / "other.key")
     (authority.dir / "crl.pem").write_bytes(other.crl_pem())
+    assert a1.serial_number in authority.revoked_serials()
     with pytest.raises(AuthError, match="CRL"):
-        authority.revoked_serials()
+        DeviceAuthority(authority.dir).revoked_serials()
 
 
-def test_enrollment_token_single_use_bound_and_expiring(authority: DeviceAuthority) -> None:
-    token = authority.create_token("dev-1", "rpi4")
-    assert token not in (authority.dir / "tokens.json").read_text()  # stored hashed
+def test_enrollment_token_single_use_bound_and_expiring(
+    authority: DeviceAuthority, store: Store
+) -> None:
+    token = authority.create_token("dev-1", "rpi4", created_by="user:ops")
+    with store.session(write=False) as s:  # stored hashed, in the database
+        (row,) = s.query(EnrollmentToken).all()
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert (row.device_id, row.hardware, row.created_by) == ("dev-1", "rpi4", "user:ops")
+    assert not (authority.dir / "tokens.json").exists()
     with pytest.raises(AuthError, match="another device"):
         authority.consume_token(token, "dev-2")
     assert authority.consume_token(token, "dev-1") == "rpi4"
@@ -119,6 +151,12 @@ def test_ca_cli_init_issue_token_revoke_crl(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     again = run.invoke(app, ["ca", "init", "--dir", d, "--root-key", str(tmp_path / "r2.key")])
     assert again.exit_code == 2
+    # State lives in the server database: without one, a clear refusal.
+    r = run.invoke(app, ["ca", "token", "--dir", d, "--device", "dev-9", "--hardware", "rpi4"])
+    assert r.exit_code == 2
+    assert "server database" in r.output
+    assert "--data-dir" in r.output
+    db = ["--data-dir", str(tmp_path)]  # creates tmp/server.db, found next to tmp/ca after
     key = load_or_create_key(tmp_path / "dev.key")
     (tmp_path / "dev.csr").write_text(make_csr(key, "dev-9"))
     out = tmp_path / "dev.pem"
@@ -137,6 +175,7 @@ def test_ca_cli_init_issue_token_revoke_crl(tmp_path: Path) -> None:
             "rpi4",
             "--out",
             str(out),
+            *db,
         ],
     )
     assert r.exit_code == 0, r.output
@@ -144,7 +183,12 @@ def test_ca_cli_init_issue_token_revoke_crl(tmp_path: Path) -> None:
     assert ca.device_identity(cert).device_id == "dev-9"
     r = run.invoke(app, ["ca", "token", "--dir", d, "--device", "dev-9", "--hardware", "rpi4"])
     assert r.exit_code == 0
-    assert DeviceAuthority(Path(d)).consume_token(r.stdout.strip(), "dev-9") == "rpi4"
+    store = Store(f"sqlite:///{tmp_path / 'server.db'}")
+    try:
+        attached = DeviceAuthority(Path(d)).attach(IdentityStore(store))
+        assert attached.consume_token(r.stdout.strip(), "dev-9") == "rpi4"
+    finally:
+        store.close()
     r = run.invoke(app, ["ca", "revoke", "--dir", d, "--device", "dev-9"])
     assert r.exit_code == 0, r.output
     r = run.invoke(app, ["ca", "crl", "--dir", d, "--refresh"])

@@ -182,7 +182,7 @@ def test_foreign_certificate_fails_handshake_and_bearer_fallback_switch(
     assert demo.ctx is not None
     other = DeviceAuthority.init(tmp_path / "rogue", tmp_path / "rogue.key")
     key = load_or_create_key(tmp_path / "rogue-dev.key")
-    cert = other.issue(make_csr(key, "dev-a"), device_id="dev-a", hardware=HARDWARE)
+    cert = other.sign(make_csr(key, "dev-a"), device_id="dev-a", hardware=HARDWARE)
     from cryptography.hazmat.primitives import serialization
 
     (tmp_path / "rogue.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))

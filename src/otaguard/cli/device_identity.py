@@ -4,6 +4,8 @@ enroll`` (the device side: own key, CSR, one-time token, certificate)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,13 +33,27 @@ AuditDataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="The server's data directory, whose database gets the audit entry "
+        help="The server's data directory, whose database holds the CA's tokens, "
+        "certificates and revocations and gets the audit entry "
         "(default: the CA directory's parent when it holds server.db).",
     ),
 ]
 AuditDatabase = Annotated[
     str | None, typer.Option("--database", help="SQLAlchemy URL of the server's database.")
 ]
+
+
+def _database_url(directory: Path, data_dir: Path | None, database: str | None) -> str | None:
+    """The server database a ``ca`` command uses: ``--database``, ``--data-dir``'s, or
+    ``DATA/server.db`` next to ``DATA/device-ca``; None when there is none."""
+    from otaguard.server.context import ServerSettings
+
+    if data_dir is None and database is None:
+        parent = directory.resolve().parent
+        if not (parent / "server.db").exists():
+            return None
+        data_dir = parent
+    return ServerSettings(data_dir=data_dir or Path("."), database_url=database).db_url
 
 
 def _audit(
@@ -49,21 +65,17 @@ def _audit(
     target: str,
     detail: dict[str, Any],
 ) -> None:
-    """Write what a ``ca`` command did to the server's audit log as ``cli:<login>``, when a
-    server database is known (``--data-dir``/``--database``, or ``DATA/server.db`` next to
-    ``DATA/device-ca``); say so when there is none. Never given secrets."""
+    """Write what ``ca init`` did to the server's audit log as ``cli:<login>``, when a server
+    database is known; say so when there is none. Never given secrets."""
     from otaguard.cli.identity import _actor
     from otaguard.identity.store import IdentityStore
-    from otaguard.server.context import ServerSettings
     from otaguard.store.database import Store
 
-    if data_dir is None and database is None:
-        parent = directory.resolve().parent
-        if not (parent / "server.db").exists():
-            err_console.print("no server database given (--data-dir/--database): not audited")
-            return
-        data_dir = parent
-    store = Store(ServerSettings(data_dir=data_dir or Path("."), database_url=database).db_url)
+    url = _database_url(directory, data_dir, database)
+    if url is None:
+        err_console.print("no server database given (--data-dir/--database): not audited")
+        return
+    store = Store(url)
     try:
         store.migrate()
         IdentityStore(store).audit(actor=_actor(), action=action, target=target, detail=detail)
@@ -76,6 +88,38 @@ def _open(directory: Path) -> DeviceAuthority:
     if not authority.initialized:
         raise ConfigError(f"no device CA in {directory}: run `otaguard ca init` first")
     return authority
+
+
+@contextmanager
+def _with_state(
+    directory: Path, data_dir: Path | None, database: str | None
+) -> Iterator[tuple[DeviceAuthority, Callable[..., None]]]:
+    """The CA in ``directory`` attached to the server database (where tokens, issued
+    certificates and revocations live), and a function auditing to it as ``cli:<login>``."""
+    from otaguard.cli.identity import _actor
+    from otaguard.identity.store import IdentityStore
+    from otaguard.store.database import Store
+
+    authority = _open(directory)
+    url = _database_url(directory, data_dir, database)
+    if url is None:
+        raise ConfigError(
+            "the device CA's enrollment tokens, issued certificates and revocations live in "
+            "the server database: give --data-dir DATA or --database URL (or keep the CA in "
+            "DATA/device-ca next to DATA/server.db)"
+        )
+    store = Store(url)
+    try:
+        store.migrate()
+        identity = IdentityStore(store)
+        authority.attach(identity, refresh_seconds=0)
+
+        def audit(*, action: str, target: str, detail: dict[str, Any]) -> None:
+            identity.audit(actor=_actor(), action=action, target=target, detail=detail)
+
+        yield authority, audit
+    finally:
+        store.close()
 
 
 @ca_app.command("init")
@@ -117,13 +161,10 @@ def ca_issue(
     database: AuditDatabase = None,
 ) -> None:
     """Issue a device certificate from a CSR (manual enrollment)."""
-    with cli_errors():
-        cert = _open(directory).issue(csr.read_bytes(), device_id=device, hardware=hardware)
+    with cli_errors(), _with_state(directory, data_dir, database) as (authority, audit):
+        cert = authority.issue(csr.read_bytes(), device_id=device, hardware=hardware)
         out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _audit(
-            directory,
-            data_dir,
-            database,
+        audit(
             action="ca.issue",
             target=device,
             detail={
@@ -145,14 +186,14 @@ def ca_token(
     database: AuditDatabase = None,
 ) -> None:
     """Create a one-time factory enrollment token (printed once; only its hash is kept)."""
+    from otaguard.cli.identity import _actor
     from otaguard.identity.store import token_fingerprint
 
-    with cli_errors():
-        token = _open(directory).create_token(device, hardware, dt.timedelta(hours=ttl_hours))
-        _audit(
-            directory,
-            data_dir,
-            database,
+    with cli_errors(), _with_state(directory, data_dir, database) as (authority, audit):
+        token = authority.create_token(
+            device, hardware, dt.timedelta(hours=ttl_hours), created_by=_actor()
+        )
+        audit(
             action="enrollment.token.create",
             target=device,
             detail={
@@ -176,11 +217,9 @@ def ca_revoke(
     with cli_errors():
         if (device is None) == (serial is None):
             raise ConfigError("give exactly one of --device or --serial")
-        new = _open(directory).revoke(serial=serial, device_id=device)
-        _audit(
-            directory,
-            data_dir,
-            database,
+    with cli_errors(), _with_state(directory, data_dir, database) as (authority, audit):
+        new = authority.revoke(serial=serial, device_id=device, reason="revoked with the CLI")
+        audit(
             action="device.certificate.revoke",
             target=device or str(serial),
             detail={"revoked": [str(s) for s in new]},
@@ -193,12 +232,15 @@ def ca_crl(
     directory: CADir,
     refresh: Annotated[bool, typer.Option(help="Re-sign with a new validity window")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the PEM CRL here")] = None,
+    data_dir: AuditDataDir = None,
+    database: AuditDatabase = None,
 ) -> None:
-    """Print (or refresh) the CRL signed by the intermediate."""
+    """Print (or, with the server database, refresh) the CRL signed by the intermediate."""
     with cli_errors():
         authority = _open(directory)
         if refresh:
-            authority.refresh_crl()
+            with _with_state(directory, data_dir, database) as (attached, _audit_fn):
+                attached.refresh_crl()
         if out:
             out.write_bytes(authority.crl_pem())
         else:

@@ -1,38 +1,51 @@
-"""The device CA on disk: the online intermediate, the CRL, issued certificates and one-time
-enrollment tokens, in one directory shared by every server process.
+"""The device CA: key material in one directory (copied to every server host), mutable state
+in the server's database.
 
-Layout of ``<dir>``: ``root.pem`` (offline root certificate), ``intermediate.pem`` and
+Files in ``<dir>``: ``root.pem`` (offline root certificate), ``intermediate.pem`` and
 ``intermediate.key`` (0600, the online issuing CA), ``chain.pem`` (intermediate + root, the
-trust anchors the TLS server loads), ``crl.pem`` (signed by the intermediate), ``issued.json``
-(serial -> device), ``tokens.json`` (sha256 of each enrollment token -> device, hardware,
-expiry). The root private key is written elsewhere (``root_key_path``) and should be moved
-offline after ``init``. Every change takes an exclusive ``flock`` on ``<dir>/.lock`` and
-replaces files atomically.
+trust anchors the TLS server loads) and ``crl.pem`` (the latest CRL, signed by the
+intermediate, for proxies and other verifiers). The root private key is written elsewhere
+(``root_key_path``) and should be moved offline after ``init``.
+
+Database (through ``IdentityStore``, shared by every server process on every host): one-time
+enrollment tokens (hash only), the registry of issued certificates with their revocations, and
+the CRL with its number. Revocation is checked per request against an in-memory set of revoked
+serials, refreshed from the database at most every ``refresh_seconds`` (at once in the process
+that revoked): a revocation made through another server counts there within that interval.
+
+Earlier versions kept ``issued.json`` and ``tokens.json`` in the directory; ``attach`` imports
+them once and renames them ``*.imported``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import fcntl
-import hashlib
-import hmac
 import json
 import os
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from otaguard.crypto.keys import write_private
-from otaguard.errors import AuthError, ConfigError, NotFoundError
+from otaguard.errors import ConfigError
 from otaguard.identity import ca
 
+if TYPE_CHECKING:
+    from otaguard.identity.store import (
+        CrlState,
+        IdentityStore,
+        ImportedCertificate,
+        ImportedToken,
+    )
+
 TOKEN_TTL = dt.timedelta(hours=24)
+LEGACY_FILES = ("issued.json", "tokens.json")
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -46,19 +59,74 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def legacy_state(
+    directory: Path,
+) -> tuple[list[ImportedCertificate], list[ImportedToken]] | None:
+    """What a file-based CA directory held: issued certificates (with the CRL's revocations)
+    and enrollment tokens; None when it has neither ``issued.json`` nor ``tokens.json``."""
+    from otaguard.identity.store import ImportedCertificate, ImportedToken
+
+    paths = [directory / name for name in LEGACY_FILES]
+    if not any(p.exists() for p in paths):
+        return None
+    issued, tokens = (json.loads(p.read_text()) if p.exists() else {} for p in paths)
+    revoked: dict[int, dt.datetime] = {}
+    if (directory / "crl.pem").exists():
+        crl = x509.load_pem_x509_crl((directory / "crl.pem").read_bytes())
+        revoked = {r.serial_number: r.revocation_date_utc for r in crl}
+    certs = [
+        ImportedCertificate(
+            serial=int(serial),
+            device_id=str(v["device"]),
+            hardware=str(v["hardware"]),
+            not_after=dt.datetime.fromisoformat(v["not_after"]),
+            revoked_at=revoked.pop(int(serial), None),
+        )
+        for serial, v in issued.items()
+    ]
+    # Revoked serials the registry did not know stay revoked until they would have expired.
+    latest = ca.now() + ca.DEVICE_VALIDITY
+    certs += [ImportedCertificate(s, "", "", latest, at) for s, at in revoked.items()]
+    toks = [
+        ImportedToken(
+            token_hash=digest,
+            device_id=str(v["device"]),
+            hardware=str(v["hardware"]),
+            expires_at=dt.datetime.fromisoformat(v["expires"]),
+        )
+        for digest, v in tokens.items()
+    ]
+    return certs, toks
 
 
 class DeviceAuthority:
-    def __init__(self, directory: Path) -> None:
+    """The CA's key material (files in ``directory``) and, once ``attach``-ed to the server
+    database, its state: issuing, enrollment tokens and revocation need ``state``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        state: IdentityStore | None = None,
+        *,
+        refresh_seconds: float = 1.0,
+    ) -> None:
         self.dir = directory
-        self._crl_cache: tuple[tuple[int, int, int], frozenset[int]] | None = None
+        self.state = state
+        self.refresh_seconds = refresh_seconds
+        self._refresh_lock = threading.Lock()
+        self._checked = -float("inf")  # time.monotonic() of the last look at the database
+        self._crl_number: int | None = None
+        self._revoked: frozenset[int] = frozenset()
+        self._file_cache: tuple[tuple[int, int, int], frozenset[int]] | None = None
 
     # -- setup --------------------------------------------------------------------------------
     @property
@@ -78,8 +146,7 @@ class DeviceAuthority:
         write_private(directory / "intermediate.key", _key_pem(key))
         (directory / "root.pem").write_bytes(_pem(root))
         (directory / "intermediate.pem").write_bytes(_pem(inter))
-        with authority._locked():
-            authority._write_crl({}, 1)
+        _write_atomic(directory / "crl.pem", authority._sign_crl({}, 1))
         (directory / "chain.pem").write_bytes(_pem(inter) + _pem(root))  # last: marks complete
         return authority
 
@@ -91,6 +158,36 @@ class DeviceAuthority:
         if authority.initialized:
             return authority
         return cls.init(directory, directory / "offline" / "root.key")
+
+    def attach(self, state: IdentityStore, *, refresh_seconds: float = 1.0) -> DeviceAuthority:
+        """Keep this CA's state in ``state`` (the server database): import a file-based CA
+        directory's ``issued.json``/``tokens.json`` once (renamed ``*.imported`` after), make
+        sure the database has a CRL signed by this intermediate, and bring ``crl.pem`` up to
+        date. Safe to run by several processes at once."""
+        self.state = state
+        self.refresh_seconds = refresh_seconds
+        legacy = legacy_state(self.dir)
+        if legacy is not None:
+            state.import_ca_state(*legacy)
+            for name in LEGACY_FILES:
+                # absent, or another process renamed it first
+                with contextlib.suppress(FileNotFoundError):
+                    (self.dir / name).rename(self.dir / f"{name}.imported")
+        current = crl_number(self._file_crl()) if (self.dir / "crl.pem").exists() else 0
+        # The number only ever grows: a file newer than the database's CRL (a CA directory
+        # from before, or a CRL re-signed elsewhere) is re-signed past its number, and so is
+        # the CRL after an import (whose revocations it must list).
+        self._apply(state.ensure_crl(current, self._sign_crl, force=legacy is not None))
+        self._checked = time.monotonic()
+        return self
+
+    def _state(self) -> IdentityStore:
+        if self.state is None:
+            raise ConfigError(
+                "the device CA's tokens, certificates and revocations live in the server "
+                "database: none is configured (CLI: --data-dir or --database)"
+            )
+        return self.state
 
     # -- material -----------------------------------------------------------------------------
     @property
@@ -106,24 +203,29 @@ class DeviceAuthority:
             raise ConfigError("the intermediate CA key is not an ECDSA key")
         return key
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _read_json(self, name: str) -> dict[str, Any]:
-        path = self.dir / name
-        return dict(json.loads(path.read_text())) if path.exists() else {}
-
-    def _write_json(self, name: str, data: dict[str, Any]) -> None:
-        _write_atomic(self.dir / name, json.dumps(data, indent=1, sort_keys=True).encode())
+    def chain_pem(self) -> str:
+        return self.chain_path.read_text()
 
     # -- issuing ------------------------------------------------------------------------------
+    def sign(
+        self,
+        csr_pem: str | bytes,
+        *,
+        device_id: str,
+        hardware: str,
+        validity: dt.timedelta = ca.DEVICE_VALIDITY,
+    ) -> x509.Certificate:
+        """A certificate for ``device_id`` from the CSR, not recorded anywhere (tests, and
+        ``issue`` below)."""
+        return ca.issue_device_cert(
+            ca.load_csr(csr_pem),
+            device_id=device_id,
+            hardware=hardware,
+            issuer_key=self._intermediate_key(),
+            issuer_cert=self.intermediate(),
+            validity=validity,
+        )
+
     def issue(
         self,
         csr_pem: str | bytes,
@@ -132,109 +234,110 @@ class DeviceAuthority:
         hardware: str,
         validity: dt.timedelta = ca.DEVICE_VALIDITY,
     ) -> x509.Certificate:
-        csr = ca.load_csr(csr_pem)
-        cert = ca.issue_device_cert(
-            csr,
+        """Sign and record a certificate (revocable by serial or by device)."""
+        state = self._state()
+        cert = self.sign(csr_pem, device_id=device_id, hardware=hardware, validity=validity)
+        state.record_certificate(
+            serial=cert.serial_number,
             device_id=device_id,
             hardware=hardware,
-            issuer_key=self._intermediate_key(),
-            issuer_cert=self.intermediate(),
-            validity=validity,
+            not_after=cert.not_valid_after_utc,
+            pem=_pem(cert).decode(),
         )
-        with self._locked():
-            issued = self._read_json("issued.json")
-            issued[str(cert.serial_number)] = {
-                "device": device_id,
-                "hardware": hardware,
-                "not_after": cert.not_valid_after_utc.isoformat(),
-            }
-            self._write_json("issued.json", issued)
         return cert
 
-    def chain_pem(self) -> str:
-        return self.chain_path.read_text()
-
     # -- enrollment tokens --------------------------------------------------------------------
-    def create_token(self, device_id: str, hardware: str, ttl: dt.timedelta = TOKEN_TTL) -> str:
+    def create_token(
+        self,
+        device_id: str,
+        hardware: str,
+        ttl: dt.timedelta = TOKEN_TTL,
+        *,
+        created_by: str = "unknown",
+    ) -> str:
         """A one-time factory token for ``device_id``; only its sha256 is stored."""
-        token = secrets.token_urlsafe(32)
-        expires = ca.now() + ttl
-        with self._locked():
-            tokens = self._read_json("tokens.json")
-            tokens[token_digest(token)] = {
-                "device": device_id,
-                "hardware": hardware,
-                "expires": expires.isoformat(),
-            }
-            self._write_json("tokens.json", tokens)
-        return token
+        return self._state().create_enrollment_token(
+            device_id, hardware, created_by=created_by, ttl=ttl
+        )
 
     def consume_token(self, token: str, device_id: str) -> str:
-        """Use up ``token`` for ``device_id``; return the hardware type it was issued for.
-        A wrong, used, expired or other device's token is refused (and a wrong device does
-        not burn the token)."""
-        digest = token_digest(token)
-        with self._locked():
-            tokens = self._read_json("tokens.json")
-            entry = next((v for k, v in tokens.items() if hmac.compare_digest(k, digest)), None)
-            if entry is None:
-                raise AuthError("unknown or already used enrollment token")
-            if entry["device"] != device_id:
-                raise AuthError("enrollment token was issued for another device")
-            del tokens[digest]
-            self._write_json("tokens.json", tokens)
-        if dt.datetime.fromisoformat(entry["expires"]) < ca.now():
-            raise AuthError("enrollment token has expired")
-        return str(entry["hardware"])
+        """Use up ``token`` for ``device_id`` (once, across every server process); return the
+        hardware type it was issued for. A wrong, used, expired or other device's token is
+        refused (and a wrong device does not burn the token)."""
+        return self._state().consume_enrollment_token(token, device_id).hardware
 
     # -- revocation ---------------------------------------------------------------------------
-    def _current_crl(self) -> x509.CertificateRevocationList:
+    def _sign_crl(self, revoked: dict[int, dt.datetime], number: int) -> bytes:
+        crl = ca.build_crl(self._intermediate_key(), self.intermediate(), revoked, number=number)
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+    def _file_crl(self) -> x509.CertificateRevocationList:
         return x509.load_pem_x509_crl((self.dir / "crl.pem").read_bytes())
 
-    def _write_crl(self, revoked: dict[int, dt.datetime], number: int) -> None:
-        crl = ca.build_crl(self._intermediate_key(), self.intermediate(), revoked, number=number)
-        _write_atomic(self.dir / "crl.pem", crl.public_bytes(serialization.Encoding.PEM))
+    def _apply(self, crl: CrlState) -> None:
+        """Take a CRL from the database: verify it is this intermediate's, use its serials,
+        and write it to ``crl.pem`` unless the file already has that number or a later one."""
+        ca.verify_crl(x509.load_pem_x509_crl(crl.pem), self.intermediate())
+        path = self.dir / "crl.pem"
+        try:
+            on_disk = crl_number(self._file_crl())
+        except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
+            on_disk = -1
+        if on_disk < crl.number:
+            _write_atomic(path, crl.pem)
+        self._revoked, self._crl_number = crl.revoked, crl.number
 
-    def revoke(self, *, serial: int | None = None, device_id: str | None = None) -> list[int]:
+    def revoke(
+        self,
+        *,
+        serial: int | None = None,
+        device_id: str | None = None,
+        reason: str = "unspecified",
+    ) -> list[int]:
         """Revoke one certificate, or every certificate issued to ``device_id``; re-sign the
-        CRL. Returns the serials newly revoked."""
-        with self._locked():
-            issued = self._read_json("issued.json")
-            if serial is not None:
-                serials = [serial]
-            else:
-                serials = [int(s) for s, v in issued.items() if v["device"] == device_id]
-            if not serials:
-                raise NotFoundError(f"no certificate issued to {device_id or serial}")
-            crl = self._current_crl()
-            revoked = {r.serial_number: r.revocation_date_utc for r in crl}
-            new = [s for s in serials if s not in revoked]
-            t = ca.now()
-            revoked.update(dict.fromkeys(new, t))
-            number_ext = crl.extensions.get_extension_for_class(x509.CRLNumber).value
-            self._write_crl(revoked, number_ext.crl_number + 1)
+        CRL. Counts at once in this process, and in every other server process within its
+        ``refresh_seconds``. Returns the serials newly revoked."""
+        new, crl = self._state().revoke_certificates(
+            serial=serial, device_id=device_id, reason=reason, sign=self._sign_crl
+        )
+        with self._refresh_lock:
+            self._apply(crl)
+            self._checked = time.monotonic()
         return new
 
     def refresh_crl(self) -> None:
         """Re-sign the CRL with a new validity window (run before ``next_update``)."""
-        with self._locked():
-            crl = self._current_crl()
-            number_ext = crl.extensions.get_extension_for_class(x509.CRLNumber).value
-            self._write_crl(
-                {r.serial_number: r.revocation_date_utc for r in crl}, number_ext.crl_number + 1
-            )
+        crl = self._state().resign_crl(self._sign_crl)
+        with self._refresh_lock:
+            self._apply(crl)
 
     def crl_pem(self) -> bytes:
         return (self.dir / "crl.pem").read_bytes()
 
     def revoked_serials(self) -> frozenset[int]:
-        """Serials in the current CRL, verified against the intermediate; re-read only when
-        the file changes, so a revocation counts from the device's next request."""
+        """Serials revoked and not yet expired. With the database: an in-memory set, re-read
+        at most every ``refresh_seconds`` (and then only when the CRL number changed), so this
+        costs no query on most requests. Without: the verified ``crl.pem`` (re-read when the
+        file changes)."""
+        if self.state is None:
+            return self._file_revoked()
+        if time.monotonic() - self._checked < self.refresh_seconds:
+            return self._revoked
+        with self._refresh_lock:
+            started = time.monotonic()
+            if started - self._checked >= self.refresh_seconds:  # not done while we waited
+                crl = self.state.crl_state(known=self._crl_number)
+                if crl is not None:
+                    self._apply(crl)
+                self._checked = started
+            return self._revoked
+
+    def _file_revoked(self) -> frozenset[int]:
         path = self.dir / "crl.pem"
         st = path.stat()
         mtime = (st.st_ino, st.st_mtime_ns, st.st_size)  # replaced atomically: new inode
-        if self._crl_cache is None or self._crl_cache[0] != mtime:
-            crl = self._current_crl()
+        if self._file_cache is None or self._file_cache[0] != mtime:
+            crl = self._file_crl()
             ca.verify_crl(crl, self.intermediate())
-            self._crl_cache = (mtime, frozenset(r.serial_number for r in crl))
-        return self._crl_cache[1]
+            self._file_cache = (mtime, frozenset(r.serial_number for r in crl))
+        return self._file_cache[1]

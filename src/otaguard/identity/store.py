@@ -11,11 +11,11 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,12 +34,16 @@ from otaguard.store.identity_models import (
     AuditRecord,
     DeploymentApproval,
     DeviceCertificate,
+    DeviceCrl,
     EnrollmentToken,
     OperatorToken,
     ProductionGroup,
     User,
 )
 from otaguard.store.models import ApiToken, Deployment, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 DEFAULT_TOKEN_TTL = dt.timedelta(days=30)
 MAX_TOKEN_TTL = dt.timedelta(days=365)
@@ -49,6 +53,9 @@ TOKEN_PREFIX = "otg_"
 _AUDIT_COLUMNS = (*chain.FIELDS, "prev_hash", "hash")
 #: pg_advisory_xact_lock key held while appending to the audit log
 AUDIT_LOCK = 0x07A6_A0D1
+#: ... and while creating or re-signing the device CRL (whose row is ``CRL_ROW``)
+CRL_LOCK = 0x07A6_C41
+CRL_ROW = 1
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,60 @@ class EnrollmentGrant:
     device_id: str
     hardware: str
     tags: list[str]
+
+
+@dataclass(frozen=True)
+class CertificateView:
+    serial: int
+    device_id: str
+    hardware: str
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class CrlState:
+    """The device CRL as stored: its number, signed PEM, and the serials it lists."""
+
+    number: int
+    pem: bytes
+    revoked: frozenset[int]
+
+
+@dataclass(frozen=True)
+class ImportedCertificate:
+    serial: int
+    device_id: str
+    hardware: str
+    not_after: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class ImportedToken:
+    token_hash: str
+    device_id: str
+    hardware: str
+    expires_at: dt.datetime
+
+
+#: Signs a CRL of (serial -> revocation time) with the given number; returns its PEM.
+SignCrl = Callable[[dict[int, dt.datetime], int], bytes]
+
+
+def _cert_view(r: DeviceCertificate) -> CertificateView:
+    return CertificateView(int(r.serial, 16), r.device_id, r.hardware, r.not_after, r.revoked_at)
+
+
+def _revoked(s: Session) -> dict[int, dt.datetime]:
+    """Serial -> revocation time of every revoked certificate not yet expired (an expired
+    one is refused anyway and leaves the CRL)."""
+    rows = s.execute(
+        select(DeviceCertificate.serial, DeviceCertificate.revoked_at).where(
+            DeviceCertificate.revoked_at.is_not(None), DeviceCertificate.not_after > utcnow()
+        )
+    )
+    return {int(serial, 16): at for serial, at in rows if at is not None}
 
 
 def _user_view(u: User) -> UserView:
@@ -319,7 +380,9 @@ class IdentityStore:
                 yield _entry(r)
             after = rows[-1].seq
 
-    # -- device enrollment and certificates -------------------------------------------------
+    # -- device CA state: enrollment tokens, issued certificates, the CRL -------------------
+    # Shared by every server process (``identity/authority.py`` keeps the key material in
+    # files and calls these); each method is one transaction.
     def create_enrollment_token(
         self,
         device_id: str,
@@ -329,6 +392,7 @@ class IdentityStore:
         created_by: str,
         ttl: dt.timedelta = ENROLLMENT_TOKEN_TTL,
     ) -> str:
+        """A one-time token for ``device_id``; only its SHA-256 is stored."""
         token = "enr_" + secrets.token_urlsafe(32)
         with self.store.session() as s:
             s.add(
@@ -337,85 +401,178 @@ class IdentityStore:
                     device_id=device_id,
                     hardware=hardware,
                     tags=sorted(set(tags or [])),
-                    created_by=created_by,
+                    created_by=created_by[:200],
                     expires_at=utcnow() + ttl,
                 )
             )
         return token
 
-    def consume_enrollment_token(self, s: Session, token: str, device_id: str) -> EnrollmentGrant:
-        """Inside the caller's transaction: mark the token used (once) and return its grant."""
-        row = s.get(EnrollmentToken, secret_hash(token), with_for_update=True)
-        if row is None or row.used_at is not None or utcnow() >= row.expires_at:
-            raise AuthError("enrollment token unknown, already used or expired")
-        if not hmac.compare_digest(row.device_id, device_id):
-            raise AuthError("enrollment token was issued for another device")
-        row.used_at = utcnow()
-        return EnrollmentGrant(row.device_id, row.hardware, list(row.tags))
+    def consume_enrollment_token(self, token: str, device_id: str) -> EnrollmentGrant:
+        """Use up ``token`` for ``device_id`` and return its grant. Atomic across processes:
+        the token is marked used by a conditional UPDATE (``used_at IS NULL``), so of two
+        concurrent uses exactly one succeeds. A wrong device does not burn the token; an
+        expired one is burnt and refused."""
+        digest = secret_hash(token)
+        now = utcnow()
+        with self.store.session() as s:
+            row = s.get(EnrollmentToken, digest)
+            if row is None or row.used_at is not None:
+                refusal = "unknown or already used enrollment token"
+            elif not hmac.compare_digest(row.device_id, device_id):
+                refusal = "enrollment token was issued for another device"
+            else:
+                taken = s.execute(
+                    update(EnrollmentToken)
+                    .where(EnrollmentToken.token_hash == digest, EnrollmentToken.used_at.is_(None))
+                    .values(used_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if cast("CursorResult[Any]", taken).rowcount != 1:
+                    refusal = "unknown or already used enrollment token"
+                elif now >= row.expires_at:
+                    refusal = "enrollment token has expired"  # burnt (committed) all the same
+                else:
+                    return EnrollmentGrant(row.device_id, row.hardware, list(row.tags))
+        raise AuthError(refusal)
 
-    @staticmethod
     def record_certificate(
-        s: Session, *, serial: int, device_id: str, hardware: str, not_after: dt.datetime, pem: str
+        self, *, serial: int, device_id: str, hardware: str, not_after: dt.datetime, pem: str
     ) -> None:
-        s.add(
-            DeviceCertificate(
-                serial=format(serial, "x"),
-                device_id=device_id,
-                hardware=hardware,
-                not_after=not_after,
-                pem=pem,
-            )
-        )
-
-    def certificate_revoked(self, serial: int) -> bool:
-        """True if revoked or never issued by this server."""
-        with self.store.session(write=False) as s:
-            row = s.get(DeviceCertificate, format(serial, "x"))
-            return row is None or row.revoked_at is not None
-
-    def revoke_certificate(self, serial: str, reason: str = "unspecified") -> str:
-        """Revoke by serial (hex); returns the device id."""
         with self.store.session() as s:
-            row = s.get(DeviceCertificate, serial.lower(), with_for_update=True)
-            if row is None:
-                raise NotFoundError(f"no certificate with serial {serial}")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-                row.revoked_reason = reason[:200]
-            return row.device_id
-
-    def revoke_device(self, device_id: str, reason: str = "unspecified") -> list[str]:
-        """Revoke every certificate of a device; returns their serials."""
-        with self.store.session() as s:
-            rows = list(
-                s.scalars(
-                    select(DeviceCertificate)
-                    .where(DeviceCertificate.device_id == device_id)
-                    .with_for_update()
+            s.add(
+                DeviceCertificate(
+                    serial=format(serial, "x"),
+                    device_id=device_id,
+                    hardware=hardware,
+                    not_after=not_after,
+                    pem=pem,
                 )
             )
-            if not rows:
-                raise NotFoundError(f"no certificate issued to {device_id}")
-            for r in rows:
-                if r.revoked_at is None:
-                    r.revoked_at = utcnow()
-                    r.revoked_reason = reason[:200]
-            return [r.serial for r in rows]
 
-    def revoked_certificates(self) -> list[tuple[int, dt.datetime]]:
-        """(serial, revocation time) of every revoked certificate not yet expired (for the CRL)."""
-        now = utcnow()
+    def certificates(self, device_id: str) -> list[CertificateView]:
         with self.store.session(write=False) as s:
             return [
-                (int(r.serial, 16), r.revoked_at)
+                _cert_view(r)
                 for r in s.scalars(
-                    select(DeviceCertificate).where(
-                        DeviceCertificate.revoked_at.is_not(None),
-                        DeviceCertificate.not_after > now,
-                    )
+                    select(DeviceCertificate)
+                    .where(DeviceCertificate.device_id == device_id)
+                    .order_by(DeviceCertificate.issued_at)
                 )
-                if r.revoked_at is not None
             ]
+
+    def crl_state(self, known: int | None = None) -> CrlState | None:
+        """The CRL and the revoked serials it lists; None when its number is still ``known``
+        (one primary-key read) or there is none yet."""
+        with self.store.session(write=False) as s:
+            number = s.scalar(select(DeviceCrl.number).where(DeviceCrl.id == CRL_ROW))
+            if number is None or number == known:
+                return None
+            row = s.get(DeviceCrl, CRL_ROW)
+            assert row is not None
+            return CrlState(row.number, row.pem.encode(), frozenset(_revoked(s)))
+
+    def ensure_crl(self, floor: int, sign: SignCrl, *, force: bool = False) -> CrlState:
+        """Create the CRL row, or re-sign it when ``force`` or its number is below ``floor``
+        (the number of a CRL file already published); a new CRL's number exceeds both."""
+        with self.store.session() as s:
+            row = self._crl_row(s)
+            if row is not None and row.number >= floor and not force:
+                return CrlState(row.number, row.pem.encode(), frozenset(_revoked(s)))
+            return self._sign(s, row, sign, floor=floor)
+
+    def resign_crl(self, sign: SignCrl) -> CrlState:
+        """A new CRL (next number, new validity window) of the current revocations."""
+        with self.store.session() as s:
+            return self._sign(s, self._crl_row(s), sign)
+
+    def revoke_certificates(
+        self,
+        *,
+        serial: int | None = None,
+        device_id: str | None = None,
+        reason: str = "unspecified",
+        sign: SignCrl,
+    ) -> tuple[list[int], CrlState]:
+        """Revoke one certificate, or all of a device's, and re-sign the CRL in the same
+        transaction (writers serialized on the CRL row). Returns the serials newly revoked."""
+        with self.store.session() as s:
+            crl = self._crl_row(s)
+            q = select(DeviceCertificate).with_for_update()
+            if serial is not None:
+                q = q.where(DeviceCertificate.serial == format(serial, "x"))
+            else:
+                q = q.where(DeviceCertificate.device_id == device_id)
+            rows = list(s.scalars(q))
+            if not rows:
+                raise NotFoundError(f"no certificate issued to {device_id or serial}")
+            now = utcnow()
+            new = []
+            for r in rows:
+                if r.revoked_at is None:
+                    r.revoked_at = now
+                    r.revoked_reason = reason[:200]
+                    new.append(int(r.serial, 16))
+            s.flush()
+            return sorted(new), self._sign(s, crl, sign)
+
+    @staticmethod
+    def _crl_row(s: Session) -> DeviceCrl | None:
+        if s.get_bind().dialect.name == "postgresql":
+            # The row may not exist yet: serialize its creation too.
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CRL_LOCK})
+        return s.get(DeviceCrl, CRL_ROW, with_for_update=True)
+
+    @staticmethod
+    def _sign(s: Session, row: DeviceCrl | None, sign: SignCrl, *, floor: int = 0) -> CrlState:
+        revoked = _revoked(s)
+        number = max(floor, row.number if row is not None else 0) + 1
+        pem = sign(revoked, number)
+        if row is None:
+            s.add(DeviceCrl(id=CRL_ROW, number=number, pem=pem.decode()))
+        else:
+            row.number, row.pem, row.updated_at = number, pem.decode(), utcnow()
+        return CrlState(number, pem, frozenset(revoked))
+
+    def import_ca_state(
+        self,
+        certificates: list[ImportedCertificate],
+        tokens: list[ImportedToken],
+    ) -> tuple[int, int]:
+        """Add what a file-based CA directory held (``issued.json``, ``tokens.json``, the
+        CRL's revocations); rows already present are kept as they are, so importing twice
+        changes nothing. Returns (certificates, tokens) added."""
+        added = [0, 0]
+        with self.store.session() as s:
+            for c in certificates:
+                key = format(c.serial, "x")
+                row = s.get(DeviceCertificate, key, with_for_update=True)
+                if row is None:
+                    row = DeviceCertificate(
+                        serial=key,
+                        device_id=c.device_id,
+                        hardware=c.hardware,
+                        not_after=c.not_after,
+                        pem="",  # the file registry kept no certificates
+                    )
+                    s.add(row)
+                    added[0] += 1
+                if c.revoked_at is not None and row.revoked_at is None:
+                    row.revoked_at = c.revoked_at
+                    row.revoked_reason = "imported from crl.pem"
+            for t in tokens:
+                if s.get(EnrollmentToken, t.token_hash) is None:
+                    s.add(
+                        EnrollmentToken(
+                            token_hash=t.token_hash,
+                            device_id=t.device_id,
+                            hardware=t.hardware,
+                            tags=[],
+                            created_by="import:tokens.json",
+                            expires_at=t.expires_at,
+                        )
+                    )
+                    added[1] += 1
+        return added[0], added[1]
 
     # -- production groups and approvals ----------------------------------------------------
     def set_production(self, tag: str, production: bool, *, by: str) -> None:

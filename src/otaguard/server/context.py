@@ -60,6 +60,10 @@ class ServerSettings:
     # route; same answers, a fraction of the cost per request.
     lean_checkin: bool = True
     access_log: bool = True
+    # Revocations are checked per request against an in-memory set of revoked serials,
+    # re-read from the database at most this often (0: on every request); a revocation made
+    # through another server process counts here within this many seconds.
+    revocation_refresh_seconds: float = 1.0
 
     @property
     def db_url(self) -> str:
@@ -79,9 +83,11 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store)
+        # Key material from the CA directory, state (tokens, certificates, CRL) in the
+        # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(
             self.settings.device_ca_dir or self.settings.data_dir / "device-ca"
-        )
+        ).attach(self.identity, refresh_seconds=self.settings.revocation_refresh_seconds)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerContext:

@@ -5,7 +5,8 @@ Direct TLS: the handshake verified the certificate against the device CA chain; 
 the app through ``server/peercert.py``. Behind a proxy: the certificate comes URL-encoded PEM in
 ``settings.client_cert_header``, believed only when the peer address is in
 ``settings.client_cert_proxies``, and is verified here against the issuing CA. Either way the
-serial is checked against the current CRL on every request.
+serial is checked on every request against the revoked serials, kept in memory and re-read
+from the database at most every ``settings.revocation_refresh_seconds`` (no query per request).
 """
 
 import functools
@@ -241,7 +242,10 @@ def install(
         """A one-time token with which a registered device enrolls its own key."""
         device = ctx.store.get_device(device_id)
         token = ctx.device_ca.create_token(
-            device_id, device.hardware, dt.timedelta(seconds=body.ttl_seconds)
+            device_id,
+            device.hardware,
+            dt.timedelta(seconds=body.ttl_seconds),
+            created_by=f"user:{_user}",
         )
         audit_detail(
             request,
@@ -256,7 +260,7 @@ def install(
     def revoke(device_id: DeviceIdPath, request: Request, _user: Operator) -> RevokedOut:
         """Revoke every certificate issued to the device (CRL re-signed); refused from the
         device's next request."""
-        serials = ctx.device_ca.revoke(device_id=device_id)
+        serials = ctx.device_ca.revoke(device_id=device_id, reason=f"revoked by user:{_user}")
         audit_detail(request, device=device_id, revoked=[str(s) for s in serials])
         return RevokedOut(device_id=device_id, revoked=[str(s) for s in serials])
 

@@ -1,8 +1,9 @@
 """Tables of identities and access: operators, their API tokens, the audit log, device
-enrollment tokens and certificates, production groups and deployment approvals.
+enrollment tokens and certificates, the device CRL, production groups and deployment
+approvals.
 
 On the same ``Base`` as ``store/models.py`` (which imports this module so every table is in one
-metadata); created by migration 0004.
+metadata); created by migrations 0004 and 0005 (``device_crl``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ class DeviceCertificate(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class DeviceCrl(Base):
+    """The device CA's current CRL (one row, ``id`` 1): its number orders every re-signing by
+    any server process, and is what processes poll to notice a revocation made elsewhere."""
+
+    __tablename__ = "device_crl"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(Integer)
+    pem: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class ProductionGroup(Base):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import threading
@@ -278,13 +279,16 @@ class DeviceAuthority:
         """Take a CRL from the database: verify it is this intermediate's, use its serials,
         and write it to ``crl.pem`` unless the file already has that number or a later one."""
         ca.verify_crl(x509.load_pem_x509_crl(crl.pem), self.intermediate())
-        path = self.dir / "crl.pem"
-        try:
-            on_disk = crl_number(self._file_crl())
-        except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
-            on_disk = -1
-        if on_disk < crl.number:
-            _write_atomic(path, crl.pem)
+        # Processes of one host may share the directory: compare and replace under its lock,
+        # so an older CRL never replaces a newer one.
+        with open(self.dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                on_disk = crl_number(self._file_crl())
+            except (FileNotFoundError, ValueError, x509.ExtensionNotFound):
+                on_disk = -1
+            if on_disk < crl.number:
+                _write_atomic(self.dir / "crl.pem", crl.pem)
         self._revoked, self._crl_number = crl.revoked, crl.number
 
     def revoke(

@@ -42,6 +42,7 @@ class ServerProcess:
     database: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -55,6 +56,7 @@ class ServerProcess:
         args = [OTAGUARD, "server", "--data-dir", str(self.data_dir), "--port", str(self.port)]
         if self.database:
             args += ["--database", self.database]
+        args += self.extra_args
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = self.data_dir / f"server-{self.port}-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as out:

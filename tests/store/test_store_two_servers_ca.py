@@ -104,3 +104,39 @@ def test_device_ca_state_is_shared_by_two_servers(tmp_path: Path, pg_database: s
         admin_a.close()
         a.stop()
         b.stop()
+
+
+@pytest.mark.postgres
+def test_refresh_zero_refuses_a_device_revoked_elsewhere_at_once(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """``otaguard server --revocation-refresh-seconds 0``: B reads the revocations on every
+    request, so the first request after the revocation through A is refused."""
+    url = pg_schema_url(pg_database)
+    data_a, data_b = tmp_path / "host-a", tmp_path / "host-b"
+    a = ServerProcess(data_a, free_port(), database=url)
+    a.start()
+    shutil.copytree(data_a, data_b, ignore=shutil.ignore_patterns("*.log", "blobs"))
+    b = ServerProcess(
+        data_b, free_port(), database=url, extra_args=("--revocation-refresh-seconds", "0")
+    )
+    b.start()
+    admin_a = a.admin()
+    try:
+        admin_a.register_device("dev-z", HARDWARE, ["dev-z"])
+        token = admin_a.enrollment_token("dev-z")
+        key = load_or_create_key(tmp_path / "dev-z.key")
+        (tmp_path / "dev-z.pem").write_text(
+            enroll(a.url, a.ca, "dev-z", token, make_csr(key, "dev-z"))
+        )
+        creds = (tmp_path / "dev-z.pem", tmp_path / "dev-z.key")
+        with make_client(b.url, b.ca, None, client_cert=creds) as on_b:
+            assert _event(on_b, "before").status_code == 201
+            admin_a._call("POST", "/api/v1/devices/dev-z/revoke-certificates")
+            r = _event(on_b, "after")
+            assert r.status_code == 401
+            assert "revoked" in r.json()["detail"]
+    finally:
+        admin_a.close()
+        a.stop()
+        b.stop()

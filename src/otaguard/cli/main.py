@@ -182,6 +182,14 @@ def server(
             help="Answer check-ins in the lean layer ahead of the framework (same answers)."
         ),
     ] = True,
+    revocation_refresh_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Re-read device certificate revocations from the database at most this often "
+            "(0: on every request); revocations made through this server apply at once.",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.server.context import ServerContext, ServerSettings
@@ -203,6 +211,7 @@ def server(
                 ],
                 access_log=access_log,
                 lean_checkin=lean_checkin,
+                revocation_refresh_seconds=revocation_refresh_seconds,
             )
         )
     except OTAGuardError as exc:

@@ -39,6 +39,7 @@ from otaguard.identity import ca
 
 if TYPE_CHECKING:
     from otaguard.identity.store import (
+        CertificateView,
         CrlState,
         IdentityStore,
         ImportedCertificate,
@@ -308,6 +309,10 @@ class DeviceAuthority:
             self._apply(crl)
             self._checked = time.monotonic()
         return new
+
+    def certificates(self, device_id: str) -> list[CertificateView]:
+        """Every certificate issued to the device, oldest first (revoked ones too)."""
+        return self._state().certificates(device_id)
 
     def refresh_crl(self) -> None:
         """Re-sign the CRL with a new validity window (run before ``next_update``)."""

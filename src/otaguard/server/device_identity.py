@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi import Path as FastApiPath
 from pydantic import BaseModel, Field
 from starlette.types import Scope
@@ -111,6 +111,19 @@ class RevokedOut(BaseModel):
     revoked: list[str]
 
 
+class IssuedCertificateOut(BaseModel):
+    serial: str  # decimal, as in RevokedOut and the CRL
+    device_id: str
+    hardware: str
+    not_after: str
+    revoked_at: str | None
+
+
+class SerialRevokedOut(BaseModel):
+    serial: str
+    newly_revoked: bool  # false: it was revoked already
+
+
 def _out(ctx: ServerContext, cert: x509.Certificate) -> CertificateOut:
     who = ca.device_identity(cert)
     return CertificateOut(
@@ -137,6 +150,8 @@ def install(
 
     Operator = Annotated[str, Depends(operator)]
     DeviceIdPath = Annotated[str, FastApiPath(pattern=schemas.DEVICE_ID)]
+    # X.509 serials are at most 20 octets: at most 49 decimal digits.
+    SerialPath = Annotated[str, FastApiPath(pattern=r"^[1-9][0-9]{0,48}$")]
     dev = APIRouter(prefix="/device/v1", tags=["device"], responses=responses)
 
     @dev.post("/enroll", response_model=CertificateOut, status_code=201)
@@ -264,5 +279,48 @@ def install(
         audit_detail(request, device=device_id, revoked=[str(s) for s in serials])
         return RevokedOut(device_id=device_id, revoked=[str(s) for s in serials])
 
+    @api.get("/devices/{device_id}/certificates", response_model=list[IssuedCertificateOut])
+    def certificates(device_id: DeviceIdPath, _user: Operator) -> list[IssuedCertificateOut]:
+        """Every certificate issued to the device, oldest first, with its revocation."""
+        ctx.store.get_device(device_id)  # 404 for an unknown device
+        return [
+            IssuedCertificateOut(
+                serial=str(c.serial),
+                device_id=c.device_id,
+                hardware=c.hardware,
+                not_after=c.not_after.isoformat(),
+                revoked_at=c.revoked_at.isoformat() if c.revoked_at else None,
+            )
+            for c in ctx.device_ca.certificates(device_id)
+        ]
+
+    @api.post("/certificates/{serial}/revoke", response_model=SerialRevokedOut)
+    def revoke_serial(serial: SerialPath, request: Request, _user: Operator) -> SerialRevokedOut:
+        """Revoke one certificate by serial (say, the one a renewal replaced, or a leaked
+        one), leaving the device's others valid; refused from its next request."""
+        new = ctx.device_ca.revoke(serial=int(serial), reason=f"revoked by user:{_user}")
+        audit_detail(request, serial=serial, newly_revoked=bool(new))
+        return SerialRevokedOut(serial=serial, newly_revoked=bool(new))
+
+    pki = APIRouter(prefix="/pki", tags=["repository"])
+
+    @pki.get("/device-ca.pem", response_class=Response)
+    def device_ca_chain() -> Response:
+        """The device CA chain (issuing intermediate, then root), PEM: what a TLS-terminating
+        proxy verifies device certificates against. Public: certificates only."""
+        return Response(ctx.device_ca.chain_pem(), media_type="application/x-pem-file")
+
+    @pki.get("/device-ca.crl", response_class=Response)
+    def device_ca_crl() -> Response:
+        """The current CRL of the device CA, PEM, signed by the intermediate (a proxy that
+        checks revocation itself fetches it). Public: it is signed."""
+        ctx.device_ca.revoked_serials()  # picks up a newer CRL from the database if due
+        return Response(
+            ctx.device_ca.crl_pem(),
+            media_type="application/pkix-crl",
+            headers={"Cache-Control": "no-cache"},
+        )
+
     app.include_router(dev)
     app.include_router(api)
+    app.include_router(pki)

@@ -75,7 +75,7 @@ def test_deployment_leaves_out_devices_that_cannot_install(demo_world: Demo) -> 
         ("other-hw", "hardware"),
         ("sim-0001", "security_version"),
     ]
-    targets = api.get(f"/api/v1/deployments/{dep['id']}/devices").json()
+    targets = api.get(f"/api/v1/deployments/{dep['id']}/devices").json()["items"]
     assert [t["device_id"] for t in targets] == ["sim-0002", "sim-0003"]
 
     r = api.post(

@@ -148,7 +148,8 @@ def test_deployments_create_progress_devices_cancel(world: Any) -> None:
     assert dep["created_by"] == "admin"
     assert dep["selector"] == {"all": False, "tag": "canary"}
     devices = api.get(f"/api/v1/deployments/{dep['id']}/devices").json()
-    assert [(t["device_id"], t["status"]) for t in devices] == [("sim-0001", "pending")]
+    assert [(t["device_id"], t["status"]) for t in devices["items"]] == [("sim-0001", "pending")]
+    assert (devices["total"], devices["limit"], devices["offset"]) == (1, 100, 0)
     # Progress follows reports.
     d.fleet[0].run_until_settled()
     dep = api.get(f"/api/v1/deployments/{dep['id']}").json()
@@ -159,7 +160,27 @@ def test_deployments_create_progress_devices_cancel(world: Any) -> None:
         json={"name": "eu", "target_name": v2_name, "selector": {"hardware": HARDWARE}},
     ).json()
     assert eu["total"] == 3
-    assert [x["id"] for x in api.get("/api/v1/deployments").json()] == [dep["id"], eu["id"]]
+    listed = api.get("/api/v1/deployments").json()
+    assert [x["id"] for x in listed["items"]] == [dep["id"], eu["id"]]
+    assert listed["total"] == 2
+    # Pages and filters: of the deployment, by state; of its devices, by status.
+    page = api.get("/api/v1/deployments", params={"limit": 1, "offset": 1}).json()
+    assert ([x["id"] for x in page["items"]], page["total"]) == ([eu["id"]], 2)
+    active = api.get("/api/v1/deployments", params={"state": "active"}).json()
+    assert ([x["id"] for x in active["items"]], active["total"]) == ([eu["id"]], 1)
+    targets = api.get(f"/api/v1/deployments/{eu['id']}/devices", params={"limit": 2}).json()
+    assert (len(targets["items"]), targets["total"]) == (2, 3)
+    rest = api.get(
+        f"/api/v1/deployments/{eu['id']}/devices", params={"limit": 2, "offset": 2}
+    ).json()
+    ids = [t["device_id"] for t in targets["items"] + rest["items"]]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+    assert api.get(
+        f"/api/v1/deployments/{eu['id']}/devices", params={"status": "succeeded"}
+    ).json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    refused(api, "GET", "/api/v1/deployments?state=finished", 422, "validation")
+    refused(api, "GET", f"/api/v1/deployments/{eu['id']}/devices?limit=0", 422, "validation")
     cancelled = api.post(f"/api/v1/deployments/{eu['id']}/cancel").json()
     assert cancelled["state"] == "cancelled"
     assert cancelled["counts"] == {"cancelled": 3}

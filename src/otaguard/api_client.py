@@ -156,11 +156,19 @@ class ManagementClient:
         result: dict[str, Any] = self._call("GET", f"/api/v1/deployments/{deployment_id}")
         return result
 
-    def deployment_devices(self, deployment_id: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call(
-            "GET", f"/api/v1/deployments/{deployment_id}/devices"
-        )
-        return result
+    def deployment_devices(
+        self, deployment_id: int, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every device of the deployment (all pages), optionally only those with ``status``."""
+        items: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, Any] = {"limit": 1000, "offset": len(items)}
+            if status is not None:
+                params["status"] = status
+            page = self._call("GET", f"/api/v1/deployments/{deployment_id}/devices", params=params)
+            items.extend(page["items"])
+            if not page["items"] or len(items) >= page["total"]:
+                return items
 
     def device(self, device_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/api/v1/devices/{device_id}")

@@ -234,3 +234,34 @@ def test_newest_active_deployment_is_offered(store: Store) -> None:
     offer = check_in(store, dev)
     assert isinstance(offer, Offer)
     assert (offer.deployment_id, offer.counter) == (d2.id, 2)
+
+
+def test_deployment_pages_filters_and_single_target(store: Store) -> None:
+    ids = add_devices(store, 5)
+    rel = add_release(store, "2.0.0")
+    first = store.create_deployment(
+        name="a", target_name=rel.target_name, selector={"devices": ids}, created_by="t"
+    )
+    second = store.create_deployment(
+        name="b", target_name=rel.target_name, selector={"devices": ids[:2]}, created_by="t"
+    )
+    store.cancel_deployment(second.id)
+    assert [d.id for d in store.list_deployments()] == [first.id, second.id]
+    assert [d.id for d in store.list_deployments(limit=1, offset=1)] == [second.id]
+    assert [d.id for d in store.list_deployments(state="cancelled")] == [second.id]
+    assert store.count_deployments() == 2
+    assert store.count_deployments(state="active") == 1
+    assert store.count_deployments(state="completed") == 0
+
+    report(store, ids[3], UpdateEvent.DOWNLOADING, first.id)
+    page = store.deployment_targets(first.id, limit=2, offset=2)
+    assert [t["device_id"] for t in page] == ids[2:4]
+    running = store.deployment_targets(first.id, status="in_progress")
+    assert [t["device_id"] for t in running] == [ids[3]]
+    assert store.count_deployment_targets(first.id) == 5
+    assert store.count_deployment_targets(first.id, status="pending") == 4
+    one = store.deployment_target(first.id, ids[3])
+    assert one is not None
+    assert one["status"] == "in_progress"
+    assert store.deployment_target(second.id, ids[4]) is None  # not part of it
+    assert store.deployment_target(999, ids[0]) is None

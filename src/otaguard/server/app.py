@@ -262,13 +262,13 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
         deployment_id: DeploymentIdPath, device_id: DeviceId
     ) -> schemas.DeploymentStateOut:
         """Lets an agent learn that its deployment was cancelled while it downloads."""
-        targets = {t["device_id"]: t for t in ctx.store.deployment_targets(deployment_id)}
-        if device_id not in targets:
+        target = ctx.store.deployment_target(deployment_id, device_id)
+        if target is None:
             raise NotFoundError(f"device is not part of deployment {deployment_id}")
         return schemas.DeploymentStateOut.model_validate(
             {
                 "state": ctx.store.deployment_state(deployment_id),
-                "status": str(targets[device_id]["status"]),
+                "status": str(target["status"]),
             }
         )
 
@@ -538,24 +538,46 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
             ],
         )
 
-    @api.get("/deployments", response_model=list[schemas.DeploymentOut])
-    def list_deployments(_user: Operator) -> list[schemas.DeploymentOut]:
-        return [_dep_out(d) for d in ctx.store.list_deployments()]
+    @api.get("/deployments", response_model=schemas.DeploymentPage)
+    def list_deployments(
+        _user: Operator,
+        state: Annotated[schemas.DeploymentStateName | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    ) -> schemas.DeploymentPage:
+        """Deployments by id (optionally only those in ``state``), one page at a time."""
+        items = ctx.store.list_deployments(state=state, limit=limit, offset=offset)
+        return schemas.DeploymentPage(
+            items=[_dep_out(d) for d in items],
+            total=ctx.store.count_deployments(state=state),
+            limit=limit,
+            offset=offset,
+        )
 
     @api.get("/deployments/{deployment_id}", response_model=schemas.DeploymentOut)
     def get_deployment(deployment_id: DeploymentIdPath, _user: Operator) -> schemas.DeploymentOut:
         return _dep_out(ctx.store.get_deployment(deployment_id))
 
-    @api.get(
-        "/deployments/{deployment_id}/devices", response_model=list[schemas.DeploymentTargetOut]
-    )
+    @api.get("/deployments/{deployment_id}/devices", response_model=schemas.DeploymentTargetPage)
     def deployment_devices(
-        deployment_id: DeploymentIdPath, _user: Operator
-    ) -> list[schemas.DeploymentTargetOut]:
+        deployment_id: DeploymentIdPath,
+        _user: Operator,
+        status: Annotated[schemas.TargetStatusName | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    ) -> schemas.DeploymentTargetPage:
+        """The deployment's devices by id with where each stands (optionally only those with
+        ``status``, e.g. ``failed``), one page at a time."""
         ctx.store.get_deployment(deployment_id)
-        return [
-            schemas.DeploymentTargetOut(**t) for t in ctx.store.deployment_targets(deployment_id)
-        ]
+        rows = ctx.store.deployment_targets(
+            deployment_id, status=status, limit=limit, offset=offset
+        )
+        return schemas.DeploymentTargetPage(
+            items=[schemas.DeploymentTargetOut(**t) for t in rows],
+            total=ctx.store.count_deployment_targets(deployment_id, status=status),
+            limit=limit,
+            offset=offset,
+        )
 
     @api.post("/deployments/{deployment_id}/cancel", response_model=schemas.DeploymentOut)
     def cancel_deployment(

@@ -243,6 +243,24 @@ class DeploymentTargetOut(BaseModel):
     updated_at: dt.datetime
 
 
+class DeploymentPage(BaseModel):
+    items: list[DeploymentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeploymentTargetPage(BaseModel):
+    items: list[DeploymentTargetOut]
+    total: int
+    limit: int
+    offset: int
+
+
+DeploymentStateName = Literal["awaiting_approval", "active", "completed", "cancelled"]
+TargetStatusName = Literal["pending", "in_progress", "succeeded", "failed", "cancelled"]
+
+
 class PublishOut(BaseModel):
     targets_version: int
     snapshot_version: int

@@ -128,6 +128,16 @@ def _offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int,
     return offered
 
 
+def _target_dict(t: DeploymentTarget) -> dict[str, Any]:
+    return {
+        "device_id": t.device_id,
+        "status": t.status,
+        "last_event": t.last_event,
+        "detail": t.detail,
+        "updated_at": t.updated_at,
+    }
+
+
 def secret_hash(secret: str) -> str:
     """Hash of a high-entropy secret (tokens are random 256-bit values, so no KDF is needed)."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -841,29 +851,58 @@ class Store:
                 raise NotFoundError(f"no deployment {deployment_id}")
             return dep.state
 
-    def list_deployments(self) -> list[DeploymentView]:
+    def list_deployments(
+        self, *, state: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[DeploymentView]:
+        """Deployments by id, optionally only those in ``state``, one page at a time."""
         with self.session(write=False) as s:
-            return [
-                self._deployment_view(s, d)
-                for d in s.scalars(select(Deployment).order_by(Deployment.id))
-            ]
+            q = select(Deployment).order_by(Deployment.id).offset(offset).limit(limit)
+            if state is not None:
+                q = q.where(Deployment.state == state)
+            return [self._deployment_view(s, d) for d in s.scalars(q)]
 
-    def deployment_targets(self, deployment_id: int) -> list[dict[str, Any]]:
+    def count_deployments(self, *, state: str | None = None) -> int:
         with self.session(write=False) as s:
-            return [
-                {
-                    "device_id": t.device_id,
-                    "status": t.status,
-                    "last_event": t.last_event,
-                    "detail": t.detail,
-                    "updated_at": t.updated_at,
-                }
-                for t in s.scalars(
-                    select(DeploymentTarget)
-                    .where(DeploymentTarget.deployment_id == deployment_id)
-                    .order_by(DeploymentTarget.device_id)
-                )
-            ]
+            q = select(func.count()).select_from(Deployment)
+            if state is not None:
+                q = q.where(Deployment.state == state)
+            return int(s.scalar(q) or 0)
+
+    def deployment_targets(
+        self,
+        deployment_id: int,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The deployment's devices by id, optionally only those with ``status``, one page at
+        a time."""
+        with self.session(write=False) as s:
+            q = (
+                select(DeploymentTarget)
+                .where(DeploymentTarget.deployment_id == deployment_id)
+                .order_by(DeploymentTarget.device_id)
+                .offset(offset)
+                .limit(limit)
+            )
+            if status is not None:
+                q = q.where(DeploymentTarget.status == status)
+            return [_target_dict(t) for t in s.scalars(q)]
+
+    def count_deployment_targets(self, deployment_id: int, *, status: str | None = None) -> int:
+        with self.session(write=False) as s:
+            q = select(func.count()).where(DeploymentTarget.deployment_id == deployment_id)
+            if status is not None:
+                q = q.where(DeploymentTarget.status == status)
+            return int(s.scalar(q) or 0)
+
+    def deployment_target(self, deployment_id: int, device_id: str) -> dict[str, Any] | None:
+        """One device's row in a deployment (None if it is not part of it): one key lookup,
+        for the agent's cancellation check, however large the deployment."""
+        with self.session(write=False) as s:
+            t = s.get(DeploymentTarget, (deployment_id, device_id))
+            return None if t is None else _target_dict(t)
 
     @staticmethod
     def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:

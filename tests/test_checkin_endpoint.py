@@ -169,3 +169,16 @@ def test_a_certificate_that_expires_on_a_live_connection_is_refused(
     monkeypatch.setattr(ca, "now", lambda: later)
     with pytest.raises(AuthError, match="expired"):
         device_identity.certificate_device(ctx, scope)
+
+
+def test_an_unauthenticated_malformed_check_in_is_refused_as_unauthenticated(world: Any) -> None:
+    """Identity first: a client without credentials learns nothing about the body's schema.
+    (A body that is not JSON at all the framework route rejects before anything else.)"""
+    _d, _dev, client = world
+    r = client.post(
+        CHECKIN,
+        content=b'{"manifest": {"payload": 1}}',
+        headers={"Content-Type": "application/json", "Authorization": ""},
+    )
+    assert r.status_code == 401
+    assert r.json()["error"] == "auth"

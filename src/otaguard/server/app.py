@@ -38,6 +38,7 @@ from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.server import checkin as checkin_flow
 from otaguard.server import device_identity, identity_routes, schemas
 from otaguard.server.auth import (
+    DeviceClaim,
     device_dependency,
     identify_device,
     operator_dependency,
@@ -223,22 +224,29 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
     # -- device API -------------------------------------------------------------------------
     dev = APIRouter(prefix="/device/v1", tags=["device"], responses=errors)
 
+    async def device_claim(
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        x_otaguard_device: Annotated[str | None, Header()] = None,
+    ) -> DeviceClaim:
+        """Who a check-in says it comes from (the credential itself is checked in the
+        check-in's transaction); refused before the body is looked at, as on the lean path."""
+        del authorization, x_otaguard_device  # read from the scope; declared for OpenAPI
+        try:
+            return identify_device(ctx, request.scope)
+        except AuthError as exc:
+            raise await run_in_threadpool(refuse_device, ctx, metrics, request.scope, exc) from None
+
     @dev.post("/checkin", response_model=schemas.CheckInReply)
     async def checkin(
         request: Request,
         body: schemas.CheckIn,
-        authorization: Annotated[str | None, Header()] = None,
-        x_otaguard_device: Annotated[str | None, Header()] = None,
+        claim: Annotated[DeviceClaim, Depends(device_claim)],
     ) -> schemas.CheckInReply:
         """Report what the device runs in a version manifest it signed (DSSE envelope); get
         back what to do. The manifest is verified with the device's registered key before
         anything is recorded. (Served by ``server/checkin.py``'s lean layer unless it is
         switched off; the same functions answer either way.)"""
-        del authorization, x_otaguard_device  # read from the scope; declared for OpenAPI
-        try:
-            claim = identify_device(ctx, request.scope)
-        except AuthError as exc:
-            raise await run_in_threadpool(refuse_device, ctx, metrics, request.scope, exc) from None
         return await checkin_flow.check_in(
             ctx, metrics, batcher, request.scope, claim.device_id, claim.credential, body
         )

@@ -2,10 +2,10 @@
 
 Two parts keep its cost near the web server's own:
 
-* ``CheckinBatcher`` -- group commit. Check-ins go to one worker thread that takes everything
-  that arrived while its previous transaction ran and handles it in one transaction
-  (``Store.check_in_many``: authenticate, verify the signed manifest, record, find the offer).
-  Each request still gets its own answer only after its transaction committed.
+* ``CheckinBatcher`` -- group commit. Everything that arrived while the previous transaction
+  ran is handled in one transaction (``Store.check_in_many``: authenticate, verify the signed
+  manifest, record, find the offer) -- on the event loop for SQLite, on one worker thread for
+  PostgreSQL. Each request still gets its own answer only after its transaction committed.
 * ``CheckinEndpoint`` -- a plain ASGI handler that answers ``POST /device/v1/checkin`` ahead
   of the framework (body limit, device identity, schema validation, the batcher, the signed
   assignment), so the request does not pay for the framework's middleware, routing,

@@ -177,3 +177,34 @@ def test_no_wait_refuses_while_another_writer_holds_sqlite(tmp_path: object) -> 
         assert outcome.error is None
     finally:
         store.close()
+
+
+def test_no_wait_refuses_at_once_while_another_process_holds_sqlite(tmp_path: object) -> None:
+    """Another process's write transaction (here a second SQLite connection, as a CLI command
+    would open) makes a no-wait check-in fail at once instead of waiting in SQLite's busy
+    handler (30 s), and the waiting path still works once it is gone."""
+    import sqlite3
+    import time
+
+    path = f"{tmp_path}/other.db"
+    store = Store(f"sqlite:///{path}")
+    store.migrate()
+    try:
+        add_devices(store, 1)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreBusyError, match="another process"):
+                store.check_in_many([CheckinRequest("dev-000", given(reported()))], wait=False)
+            assert time.monotonic() - started < 5
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        (outcome,) = store.check_in_many(
+            [CheckinRequest("dev-000", given(reported("1.2.3")))], wait=False
+        )
+        assert outcome.error is None
+        assert store.get_device("dev-000").current_version == "1.2.3"
+    finally:
+        store.close()

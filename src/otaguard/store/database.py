@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from otaguard.errors import (
@@ -284,6 +284,9 @@ class EventView:
 
 #: execution option of a write transaction (SQLite takes the write lock when it begins)
 WRITE = "otaguard_write"
+#: a writer that must not wait for another (``Store.session(wait=False)``)
+NO_WAIT = "otaguard_no_wait"
+SQLITE_BUSY_MS = 30000
 #: pg_advisory_xact_lock key held while migrations run (any constant unlikely to collide)
 MIGRATION_LOCK = 0x07A6_0A4D
 
@@ -297,13 +300,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cur.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    immediate = conn.get_execution_options().get(WRITE, True)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    options = conn.get_execution_options()
+    if not options.get(WRITE, True):
+        conn.exec_driver_sql("BEGIN")
+    elif options.get(NO_WAIT, False):
+        # Another process (a CLI command, a second server starting) may hold the write lock:
+        # do not sit in SQLite's busy handler, say so at once.
+        conn.exec_driver_sql("PRAGMA busy_timeout = 0")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            raise StoreBusyError(f"another process holds the database: {exc.orig}") from None
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -344,6 +360,9 @@ class Store:
         self._is_sqlite = url.startswith("sqlite")
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{WRITE: False}), expire_on_commit=False
+        )
+        self._no_wait_sessions = sessionmaker(
+            self.engine.execution_options(**{NO_WAIT: True}), expire_on_commit=False
         )
 
     def migrate(self) -> str:
@@ -389,7 +408,9 @@ class Store:
         """One transaction. On SQLite a writer takes the database write lock at its start;
         with ``wait`` False it raises ``StoreBusyError`` instead of waiting for another writer
         of this process."""
-        maker = self._sessions if write else self._read_sessions
+        maker = (
+            self._read_sessions if not write else self._sessions if wait else self._no_wait_sessions
+        )
         # SQLite has one writer at a time; a writer that finds the lock taken sleeps in
         # SQLite's busy handler (1, 2, 5 ... 100 ms steps). Queueing this process's writers on a
         # lock instead hands the database over the moment it is free.

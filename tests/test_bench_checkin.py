@@ -28,6 +28,7 @@ def test_checkin_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert sqlite["requests"] > 10
     assert 0 < sqlite["p50_ms"] <= sqlite["p99_ms"]
     assert results["ceiling"]["requests_per_s"] > 0
+    assert 1 < results["manifest_verify_us"] < 100_000  # one signed-manifest verification
     # server CPU per request, read from /proc for the server process during the run
     assert sqlite["server_cpu_us_per_request"] > 0
     assert results["ceiling"]["server_cpu_us_per_request"] > 0

@@ -735,16 +735,7 @@ class UpdateAgent:
         """The sha256 of the slot's first ``length`` bytes read back from the medium (mostly
         done while the download ran); None if the slot is shorter."""
         try:
-            current = self._readback
-            if (
-                current is None
-                or current[:2] != (slot, self.journal.attempt or "")
-                or current[2].scheduled > length
-            ):
-                self._drop_readback()
-                current = (slot, self.journal.attempt or "", SlotReadBack(self.slots.path(slot)))
-                self._readback = current
-            return current[2].digest(length)
+            return self._slot_readback(slot, length).digest(length)
         finally:
             self._drop_readback()
 

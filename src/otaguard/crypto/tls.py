@@ -33,10 +33,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _name(common_name: str) -> x509.Name:
+def subject_name(common_name: str, organization: str = "OTAGuard local") -> x509.Name:
+    """An X.509 name of an organization and a common name (the local TLS CA's and the
+    device CA's certificates)."""
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OTAGuard local"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
@@ -96,8 +98,8 @@ def make_ca(
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     cert = ca_certificate_builder(
-        _name(common_name),
-        _name(common_name),
+        subject_name(common_name),
+        subject_name(common_name),
         key.public_key(),
         not_before=now - dt.timedelta(minutes=5),
         not_after=now + CA_VALIDITY,
@@ -122,7 +124,7 @@ def make_server_cert(
     now = _now()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(hostnames[0]))
+        .subject_name(subject_name(hostnames[0]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

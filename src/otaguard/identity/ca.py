@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from otaguard.crypto.tls import ca_certificate_builder
+from otaguard.crypto.tls import ca_certificate_builder, subject_name
 from otaguard.errors import AuthError, CompatibilityError
 
 DEVICE_URN = "urn:otaguard:device:"
@@ -46,12 +46,7 @@ def now() -> dt.datetime:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "OTAGuard"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
+    return subject_name(common_name, "OTAGuard")
 
 
 def create_root(common_name: str = "OTAGuard device root CA") -> tuple[CAKey, x509.Certificate]:

@@ -228,10 +228,19 @@ def assign_phases(
             first[order[taken]] = index
             taken += 1
             released += 1
-    cohorts = tuple(
-        tuple(sorted(d for d, i in first.items() if i <= k)) for k in range(len(plan.phases))
-    )
-    return PhaseAssignment(first, cohorts, tuple(sorted(unknown)))
+    return PhaseAssignment(first, _cohorts(first, len(plan.phases)), tuple(sorted(unknown)))
+
+
+def _cohorts(first: Mapping[str, int], phases: int) -> tuple[tuple[str, ...], ...]:
+    buckets: list[list[str]] = [[] for _ in range(phases)]
+    for device_id, index in first.items():
+        buckets[index].append(device_id)
+    cohorts: list[tuple[str, ...]] = []
+    released: list[str] = []
+    for bucket in buckets:
+        released = sorted(released + sorted(bucket))  # two sorted runs: a merge for timsort
+        cohorts.append(tuple(released))
+    return tuple(cohorts)
 
 
 def _canaries(phase: Phase, fleet: Mapping[str, FleetDevice], unknown: set[str]) -> list[str]:

@@ -46,7 +46,8 @@ class SuccessCriteria:
     ``max_failure_share``/``max_rollback_share``/``max_silent_share``: rates (of devices with an
     outcome) that pause the rollout once the sequential test (``fleet/stats.rate_alarm``, false
     alarm chance ``alpha``) says the true rate exceeds them. ``min_sample``: outcomes needed
-    before any of these rates is judged.
+    before any of these rates is judged. ``health_gate``: also require the health comparison
+    with the control cohort (``fleet/health.py``) to pass before widening.
     """
 
     min_success_share: float = 0.95
@@ -55,6 +56,7 @@ class SuccessCriteria:
     max_silent_share: float = 0.05
     min_sample: int = 20
     alpha: float = 0.01
+    health_gate: bool = False
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def test_rate_alarm_one_in_three_does_not_stop_a_large_rollout() -> None:
     t = rate_alarm(1, 3, limit=0.02, min_sample=1)
     assert t.judged
     assert not t.alarm
-    assert t.log_likelihood_ratio == pytest.approx(0.673, abs=1e-3)
+    assert t.log_likelihood_ratio == pytest.approx(2.073, abs=1e-3)
     # but 7 failures in a row is a signal, even that early
     assert rate_alarm(7, 7, limit=0.02, min_sample=1).alarm
 
@@ -133,7 +133,7 @@ def test_rate_alarm_detects_a_true_five_percent_rate() -> None:
     firsts = [_first_alarm(rng, 0.05, 1000, 5) for _ in range(runs)]
     detected = [n for n in firsts if n is not None]
     assert len(detected) / runs >= 0.99
-    # Wald's approximation of the mean sample number is ~185 outcomes
+    # about 160 outcomes on average (the drift of the 4 % alternative is ~0.04 per outcome)
     assert 100 <= sum(detected) / len(detected) <= 300
 
 

@@ -15,6 +15,12 @@ success share, health gate, approval, manual advance). Rates are tested on two s
 device released so far and the current phase's own devices (a bad phase is not hidden by good
 earlier ones), each at ``alpha / 2``. When an operator resumes a paused rollout, the outcomes
 seen so far are *acknowledged*: the rate tests then judge only outcomes that came after.
+
+Each rate test is an SPRT of "the true rate is ``tolerated``" against "it is ``limit``": for a
+pause limit ``L`` the tolerated rate is ``L / 2``, for the plan's abort limit ``A`` it is
+``max(pause limit, A / 2)``. Between the two lies the test's indifference zone (with ``L`` =
+2 % a rollout is eventually paused once the true rate is above ~1.44 %, the rate at which the
+test's drift changes sign; with ``A`` = 20 % it is aborted above ~14.5 %).
 """
 
 from __future__ import annotations
@@ -174,7 +180,7 @@ def _rate_alarms(
                 _bad_events(judged, "failure"),
                 judged.outcomes,
                 limit=abort_limit,
-                tolerated=criteria.max_failure_share,
+                tolerated=max(criteria.max_failure_share, abort_limit / 2),
                 alpha=alpha,
                 min_sample=min_sample,
             )

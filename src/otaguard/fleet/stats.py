@@ -5,13 +5,18 @@ on 5 % of devices; a health gate must not hold a release because of noise, and m
 that really makes devices slower. Each decision here is a standard test whose error rate is
 known, so the thresholds an operator sets mean what they say:
 
-- **Failure rates** (``rate_alarm``): Wald's sequential probability ratio test (A. Wald,
+- **Failure rates** (``rate_alarm``): a sequential probability ratio test (A. Wald,
   "Sequential Tests of Statistical Hypotheses", Ann. Math. Statist. 16(2), 1945) of a tolerated
-  rate ``p0`` against the limit ``p1``, with only its rejection boundary ``ln(1/alpha)``. A
-  rollout looks at its counts again and again; under ``p <= p0`` the likelihood ratio is a
-  nonnegative supermartingale, so by Ville's inequality (J. Ville, "Etude critique de la notion
-  de collectif", 1939) the chance that it *ever* crosses ``1/alpha`` is at most ``alpha``, however
-  often it is evaluated. A fixed-sample test evaluated after every report would not keep that.
+  rate ``p0`` against the limit, with only its rejection boundary ``ln(1/alpha)``. The
+  alternative is a mixture: the average of Wald's likelihood ratios for ``limit``,
+  ``2*limit``, ``4*limit``... (below 1), so a canary phase where 1 device in 5 fails is caught
+  from a few dozen outcomes while a rate just above the limit is still caught (H. Robbins,
+  "Statistical methods related to the law of the iterated logarithm", Ann. Math. Statist. 41,
+  1970, for mixtures of likelihood ratios). A rollout looks at its counts again and again; under
+  ``p <= p0`` each likelihood ratio, and so their average, is a nonnegative supermartingale, so
+  by Ville's inequality (J. Ville, "Etude critique de la notion de collectif", 1939) the chance
+  that it *ever* crosses ``1/alpha`` is at most ``alpha``, however often it is evaluated. A
+  fixed-sample test evaluated after every report would not keep that.
 - **Intervals for evidence** (``wilson_bounds``): the Wilson score interval (E. B. Wilson,
   "Probable inference, the law of succession, and statistical inference", JASA 22, 1927), which
   behaves at 0 and 1 events where the normal (Wald) interval collapses.
@@ -126,14 +131,15 @@ def rate_alarm(
     tolerated: float | None = None,
     min_sample: int = 1,
 ) -> RateTest:
-    """Does the rate of ``events`` among ``trials`` exceed ``limit``? One-sided SPRT.
+    """Does the rate of ``events`` among ``trials`` exceed ``limit``? One-sided mixture SPRT.
 
-    H0: the true rate is ``tolerated`` (default ``limit / 2``); H1: it is ``limit``. The alarm
-    is raised when the log-likelihood ratio ``e*ln(p1/p0) + (n-e)*ln((1-p1)/(1-p0))`` reaches
-    ``ln(1/alpha)``: the chance of a false alarm while the true rate is at most ``tolerated`` is
-    at most ``alpha`` over any number of looks (Ville). Examples with ``limit=0.02``,
-    ``alpha=0.01``: 1 failure in 3 gives LLR 0.67 (no alarm); 7 failures in 7 give 4.85 (alarm);
-    a true 5 % rate crosses after about 190 outcomes on average.
+    H0: the true rate is ``tolerated`` (default ``limit / 2``); H1: it is one of ``limit * 2^k``
+    below 1, equally weighted. With ``llr(p1) = e*ln(p1/p0) + (n-e)*ln((1-p1)/(1-p0))``, the
+    alarm is raised when ``ln(mean(exp(llr(p1))))`` reaches ``ln(1/alpha)``: the chance of a
+    false alarm while the true rate is at most ``tolerated`` is at most ``alpha`` over any
+    number of looks (Ville). Examples with ``limit=0.02``, ``alpha=0.01`` (boundary 4.61):
+    1 failure in 3 gives 2.07 (no alarm); 6 in 30 give 11.3 (alarm); a true 5 % rate crosses
+    after about 160 outcomes on average.
 
     Raises:
         PolicyError: a count or parameter out of range.
@@ -146,7 +152,7 @@ def rate_alarm(
     if min_sample < 1:
         raise PolicyError(f"min_sample must be at least 1, got {min_sample}")
     z = z_one_sided(alpha)
-    llr = events * math.log(p1 / p0) + (trials - events) * math.log((1 - p1) / (1 - p0))
+    llr = _mixture_llr(events, trials, p0, p1)
     boundary = math.log(1.0 / alpha)
     lower, upper = wilson_bounds(events, trials, z)
     judged = trials >= min_sample
@@ -163,6 +169,20 @@ def rate_alarm(
         judged=judged,
         alarm=judged and llr >= boundary,
     )
+
+
+def _mixture_llr(events: int, trials: int, p0: float, p1: float) -> float:
+    """``ln`` of the mean likelihood ratio over the alternatives ``p1 * 2^k < 1``."""
+    terms = []
+    alternative = p1
+    while alternative < 1.0:
+        terms.append(
+            events * math.log(alternative / p0)
+            + (trials - events) * math.log((1 - alternative) / (1 - p0))
+        )
+        alternative *= 2
+    top = max(terms)  # log-sum-exp, so large counts do not overflow
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
 
 
 @dataclass(frozen=True)

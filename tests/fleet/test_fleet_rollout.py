@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -124,7 +125,7 @@ def test_production_phases_need_approval() -> None:
 
 
 def _gate(verdict: GateVerdict) -> HealthGate:
-    findings = ()
+    findings: tuple[Finding, ...] = ()
     if verdict is GateVerdict.HOLD:
         findings = (Finding("a", "boot_time", "boot_time on a: slower", {"p_value": 0.0001}),)
     return HealthGate(verdict, findings, 3, 0.0033, {})
@@ -264,7 +265,7 @@ def test_transitions_refuse_states_they_do_not_fit() -> None:
     running = start(T0)
     done = completed(running)
     stopped = aborted(running, "x")
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: resumed(running, []),
         lambda: paused(paused(running, "x"), "y"),
         lambda: advanced(plan, paused(running, "x"), T0),
@@ -275,7 +276,8 @@ def test_transitions_refuse_states_they_do_not_fit() -> None:
         lambda: resumed(stopped, []),
         lambda: completed(paused(running, "x")),
         lambda: approve(plan, done, 1),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(RolloutStateError):
             call()
     assert aborted(paused(running, "x"), "y").status is RolloutStatus.ABORTED
@@ -295,7 +297,8 @@ def _simulate(
         sizes.append(size - before)
         before = size
     counts = [PhaseCounts(pending=sizes[0])]
-    progress, now, log = start(T0), T0, []
+    progress, now = start(T0), T0
+    log: list[tuple[Action, Reason]] = []
     for _ in range(500):
         now += timedelta(minutes=10)
         counts = [_tick(c, rng, failure_rate) for c in counts]

@@ -350,3 +350,8 @@ def test_five_percent_failures_never_get_past_the_ten_percent_phase() -> None:
         pauses += (Action.PAUSE, Reason.FAILURE_RATE) in log
     # the rest wait in phase 0: 5 % failures leave the success share below 95 %
     assert pauses >= 6
+
+
+def test_progress_outside_the_plan_is_refused() -> None:
+    with pytest.raises(RolloutStateError, match="not in the plan"):
+        decide(two_phase(), replace(start(T0), phase=2), [], T0)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from otaguard.errors import RolloutStateError
 from otaguard.fleet.health import GateVerdict, HealthGate
 from otaguard.fleet.phases import AdvanceMode, RolloutPlan, SuccessCriteria
 from otaguard.fleet.progress import (
@@ -91,7 +92,13 @@ def decide(
 ) -> Decision:
     """What the rollout should do now. ``counts[i]``: devices first released in phase ``i``
     (missing entries count as empty); ``health``: the gate's verdict for the devices released
-    so far against the control cohort, when the phase's criteria ask for it."""
+    so far against the control cohort, when the phase's criteria ask for it. Times are aware.
+
+    Raises:
+        RolloutStateError: ``progress`` names a phase the plan does not have.
+    """
+    if not 0 <= progress.phase < len(plan.phases):
+        raise RolloutStateError(f"phase {progress.phase} is not in the plan")
     phases = [counts[i] if i < len(counts) else PhaseCounts() for i in range(progress.phase + 1)]
     released = sum(phases, PhaseCounts())
     if progress.status in ENDED:

@@ -225,12 +225,18 @@ def assign_phases(
     taken = 0
     for index, phase in enumerate(plan.phases):
         released = sum(1 for i in first.values() if i <= index)
-        wanted = math.ceil(phase.share * total) if phase.share is not None else 0
+        wanted = phase_quota(phase.share, total) if phase.share is not None else 0
         while taken < len(order) and released < wanted:
             first[order[taken]] = index
             taken += 1
             released += 1
     return PhaseAssignment(first, _cohorts(first, len(plan.phases)), tuple(sorted(unknown)))
+
+
+def phase_quota(share: float, total: int) -> int:
+    """``ceil(share * total)``, without float noise: 0.28 * 25 is 7.000000000000001 in binary
+    floating point, and a 28 % phase of 25 devices is 7 devices, not 8."""
+    return math.ceil(round(share * total, 9))
 
 
 def _cohorts(first: Mapping[str, int], phases: int) -> tuple[tuple[str, ...], ...]:

@@ -125,3 +125,33 @@ class RateLimitedError(AuthError):
     """Too many failed attempts from one client: refused for a while."""
 
     code = "rate_limited"
+
+
+class PolicyError(OTAGuardError):
+    """A rollout, health-gate or anomaly policy value is invalid. ``problems`` lists every fault
+    found, so an operator fixes them in one go rather than one per request."""
+
+    code = "policy"
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+
+class RolloutPlanError(PolicyError):
+    """A phased rollout plan is invalid (phase shares, soak times, success criteria, limits)."""
+
+    code = "rollout_plan"
+
+
+class MaintenanceWindowError(PolicyError):
+    """A device's maintenance window spec cannot be parsed (days, times or time zone)."""
+
+    code = "maintenance_window"
+
+
+class RolloutStateError(ConflictError):
+    """An operator action does not fit the rollout's state (advance a paused rollout, resume
+    one that is not paused, act on one that has ended)."""
+
+    code = "rollout_state"

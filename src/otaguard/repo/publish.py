@@ -104,8 +104,10 @@ def publish_release(
 
     Raises:
         RepositoryError: unreadable metadata, an artifact missing or of the wrong length,
-            invalid release information, a changed published target, expired metadata.
-        VerificationError: a role not signed by the threshold of its delegator's keys.
+            invalid release information, or any refusal of ``OnlineRepository.publish``
+            (a changed published target, expired metadata...).
+        VerificationError: a role not signed by the threshold of its delegator's keys, or
+            naming a target outside its delegated paths.
         ConflictError: a role version not newer than the published one.
     """
     targets = targets_of(roles)

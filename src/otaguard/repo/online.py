@@ -156,7 +156,16 @@ class OnlineRepository:
         ``targets``; a role in the same batch counts as the delegator's new version), hold only
         targets inside the delegated paths, be newer than the published version, not expired,
         and keep every published target of that role unchanged. Nothing is stored unless every
-        role passes.
+        role passes. (The server's own checks, artifacts uploaded and release information, are
+        ``repo/publish.py``'s, run before this.)
+
+        Raises:
+            RepositoryError: nothing to publish, unreadable or non-targets metadata, a role
+                name that is bad or not delegated, expired metadata, a changed published
+                target.
+            VerificationError: a role not signed by the threshold of its delegator's keys, or
+                naming a target outside the paths delegated to it.
+            ConflictError: a role version not newer than the published one, or already stored.
         """
         if not roles:
             raise RepositoryError("nothing to publish")

@@ -11,19 +11,19 @@ Every operator request that changes something is written to the audit log by
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otaguard.errors import AuthError, ForbiddenError, RateLimitedError
-from otaguard.identity.ratelimit import FailureWindow
 from otaguard.identity.rbac import Access, Action, Principal, request_action
 from otaguard.server.context import ServerContext
 from otaguard.server.device_identity import certificate_device, scope_header
 from otaguard.server.metrics import ServerMetrics
+from otaguard.server.state import context_of, failures_of, metrics_of
 
 BEARER = "Bearer "
 #: keys under the request's ``scope["state"]``
@@ -69,53 +69,50 @@ def app_routes(app: FastAPI) -> list[tuple[str, str]]:
     ]
 
 
-def operator_dependency(
-    ctx: ServerContext, metrics: ServerMetrics, failures: FailureWindow | None = None
-) -> Callable[..., str]:
+def _refuse_operator(request: Request, exc: AuthError, actor: str = "anonymous") -> AuthError:
+    """Count, audit and (unless the caller was known but not allowed) remember a refused
+    operator request; returns ``exc`` for the caller to raise."""
+    ctx = context_of(request)
+    metrics_of(request).auth_failures.labels("management").inc()
+    method, path = route_of(request)
+    ctx.identity.audit(
+        actor=actor,
+        action="auth.refused",
+        target=f"{method} {path}",
+        outcome=exc.code,
+        detail={"reason": str(exc), "client": client_address(request)},
+    )
+    if not isinstance(exc, ForbiddenError):
+        failures_of(request).failure(client_address(request), time.monotonic())
+    return exc
+
+
+def operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     """The dependency authenticating and authorizing an operator; returns the operator's name
     (the principal is kept in ``request.state`` for handlers that need roles)."""
-    window = failures or FailureWindow()
-
-    def refuse(request: Request, exc: AuthError, actor: str = "anonymous") -> AuthError:
-        metrics.auth_failures.labels("management").inc()
-        method, path = route_of(request)
-        ctx.identity.audit(
-            actor=actor,
-            action="auth.refused",
-            target=f"{method} {path}",
-            outcome=exc.code,
-            detail={"reason": str(exc), "client": client_address(request)},
+    ctx = context_of(request)
+    if failures_of(request).blocked(client_address(request), time.monotonic()):
+        metrics_of(request).auth_failures.labels("management").inc()
+        raise RateLimitedError("too many failed attempts from this address; try later")
+    token = bearer_token(authorization)
+    if token is None:
+        raise _refuse_operator(request, AuthError("missing bearer API token"))
+    try:
+        principal = ctx.identity.authenticate(token)
+    except AuthError as exc:
+        raise _refuse_operator(request, exc) from None
+    method, path = route_of(request)
+    action = request_action(method, path)
+    if not isinstance(action, Action):
+        raise _refuse_operator(
+            request, ForbiddenError(f"no access policy for {method} {path}"), principal.name
         )
-        if not isinstance(exc, ForbiddenError):
-            window.failure(client_address(request), time.monotonic())
-        return exc
-
-    def operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-        client = client_address(request)
-        if window.blocked(client, time.monotonic()):
-            metrics.auth_failures.labels("management").inc()
-            raise RateLimitedError("too many failed attempts from this address; try later")
-        token = bearer_token(authorization)
-        if token is None:
-            raise refuse(request, AuthError("missing bearer API token"))
-        try:
-            principal = ctx.identity.authenticate(token)
-        except AuthError as exc:
-            raise refuse(request, exc) from None
-        method, path = route_of(request)
-        action = request_action(method, path)
-        if not isinstance(action, Action):
-            raise refuse(
-                request, ForbiddenError(f"no access policy for {method} {path}"), principal.name
-            )
-        decision = principal.decide(action)
-        if not decision.allowed:
-            raise refuse(request, ForbiddenError(decision.reason), f"user:{principal.name}")
-        request.state.otaguard_principal = principal
-        request.state.otaguard_action = action.value
-        return principal.name
-
-    return operator
+    decision = principal.decide(action)
+    if not decision.allowed:
+        raise _refuse_operator(request, ForbiddenError(decision.reason), f"user:{principal.name}")
+    request.state.otaguard_principal = principal
+    request.state.otaguard_action = action.value
+    return principal.name
 
 
 def principal_of(request: Request) -> Principal:
@@ -169,26 +166,40 @@ def refuse_device(
     return exc
 
 
-def device_dependency(ctx: ServerContext, metrics: ServerMetrics) -> Callable[..., str]:
+def device(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_otaguard_device: Annotated[str | None, Header()] = None,
+) -> str:
     """The dependency authenticating a device; returns the device id. (The check-in, the
     hot path, authenticates in its batch instead: server/checkin.py.)"""
+    # The header parameters are read from the scope; declared here for the OpenAPI text.
+    del authorization, x_otaguard_device
+    ctx = context_of(request)
+    try:
+        claim = identify_device(ctx, request.scope)
+        if claim.credential is not None:
+            ctx.store.authenticate_device(claim.device_id, claim.credential)
+    except AuthError as exc:
+        raise refuse_device(ctx, metrics_of(request), request.scope, exc) from None
+    return claim.device_id
 
-    def device(
-        request: Request,
-        authorization: Annotated[str | None, Header()] = None,
-        x_otaguard_device: Annotated[str | None, Header()] = None,
-    ) -> str:
-        # The header parameters are read from the scope; declared here for the OpenAPI text.
-        del authorization, x_otaguard_device
-        try:
-            claim = identify_device(ctx, request.scope)
-            if claim.credential is not None:
-                ctx.store.authenticate_device(claim.device_id, claim.credential)
-        except AuthError as exc:
-            raise refuse_device(ctx, metrics, request.scope, exc) from None
-        return claim.device_id
 
-    return device
+async def device_claim(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_otaguard_device: Annotated[str | None, Header()] = None,
+) -> DeviceClaim:
+    """Who a check-in says it comes from (the credential itself is checked in the
+    check-in's transaction); refused before the body is looked at, as on the lean path."""
+    del authorization, x_otaguard_device  # read from the scope; declared for OpenAPI
+    ctx = context_of(request)
+    try:
+        return identify_device(ctx, request.scope)
+    except AuthError as exc:
+        raise await run_in_threadpool(
+            refuse_device, ctx, metrics_of(request), request.scope, exc
+        ) from None
 
 
 def audit_detail(request: Request, **detail: Any) -> None:
@@ -210,8 +221,6 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        from starlette.concurrency import run_in_threadpool
-
         scope.setdefault("state", {})  # shared with the handlers, even through scope copies
 
         async def audited_send(message: Message) -> None:
@@ -242,8 +251,9 @@ __all__ = [
     "AuditMiddleware",
     "DeviceClaim",
     "audit_detail",
-    "device_dependency",
+    "device",
+    "device_claim",
     "identify_device",
-    "operator_dependency",
+    "operator",
     "refuse_device",
 ]

@@ -1,4 +1,5 @@
-"""Request and response bodies of the identity and access routes."""
+"""Request and response bodies of the identity and access routes and of device enrollment
+and certificates."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from otaguard.server.schemas import DEVICE_ID
+
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+#: largest certificate signing request (PEM) a device may send
+MAX_CSR = 16 << 10
 
 
 class Strict(BaseModel):
@@ -87,3 +92,51 @@ class AuditEntryOut(BaseModel):
     detail: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+# -- device enrollment and certificates (server/routes/pki.py) ----------------------
+class EnrollIn(BaseModel):
+    device_id: str = Field(pattern=DEVICE_ID)
+    token: str = Field(min_length=16, max_length=256)
+    csr: str = Field(max_length=MAX_CSR)
+
+
+class RenewIn(BaseModel):
+    csr: str = Field(max_length=MAX_CSR)
+
+
+class CertificateOut(BaseModel):
+    device_id: str
+    hardware: str
+    serial: str
+    not_after: str
+    certificate: str  # PEM, leaf only
+    chain: str  # PEM, intermediate then root
+
+
+class EnrollmentTokenIn(BaseModel):
+    ttl_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+
+
+class EnrollmentTokenOut(BaseModel):
+    device_id: str
+    token: str  # shown once; the server keeps only its hash
+    expires_in: int
+
+
+class RevokedOut(BaseModel):
+    device_id: str
+    revoked: list[str]
+
+
+class IssuedCertificateOut(BaseModel):
+    serial: str  # decimal, as in RevokedOut and the CRL
+    device_id: str
+    hardware: str
+    not_after: str
+    revoked_at: str | None
+
+
+class SerialRevokedOut(BaseModel):
+    serial: str
+    newly_revoked: bool  # false: it was revoked already

@@ -131,7 +131,7 @@ _RAISE_COUNTER = (
 )
 
 
-def offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int, str]]:
+def _offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int, str]]:
     """Per device, the deployment to offer (id, target name): the newest active deployment
     it is part of decides (none if that one no longer offers it)."""
     offered: dict[str, tuple[int, str]] = {}
@@ -198,7 +198,7 @@ def _offer(
     """Give each accepted request its offer, if any, with the device's next assignment
     counter (a device twice in the batch gets two), and store the counters raised.
     ``reported``: the devices of the accepted requests, once each."""
-    offers = offers_for(conn, reported)
+    offers = _offers_for(conn, reported)
     counters = {device_id: rows[device_id].assignment_counter for device_id in reported}
     for i in accepted:
         device_id = requests[i].device_id

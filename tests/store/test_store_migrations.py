@@ -9,8 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from otaguard.store.database import Store, _alembic_config, schema_revision
-from otaguard.store.models import Base
+from otaguard.store.database import Store
+from otaguard.store.engine import alembic_config, schema_revision
+from otaguard.store.schema import Base
 
 from .helpers import HW
 
@@ -42,7 +43,7 @@ def test_a_difference_would_be_seen(db_url: str) -> None:
     store = Store(db_url)
     try:
         with store.engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "0001")
+            command.upgrade(alembic_config(conn), "0001")
         diffs = _diffs(store)
         assert any("device_tags" in repr(d) for d in diffs)
         assert any("report_id" in repr(d) for d in diffs)
@@ -56,7 +57,7 @@ def test_pre_migration_database_is_adopted_and_keeps_its_tags(db_url: str) -> No
     store = Store(db_url)
     try:
         with store.engine.begin() as conn:
-            command.upgrade(_alembic_config(conn), "0001")
+            command.upgrade(alembic_config(conn), "0001")
             conn.execute(text("DROP TABLE alembic_version"))
             conn.execute(
                 text(
@@ -81,7 +82,7 @@ def test_pre_migration_database_is_adopted_and_keeps_its_tags(db_url: str) -> No
 def test_downgrade_and_upgrade_keep_tags(store: Store) -> None:
     store.register_device("d1", HW, "c", ["a", "b"])
     with store.engine.begin() as conn:
-        command.downgrade(_alembic_config(conn), "0001")
+        command.downgrade(alembic_config(conn), "0001")
         raw = conn.execute(text("SELECT tags FROM devices WHERE id = 'd1'")).scalar_one()
     assert sorted(json.loads(raw) if isinstance(raw, str) else raw) == ["a", "b"]
     assert store.migrate() == "0005"

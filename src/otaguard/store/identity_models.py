@@ -2,8 +2,8 @@
 enrollment tokens and certificates, the device CRL, production groups and deployment
 approvals.
 
-On the same ``Base`` as ``store/models.py`` (which imports this module so every table is in one
-metadata); created by migrations 0004 and 0005 (``device_crl``).
+On the same ``Base`` (``store/base.py``) as ``store/models.py``; ``store/schema.py`` gathers both
+into one metadata; created by migrations 0004 and 0005 (``device_crl``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from otaguard.store.models import Base, UtcDateTime, utcnow
+from otaguard.store.base import Base, UtcDateTime, utcnow
 
 
 class User(Base):

@@ -1,4 +1,5 @@
-"""Alembic environment: migrations run on a connection handed in by ``Store.migrate``.
+"""Alembic environment: migrations run on a connection handed in by ``Store.migrate``
+(``store/engine.py:migrate``).
 
 ``alembic`` on the command line is not needed: ``otaguard server`` upgrades the database to
 the newest revision on start, under a lock, so several server processes may start at once.
@@ -9,13 +10,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from otaguard.store.models import Base
+from otaguard.store.schema import metadata
 
 
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         compare_type=True,
     )
     with context.begin_transaction():
@@ -24,5 +25,5 @@ def _run(connection: Connection) -> None:
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
-    raise RuntimeError("otaguard migrations run through otaguard.store.database.Store.migrate")
+    raise RuntimeError("otaguard migrations run through otaguard.store.engine.migrate")
 _run(connection)

@@ -20,6 +20,13 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    _registry_tables()
+    _deployment_and_event_tables()
+    _deployment_target_table()
+
+
+def _registry_tables() -> None:
+    """API tokens, devices, releases and TUF metadata."""
     op.create_table(
         "api_tokens",
         sa.Column("token_hash", sa.String(length=128), nullable=False),
@@ -64,6 +71,10 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_tuf_metadata")),
     )
+
+
+def _deployment_and_event_tables() -> None:
+    """Deployments and status events."""
     op.create_table(
         "deployments",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -102,6 +113,10 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_status_events_device_id"), "status_events", ["device_id"], unique=False
     )
+
+
+def _deployment_target_table() -> None:
+    """Each device's progress in a deployment."""
     op.create_table(
         "deployment_targets",
         sa.Column("deployment_id", sa.Integer(), nullable=False),

@@ -18,6 +18,12 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    _audit_and_device_ca_tables()
+    _operator_and_approval_tables()
+
+
+def _audit_and_device_ca_tables() -> None:
+    """The audit log, device certificates and enrollment tokens."""
     op.create_table(
         "audit_log",
         sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
@@ -62,6 +68,10 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_enrollment_tokens_device_id"), "enrollment_tokens", ["device_id"], unique=False
     )
+
+
+def _operator_and_approval_tables() -> None:
+    """Production groups, operators, their tokens, approvals."""
     op.create_table(
         "production_groups",
         sa.Column("tag", sa.String(length=64), nullable=False),

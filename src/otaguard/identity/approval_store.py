@@ -1,0 +1,70 @@
+"""Production groups and deployment approvals: the stored half of the two-person rule.
+
+Why a module of its own: marking a tag as production makes every deployment that reaches it
+wait (the server hands ``production_groups()`` to ``Store.create_deployment``), and releasing such a
+deployment is a security decision (``rbac.may_approve``: another person than its creator,
+with the right role) taken under a lock on the deployment row, so two approvals or an
+approval racing a cancellation cannot both win.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from otaguard.errors import ConflictError, ForbiddenError, NotFoundError
+from otaguard.fleet.status import DeploymentState
+from otaguard.identity.rbac import Principal, may_approve
+from otaguard.store.engine import Database
+from otaguard.store.identity_models import DeploymentApproval, ProductionGroup
+from otaguard.store.models import Deployment
+
+
+class Approvals:
+    """Production groups and approvals on one ``Database`` (one transaction per method)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def set_production(self, tag: str, production: bool, *, by: str) -> None:
+        with self.db.session() as s:
+            row = s.get(ProductionGroup, tag)
+            if production and row is None:
+                s.add(ProductionGroup(tag=tag, created_by=by))
+            elif not production and row is not None:
+                s.delete(row)
+
+    def production_groups(self) -> list[str]:
+        with self.db.session(write=False) as s:
+            return list(s.scalars(select(ProductionGroup.tag).order_by(ProductionGroup.tag)))
+
+    def approve(self, deployment_id: int, approver: Principal) -> None:
+        """Two-person rule: an approver other than the creator releases a deployment waiting
+        for approval (devices are offered it from their next check-in).
+
+        Raises:
+            NotFoundError: no such deployment.
+            ForbiddenError: refused: the approver created the deployment or lacks the role
+                (retrying does not help; another person must approve).
+            ConflictError: the deployment is not awaiting approval (already approved,
+                cancelled or never gated); nothing changed.
+        """
+        with self.db.session() as s:
+            dep = s.get(Deployment, deployment_id, with_for_update=True)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            decision = may_approve(
+                approver=approver.name, approver_roles=approver.roles, created_by=dep.created_by
+            )
+            if not decision.allowed:
+                raise ForbiddenError(decision.reason)
+            if dep.state != DeploymentState.AWAITING_APPROVAL.value:
+                raise ConflictError(
+                    f"deployment {deployment_id} is {dep.state}, not awaiting approval"
+                )
+            s.add(DeploymentApproval(deployment_id=deployment_id, approved_by=approver.name))
+            dep.state = DeploymentState.ACTIVE.value
+
+    def approval(self, deployment_id: int) -> str | None:
+        with self.db.session(write=False) as s:
+            row = s.get(DeploymentApproval, deployment_id)
+            return None if row is None else row.approved_by

@@ -1,0 +1,293 @@
+"""The check-in hot path: many devices' check-ins in one transaction (the server's group
+commit).
+
+Why a module of its own: this is the statement mix every device runs every poll interval, so
+it is written in SQLAlchemy Core with statements built once at import (no ORM unit of work, no
+statement compilation per request), a fixed number of round trips per *batch* (lock the
+devices, record the reports in one executemany, find the offers, raise the assignment
+counters), and nothing per request but Python. Keep it that way: no extra query or call per
+request inside ``CheckIns.check_in_many``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, select, update
+
+from otaguard.errors import AuthError, CompatibilityError, NotFoundError, OTAGuardError
+from otaguard.fleet.status import DeploymentState, TargetStatus, is_offered
+from otaguard.store.base import utcnow
+from otaguard.store.credentials import secret_hash
+from otaguard.store.engine import Database
+from otaguard.store.models import Deployment, DeploymentTarget, Device
+
+
+class DeviceReport(Protocol):
+    """What a device reports at check-in (a verified version manifest)."""
+
+    @property
+    def hardware(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def slot(self) -> str | None: ...
+    @property
+    def security_version(self) -> int: ...
+    @property
+    def agent_version(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the director should sign for a checking-in device."""
+
+    deployment_id: int
+    target_name: str
+    counter: int
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A report given directly (tests, tools): a ``DeviceReport`` without a signature."""
+
+    hardware: str
+    version: str | None
+    slot: str | None
+    security_version: int
+    agent_version: str | None
+
+
+@dataclass(frozen=True)
+class CheckinRequest:
+    """One device's check-in, as ``Store.check_in_many`` takes it.
+
+    ``report`` is called with the device's registered manifest key (inside the transaction) and
+    returns the verified report, or raises an ``OTAGuardError`` to refuse the check-in.
+    ``credential``: a bearer credential still to check against the stored hash; None when the
+    caller has proven the device's identity already (a verified client certificate)."""
+
+    device_id: str
+    report: Callable[[str | None], DeviceReport]
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckinOutcome:
+    """The answer to one ``CheckinRequest``: an offer, nothing to do, or why it was refused
+    (a refused check-in records nothing)."""
+
+    offer: Offer | None = None
+    error: OTAGuardError | None = None
+
+
+#: the locked device rows of a batch, by id (``_DEVICES_FOR_CHECKIN``)
+_DeviceRows = Mapping[str, Row[*tuple[Any, ...]]]
+_DEVICES = cast(Table, Device.__table__)
+_TARGETS = cast(Table, DeploymentTarget.__table__)
+_DEPLOYMENTS = cast(Table, Deployment.__table__)
+_RECORD_REPORT = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values(
+        current_version=bindparam("b_version"),
+        active_slot=bindparam("b_slot"),
+        security_version=bindparam("b_security"),
+        agent_version=bindparam("b_agent"),
+        last_seen=bindparam("b_seen"),
+    )
+)
+_DEVICES_FOR_CHECKIN = (
+    select(
+        _DEVICES.c.id,
+        _DEVICES.c.hardware,
+        _DEVICES.c.credential_hash,
+        _DEVICES.c.manifest_key,
+        _DEVICES.c.assignment_counter,
+    )
+    .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_DEVICES.c.id)
+    .with_for_update()
+)
+#: per device, its targets in active deployments still waiting or running, newest first
+_OPEN_TARGETS = (
+    select(_TARGETS.c.device_id, _TARGETS.c.status, _DEPLOYMENTS.c.id, _DEPLOYMENTS.c.target_name)
+    .join(_DEPLOYMENTS, _DEPLOYMENTS.c.id == _TARGETS.c.deployment_id)
+    .where(
+        _TARGETS.c.device_id.in_(bindparam("ids", expanding=True)),
+        _TARGETS.c.status.in_([TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]),
+        _DEPLOYMENTS.c.state == DeploymentState.ACTIVE.value,
+    )
+    .order_by(_DEPLOYMENTS.c.id.desc())
+)
+_RAISE_COUNTER = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("b_id"))
+    .values(assignment_counter=bindparam("b_counter"))
+)
+
+
+def _offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """Per device, the deployment to offer (id, target name): the newest active deployment
+    it is part of decides (none if that one no longer offers it)."""
+    offered: dict[str, tuple[int, str]] = {}
+    seen: set[str] = set()
+    for device_id, status, deployment_id, target_name in conn.execute(
+        _OPEN_TARGETS, {"ids": device_ids}
+    ):
+        if device_id not in seen:
+            seen.add(device_id)
+            if is_offered(TargetStatus(status)):
+                offered[device_id] = (deployment_id, target_name)
+    return offered
+
+
+def _accept(
+    requests: Sequence[CheckinRequest],
+    rows: _DeviceRows,
+    now: dt.datetime,
+    outcomes: list[CheckinOutcome],
+) -> tuple[dict[str, dict[str, Any]], list[int]]:
+    """Authenticate and verify each request against its locked device row. Refusals go into
+    ``outcomes``; returns the reports to record (per device, its last) and the accepted
+    requests' indexes."""
+    reports: dict[str, dict[str, Any]] = {}
+    accepted: list[int] = []
+    for i, request in enumerate(requests):
+        row = rows.get(request.device_id)
+        try:
+            if request.credential is not None:
+                expected = row.credential_hash if row else secret_hash("\0invalid")
+                ok = hmac.compare_digest(expected, secret_hash(request.credential))
+                if row is None or not ok:
+                    raise AuthError("unknown device or wrong credential")
+            if row is None:
+                raise NotFoundError(f"no device {request.device_id}")
+            report = request.report(row.manifest_key)
+            if report.hardware != row.hardware:
+                raise CompatibilityError(
+                    f"device reports hardware {report.hardware!r}, registered as {row.hardware!r}"
+                )
+        except OTAGuardError as exc:
+            outcomes[i] = CheckinOutcome(error=exc)
+            continue
+        reports[request.device_id] = {
+            "b_id": request.device_id,
+            "b_version": report.version,
+            "b_slot": report.slot,
+            "b_security": report.security_version,
+            "b_agent": report.agent_version,
+            "b_seen": now,
+        }
+        accepted.append(i)
+    return reports, accepted
+
+
+def _offer(
+    conn: Connection,
+    requests: Sequence[CheckinRequest],
+    accepted: list[int],
+    reported: list[str],
+    rows: _DeviceRows,
+    outcomes: list[CheckinOutcome],
+) -> None:
+    """Give each accepted request its offer, if any, with the device's next assignment
+    counter (a device twice in the batch gets two), and store the counters raised.
+    ``reported``: the devices of the accepted requests, once each."""
+    offers = _offers_for(conn, reported)
+    counters = {device_id: rows[device_id].assignment_counter for device_id in reported}
+    for i in accepted:
+        device_id = requests[i].device_id
+        found = offers.get(device_id)
+        if found is not None:
+            counters[device_id] += 1
+            outcomes[i] = CheckinOutcome(offer=Offer(*found, counters[device_id]))
+    raised = [
+        {"b_id": device_id, "b_counter": counter}
+        for device_id, counter in counters.items()
+        if counter != rows[device_id].assignment_counter
+    ]
+    if raised:
+        conn.execute(_RAISE_COUNTER, raised)
+
+
+class CheckIns:
+    """Check-ins on one ``Database``: record what devices run, find what to offer them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def check_in(
+        self,
+        device_id: str,
+        *,
+        hardware: str = "",
+        version: str | None = None,
+        slot: str | None = None,
+        security_version: int = 0,
+        agent_version: str | None = None,
+        manifest: Callable[[str | None], DeviceReport] | None = None,
+    ) -> Offer | None:
+        """Record what the device runs; return the deployment it should apply, if any.
+
+        With ``manifest``, what is recorded is what it returns when called with the device's
+        registered manifest key (it verifies the device's signed report); if it raises, nothing
+        is recorded.
+
+        Raises:
+            OTAGuardError: the check-in was refused, as ``check_in_many`` reports per request.
+        """
+        given = Reported(hardware, version, slot, security_version, agent_version)
+        request = CheckinRequest(device_id, manifest or (lambda _key: given))
+        (outcome,) = self.check_in_many([request])
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.offer
+
+    def check_in_many(
+        self, requests: Sequence[CheckinRequest], *, wait: bool = True
+    ) -> list[CheckinOutcome]:
+        """Check-ins of many devices in one transaction (the server's group commit): per
+        request, authenticate (when it carries a credential), verify the report with the
+        device's key, record it, and find the deployment to offer. A refused request records
+        nothing and does not affect the others; outcomes are in the order of ``requests``.
+
+        Device rows are locked in id order, so concurrent batches (two servers on one
+        PostgreSQL database) cannot deadlock. A device twice in one batch is handled in order
+        (its last report stays, each offer gets its own counter). ``wait``: as for
+        ``Database.session``.
+
+        A refusal is not raised: it is the request's ``CheckinOutcome.error`` (refuse: the
+        device is told why and nothing of it was recorded): ``AuthError`` (unknown device or
+        wrong credential), ``NotFoundError`` (no such device), ``CompatibilityError``
+        (reported hardware differs from the registered), or whatever ``OTAGuardError`` the
+        request's ``report`` raised (``ManifestError``: the signed manifest does not verify).
+
+        Raises:
+            StoreBusyError: ``wait`` is False and another writer holds the database; nothing
+                was done (retry: the server's batcher runs the batch again on a thread that
+                may wait).
+            sqlalchemy.exc.SQLAlchemyError: the database failed (connection lost, deadlock,
+                serialization failure); the whole transaction was rolled back and nothing of
+                the batch was recorded (retry: every device in it may check in again).
+            Exception: anything else a request's ``report`` raises that is not an
+                ``OTAGuardError`` (a bug) aborts the whole batch the same way.
+        """
+        if not requests:
+            return []
+        ids = sorted({r.device_id for r in requests})
+        outcomes: list[CheckinOutcome] = [CheckinOutcome()] * len(requests)
+        now = utcnow()
+        with self.db.session(wait=wait) as s:
+            conn = s.connection()  # Core statements built once (module level): the hot path
+            rows = {row.id: row for row in conn.execute(_DEVICES_FOR_CHECKIN, {"ids": ids})}
+            reports, accepted = _accept(requests, rows, now, outcomes)
+            if not reports:
+                return outcomes
+            conn.execute(_RECORD_REPORT, list(reports.values()))  # one executemany
+            _offer(conn, requests, accepted, list(reports), rows, outcomes)
+        return outcomes

@@ -1,0 +1,227 @@
+"""Deployments: a release sent to the devices a selector picks, and each device's progress.
+
+Why a module of its own: creating a deployment decides which devices may take the release
+(``fleet.compatibility``: hardware, anti-rollback, unknown ids) and whether it waits for a
+second person's approval (production tags); cancelling it must lock rows in the same order
+as status reports (target rows, then the deployment) so the two never deadlock. Approval
+itself is in ``identity/approval_store.py``; reports move targets in ``store/reports.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from otaguard.errors import CompatibilityError, ConflictError, NotFoundError
+from otaguard.fleet.compatibility import Candidate, select_compatible
+from otaguard.fleet.status import DeploymentState, TargetStatus
+from otaguard.store.base import utcnow
+from otaguard.store.devices import device_filter
+from otaguard.store.engine import Database
+from otaguard.store.models import Deployment, DeploymentTarget, Device, Release
+from otaguard.store.views import DeploymentView
+
+_OPEN = [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
+
+
+def _target_dict(t: DeploymentTarget) -> dict[str, Any]:
+    return {
+        "device_id": t.device_id,
+        "status": t.status,
+        "last_event": t.last_event,
+        "detail": t.detail,
+        "updated_at": t.updated_at,
+    }
+
+
+def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
+    counts = {
+        str(status): int(n)
+        for status, n in s.execute(
+            select(DeploymentTarget.status, func.count())
+            .where(DeploymentTarget.deployment_id == dep.id)
+            .group_by(DeploymentTarget.status)
+        )
+    }
+    return DeploymentView(
+        dep.id,
+        dep.name,
+        dep.target_name,
+        dict(dep.selector or {}),
+        dep.state,
+        dep.created_by,
+        dep.created_at,
+        counts,
+    )
+
+
+def _selected_devices(s: Session, selector: dict[str, Any]) -> tuple[list[Device], set[str]]:
+    """The devices ``selector`` picks, and the ids it names that are not registered."""
+    cond = device_filter(hardware=selector.get("hardware"), tag=selector.get("tag"))
+    named = set(selector.get("devices") or ())
+    if named:
+        cond.append(Device.id.in_(sorted(named)))
+    devices = list(s.scalars(select(Device).where(*cond).order_by(Device.id)))
+    known = set(s.scalars(select(Device.id).where(Device.id.in_(sorted(named)))))
+    return devices, named - known
+
+
+class Deployments:
+    """Deployments and their targets on one ``Database`` (one transaction per method)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_deployment(
+        self,
+        *,
+        name: str,
+        target_name: str,
+        selector: dict[str, Any],
+        created_by: str,
+        production_tags: Collection[str] = (),
+    ) -> DeploymentView:
+        """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
+        ``devices``). Devices that could never install it are left out with a reason
+        (``fleet.compatibility``: hardware, anti-rollback, unknown ids), reported in the
+        returned view's ``excluded``; if none is left the deployment is refused. If the
+        selector's tag or an included device's tag is in ``production_tags``, the deployment
+        waits for approval (two-person rule) and no device is offered it until then."""
+        with self.db.session() as s:
+            rel = s.get(Release, target_name)
+            if rel is None:
+                raise NotFoundError(f"no release {target_name}")
+            devices, unknown = _selected_devices(s, selector)
+            selection = select_compatible(
+                (Candidate(d.id, d.hardware, d.security_version) for d in devices),
+                release_hardware=list(rel.hardware),
+                release_security_version=rel.security_version,
+                unknown=unknown,
+            )
+            if not selection.included:
+                raise CompatibilityError(
+                    f"no selected device ({len(devices)} matched) can install {target_name} "
+                    f"(hardware {', '.join(rel.hardware)}, security version "
+                    f"{rel.security_version}); left out: {selection.summary() or 'none'}"
+                )
+            production = set(production_tags)
+            included = set(selection.included)
+            gated = selector.get("tag") in production or any(
+                production.intersection(d.tags) for d in devices if d.id in included
+            )
+            dep = Deployment(
+                name=name,
+                target_name=target_name,
+                selector=selector,
+                created_by=created_by,
+                state=(
+                    DeploymentState.AWAITING_APPROVAL if gated else DeploymentState.ACTIVE
+                ).value,
+            )
+            s.add(dep)
+            s.flush()
+            for device_id in selection.included:
+                s.add(DeploymentTarget(deployment_id=dep.id, device_id=device_id))
+            s.flush()
+            return replace(_deployment_view(s, dep), excluded=selection.excluded)
+
+    def cancel_deployment(self, deployment_id: int) -> DeploymentView:
+        with self.db.session() as s:
+            if s.get(Deployment, deployment_id) is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            # Target rows before the deployment row: the order record_event locks them in.
+            open_targets = list(
+                s.scalars(
+                    select(DeploymentTarget)
+                    .where(
+                        DeploymentTarget.deployment_id == deployment_id,
+                        DeploymentTarget.status.in_(_OPEN),
+                    )
+                    .order_by(DeploymentTarget.device_id)
+                    .with_for_update()
+                )
+            )
+            dep = s.get(Deployment, deployment_id, with_for_update=True, populate_existing=True)
+            assert dep is not None
+            if dep.state not in (
+                DeploymentState.ACTIVE.value,
+                DeploymentState.AWAITING_APPROVAL.value,
+            ):
+                raise ConflictError(f"deployment {deployment_id} is {dep.state}, not active")
+            dep.state = DeploymentState.CANCELLED.value
+            for t in open_targets:
+                t.status = TargetStatus.CANCELLED.value
+                t.updated_at = utcnow()
+            s.flush()
+            return _deployment_view(s, dep)
+
+    def get_deployment(self, deployment_id: int) -> DeploymentView:
+        with self.db.session(write=False) as s:
+            dep = s.get(Deployment, deployment_id)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            return _deployment_view(s, dep)
+
+    def deployment_state(self, deployment_id: int) -> str:
+        with self.db.session(write=False) as s:
+            dep = s.get(Deployment, deployment_id)
+            if dep is None:
+                raise NotFoundError(f"no deployment {deployment_id}")
+            return dep.state
+
+    def list_deployments(
+        self, *, state: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[DeploymentView]:
+        """Deployments by id, optionally only those in ``state``, one page at a time."""
+        with self.db.session(write=False) as s:
+            q = select(Deployment).order_by(Deployment.id).offset(offset).limit(limit)
+            if state is not None:
+                q = q.where(Deployment.state == state)
+            return [_deployment_view(s, d) for d in s.scalars(q)]
+
+    def count_deployments(self, *, state: str | None = None) -> int:
+        with self.db.session(write=False) as s:
+            q = select(func.count()).select_from(Deployment)
+            if state is not None:
+                q = q.where(Deployment.state == state)
+            return int(s.scalar(q) or 0)
+
+    def deployment_targets(
+        self,
+        deployment_id: int,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The deployment's devices by id, optionally only those with ``status``, one page at
+        a time."""
+        with self.db.session(write=False) as s:
+            q = (
+                select(DeploymentTarget)
+                .where(DeploymentTarget.deployment_id == deployment_id)
+                .order_by(DeploymentTarget.device_id)
+                .offset(offset)
+                .limit(limit)
+            )
+            if status is not None:
+                q = q.where(DeploymentTarget.status == status)
+            return [_target_dict(t) for t in s.scalars(q)]
+
+    def count_deployment_targets(self, deployment_id: int, *, status: str | None = None) -> int:
+        with self.db.session(write=False) as s:
+            q = select(func.count()).where(DeploymentTarget.deployment_id == deployment_id)
+            if status is not None:
+                q = q.where(DeploymentTarget.status == status)
+            return int(s.scalar(q) or 0)
+
+    def deployment_target(self, deployment_id: int, device_id: str) -> dict[str, Any] | None:
+        """One device's row in a deployment (None if it is not part of it): one key lookup,
+        for the agent's cancellation check, however large the deployment."""
+        with self.db.session(write=False) as s:
+            t = s.get(DeploymentTarget, (deployment_id, device_id))
+            return None if t is None else _target_dict(t)

@@ -40,15 +40,6 @@ from otaguard.agent.statemachine import (
     boot_event,
     next_state,
 )
-from otaguard.agent.transport import (
-    WRITE_CHUNK,
-    DeviceCredentials,
-    DownloadCancelled,
-    HttpxFetcher,
-    download_into,
-    hash_prefix,
-    make_client,
-)
 from otaguard.crypto.keys import load_public_key
 from otaguard.device.bootenv import BootEnv
 from otaguard.device.bootloader import BootResult
@@ -65,6 +56,9 @@ from otaguard.errors import (
     VerificationError,
 )
 from otaguard.fleet.status import UpdateEvent
+from otaguard.net.client import DeviceCredentials, make_client
+from otaguard.net.download import WRITE_CHUNK, DownloadCancelled, download_into, hash_prefix
+from otaguard.net.fetcher import HttpxFetcher
 from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger("otaguard.agent")

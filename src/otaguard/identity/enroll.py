@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from otaguard.agent.transport import tls_context
+from otaguard.net.tls import tls_context
 
 
 def enroll(server: str, server_ca: Path, device_id: str, token: str, csr_pem: str) -> str:

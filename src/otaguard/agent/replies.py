@@ -9,26 +9,10 @@ Pure: JSON text in, a value or an error out.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from otaguard.errors import ReplyError
-
-
-def parse_json_object(body: bytes | str, what: str) -> dict[str, Any]:
-    """The JSON object ``body`` holds.
-
-    Raises:
-        ReplyError: ``body`` is not JSON, or not a JSON object.
-    """
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise ReplyError(f"{what}: the reply is not JSON") from exc
-    if not isinstance(data, dict):
-        raise ReplyError(f"{what}: the reply is not a JSON object")
-    return data
+from otaguard.net.replies import parse_json_object
 
 
 @dataclass(frozen=True)

@@ -128,5 +128,6 @@ def test_boot_reasons(
 
 def test_outcome_actions_keep_their_wire_strings() -> None:
     assert [a.value for a in Action] == ["idle", "reboot", "failed", "refused", "retry"]
-    assert Outcome(Action.REBOOT).reboot and not Outcome(Action.IDLE).reboot
+    assert Outcome(Action.REBOOT).reboot
+    assert not Outcome(Action.IDLE).reboot
     assert Outcome(Action.FAILED).action == "failed"

@@ -52,6 +52,29 @@ def _content_range_start(value: str | None) -> int | None:
         return None
 
 
+def _bytes_to_skip(response: httpx.Response, url: str, *, offset: int, length: int) -> int:
+    """Check a response's status and headers before its body is read; return how many
+    leading bytes of the body to drop (``offset`` for a ``200`` to a Range request)."""
+    status = response.status_code
+    if status not in (200, 206):
+        raise DownloadError(f"HTTP {status} for {url}", permanent=_is_permanent(status))
+    skip = offset if status == 200 else 0
+    if status == 206:
+        start = _content_range_start(response.headers.get("content-range"))
+        if start != offset:
+            raise DownloadError(
+                f"server answered Range {offset}- with Content-Range "
+                f"{response.headers.get('content-range')!r}"
+            )
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > length - offset + skip:
+        raise DownloadError(
+            f"server announces {declared} bytes, more than the signed length of {length} allows",
+            permanent=True,
+        )
+    return skip
+
+
 def download_into(
     client: httpx.Client,
     url: str,
@@ -80,27 +103,7 @@ def download_into(
             status = response.status_code
             if status == 416 and offset >= length:
                 return DownloadProgress(0, offset, 0, status)
-            if status not in (200, 206):
-                raise DownloadError(f"HTTP {status} for {url}", permanent=_is_permanent(status))
-            skip = offset if status == 200 else 0
-            if status == 206:
-                start = _content_range_start(response.headers.get("content-range"))
-                if start != offset:
-                    raise DownloadError(
-                        f"server answered Range {offset}- with Content-Range "
-                        f"{response.headers.get('content-range')!r}"
-                    )
-            declared = response.headers.get("content-length")
-            if (
-                declared is not None
-                and declared.isdigit()
-                and int(declared) > length - offset + skip
-            ):
-                raise DownloadError(
-                    f"server announces {declared} bytes, more than the signed length of "
-                    f"{length} allows",
-                    permanent=True,
-                )
+            skip = _bytes_to_skip(response, url, offset=offset, length=length)
             pending: list[bytes] = []  # joined into writes of at least write_size bytes
             pending_size = 0
 

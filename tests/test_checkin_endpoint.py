@@ -15,7 +15,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from otaguard.agent.transport import tls_context
 from otaguard.crypto.device_key import load_device_key
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.manifest import VersionManifest, sign_manifest
@@ -23,6 +22,7 @@ from otaguard.errors import AuthError
 from otaguard.identity import ca
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.device_keys import load_or_create_key, make_csr
+from otaguard.net.tls import tls_context
 from otaguard.server import device_identity
 from otaguard.server.context import ServerSettings
 from otaguard.server.peercert import TLS_EXTENSION

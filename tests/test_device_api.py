@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from otaguard.agent.transport import tls_context
 from otaguard.demo import Demo
 from otaguard.device.bootloader import BootResult
+from otaguard.net.tls import tls_context
 from otaguard.sim.device import SimulatedDevice
 from otaguard.store.database import MAX_DETAIL_CHARS
 

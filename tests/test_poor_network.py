@@ -15,9 +15,12 @@ import pytest
 
 from otaguard.agent.agent import UpdateAgent
 from otaguard.agent.statemachine import State
-from otaguard.agent.transport import CHUNK, DownloadError, download_into, tls_context
 from otaguard.demo import Demo
 from otaguard.device.storage import PowerCut, PowerCutStorage
+from otaguard.errors import DownloadError
+from otaguard.net.download import download_into
+from otaguard.net.fetcher import CHUNK
+from otaguard.net.tls import tls_context
 from otaguard.sim.device import SimulatedDevice
 
 IMAGE_PAYLOAD = 256 * 1024

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from otaguard.agent.transport import tls_context
+from otaguard.net.tls import tls_context
 from otaguard.server.context import ServerContext, ServerSettings
 from otaguard.server.runner import RunningServer, start_in_thread
 

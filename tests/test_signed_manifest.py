@@ -14,7 +14,6 @@ import httpx
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from otaguard.agent.transport import tls_context
 from otaguard.crypto.device_key import load_device_key, public_key_dict
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.manifest import (
@@ -24,6 +23,7 @@ from otaguard.director.manifest import (
     verify_manifest,
 )
 from otaguard.errors import ManifestError
+from otaguard.net.tls import tls_context
 from otaguard.sim.device import SimulatedDevice
 
 

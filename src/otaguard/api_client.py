@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from otaguard.agent.transport import tls_context
 from otaguard.errors import OTAGuardError, RepositoryError
+from otaguard.net.tls import tls_context
 from otaguard.repo.images import sha256_of
 from otaguard.repo.maker import MakerRepository
 

@@ -59,6 +59,13 @@ class DownloadError(OTAGuardError):
         self.permanent = permanent
 
 
+class ReplyError(DownloadError):
+    """A server's reply is not what the protocol says (not JSON, wrong shape or types). The
+    client refuses it as a whole; like any failed exchange with the server it is retried."""
+
+    code = "reply"
+
+
 class InstallError(OTAGuardError):
     """Writing or verifying a slot failed."""
 

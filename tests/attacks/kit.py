@@ -14,9 +14,9 @@ import httpx
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from otaguard.agent.transport import tls_context
 from otaguard.demo import HARDWARE, Demo
 from otaguard.device.image import build_image
+from otaguard.net.tls import tls_context
 from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.sim.device import SimulatedDevice
 

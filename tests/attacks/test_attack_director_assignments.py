@@ -22,7 +22,7 @@ import httpx
 import pytest
 from kit import Scene, assert_refused
 
-from otaguard.agent import agent as agent_module
+from otaguard.agent import acceptance
 from otaguard.director.assignment import sign_assignment, verify_assignment
 from otaguard.repo.roles import utcnow
 
@@ -93,7 +93,7 @@ def _patch_verify(monkeypatch: pytest.MonkeyPatch, **override: Any) -> None:
     def lenient(data: bytes, key: Any, **kwargs: Any) -> Any:
         return verify_assignment(data, key, **{**kwargs, **override})
 
-    monkeypatch.setattr(agent_module, "verify_assignment", lenient)
+    monkeypatch.setattr(acceptance, "verify_assignment", lenient)
 
 
 def test_replayed_assignment_is_refused(scene: Scene) -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from kit import Endless, Scene, assert_refused
 
-from otaguard.agent import agent as agent_module
+from otaguard.agent import slot_stream
 
 
 def attack(scene: Scene) -> Endless:
@@ -48,12 +48,12 @@ def test_endless_target_stream_is_cut_at_the_signed_length(scene: Scene) -> None
 
 
 def test_attack_succeeds_without_length_cap(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = agent_module.download_into
+    real = slot_stream.download_into
 
     def uncapped(*args: Any, **kwargs: Any) -> Any:
         kwargs["length"] = 1 << 40
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(agent_module, "download_into", uncapped)
+    monkeypatch.setattr(slot_stream, "download_into", uncapped)
     with pytest.raises(AssertionError, match="left its image"):
         attack(scene)

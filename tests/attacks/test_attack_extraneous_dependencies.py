@@ -24,7 +24,7 @@ import httpx
 import pytest
 from kit import Scene, assert_refused, replace_body
 
-from otaguard.agent import agent as agent_module
+from otaguard.agent import acceptance
 from otaguard.demo import HARDWARE
 from otaguard.device.image import build_image
 from otaguard.director.assignment import sign_assignment
@@ -89,6 +89,6 @@ def test_attack_succeeds_without_hardware_check(
             info = ReleaseInfo.of_target(target)
             return ReleaseInfo(info.version, (*info.hardware, HARDWARE), info.security_version)
 
-    monkeypatch.setattr(agent_module, "ReleaseInfo", AnyHardware)
+    monkeypatch.setattr(acceptance, "ReleaseInfo", AnyHardware)
     with pytest.raises(AssertionError, match="device installed"):
         attack(scene)

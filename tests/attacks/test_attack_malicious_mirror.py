@@ -20,7 +20,7 @@ import httpx
 import pytest
 from kit import Scene, assert_refused, replace_body
 
-from otaguard.agent import agent as agent_module
+from otaguard.agent import slot_stream
 
 
 def attack(scene: Scene) -> None:
@@ -49,13 +49,13 @@ def test_attack_succeeds_without_hash_check(scene: Scene, monkeypatch: pytest.Mo
         return hashlib.sha256(scene.images[next(reversed(scene.images))])
 
     monkeypatch.setattr(
-        agent_module.UpdateAgent,
-        "_stream_digest",
+        slot_stream.SlotStream,
+        "streamed_digest",
         lambda _self, _slot, _length: signed_hash(None, 0).hexdigest(),
     )
     monkeypatch.setattr(
-        agent_module.UpdateAgent,
-        "_read_back",
+        slot_stream.SlotStream,
+        "read_back",
         lambda _self, _slot, _length: signed_hash(None, 0).hexdigest(),
     )
     with pytest.raises(AssertionError, match="device installed"):

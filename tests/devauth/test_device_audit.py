@@ -14,13 +14,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from otaguard.agent.transport import make_client
 from otaguard.cli.main import app as cli
 from otaguard.crypto.device_key import load_or_create_device_key, public_key_dict
 from otaguard.demo import HARDWARE, Demo
 from otaguard.identity.device_keys import load_or_create_key, make_csr
 from otaguard.identity.enroll import enroll, renew
 from otaguard.identity.store import token_fingerprint
+from otaguard.net.client import make_client
 
 runner = CliRunner()
 

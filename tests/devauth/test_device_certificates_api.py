@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
-from otaguard.agent.transport import make_client, tls_context
 from otaguard.demo import HARDWARE, Demo
 from otaguard.identity.device_keys import load_or_create_key, make_csr
 from otaguard.identity.enroll import enroll, renew
+from otaguard.net.client import make_client
+from otaguard.net.tls import tls_context
 
 
 def test_list_and_revoke_one_certificate_by_serial(demo_world: Demo, tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import httpx
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from otaguard.agent.transport import make_client
 from otaguard.crypto.device_key import load_or_create_device_key, public_key_dict
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.manifest import VersionManifest, sign_manifest
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.device_keys import load_or_create_key, make_csr
 from otaguard.identity.enroll import enroll, renew
+from otaguard.net.client import make_client
 
 
 @dataclass

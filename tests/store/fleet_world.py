@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 
 from otaguard.agent.statemachine import State
-from otaguard.agent.transport import tls_context
 from otaguard.api_client import ManagementClient
 from otaguard.crypto.keys import key_from_dict, public_key_json
 from otaguard.demo import HARDWARE, Demo
+from otaguard.net.tls import tls_context
 from otaguard.sim.device import Provisioning, SimulatedDevice
 
 OTAGUARD = str(Path(sys.executable).with_name("otaguard"))

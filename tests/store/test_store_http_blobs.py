@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from otaguard.agent.transport import tls_context
 from otaguard.demo import Demo
+from otaguard.net.tls import tls_context
 from otaguard.server.context import MAX_METADATA_BYTES
 from otaguard.server.ranges import RangeNotSatisfiable, parse_range
 from otaguard.store.blobs import LocalBlobStore

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from otaguard.agent.transport import tls_context
 from otaguard.cli.main import app
 from otaguard.demo import Demo
 from otaguard.errors import StoreError
+from otaguard.net.tls import tls_context
 from otaguard.server.ranges import RangeNotSatisfiable, parse_range
 from otaguard.server.static_export import target_file_path
 

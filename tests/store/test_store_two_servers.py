@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from otaguard.agent.transport import tls_context
 from otaguard.crypto.device_key import load_device_key
 from otaguard.crypto.keys import load_public_key
 from otaguard.demo import HARDWARE
 from otaguard.director.assignment import verify_assignment
 from otaguard.director.manifest import VersionManifest, sign_manifest
+from otaguard.net.tls import tls_context
 
 from .conftest import pg_schema_url
 from .fleet_world import (

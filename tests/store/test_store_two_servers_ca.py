@@ -15,11 +15,11 @@ import httpx
 import pytest
 from cryptography import x509
 
-from otaguard.agent.transport import make_client
 from otaguard.demo import HARDWARE
 from otaguard.identity.authority import crl_number
 from otaguard.identity.device_keys import load_or_create_key, make_csr
 from otaguard.identity.enroll import enroll
+from otaguard.net.client import make_client
 
 from .conftest import pg_schema_url
 from .fleet_world import ServerProcess, free_port

@@ -46,6 +46,60 @@ class Journal:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+@dataclass(frozen=True)
+class SetReason:
+    """Record why the update is ending (or why a boot moved it on)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartUpdate:
+    """Everything an accepted update journals before its first byte is downloaded."""
+
+    deployment_id: int | None
+    last_counter: int
+    target: dict[str, Any]  # TUF target file dict + "path"
+    target_slot: str
+    previous_slot: str
+    previous_version: str | None
+    new_version: str
+    security_version: int
+    attempt: str
+
+
+@dataclass(frozen=True)
+class EndUpdate:
+    """The final report is queued: forget the finished update's target and progress."""
+
+
+#: A typed change to the journal, taken with a transition (``JournalKeeper.transition``).
+JournalChange = SetReason | StartUpdate | EndUpdate
+
+
+def apply_change(journal: Journal, change: JournalChange) -> None:
+    if isinstance(change, SetReason):
+        journal.reason = change.reason
+    elif isinstance(change, StartUpdate):
+        journal.deployment_id = change.deployment_id
+        journal.last_counter = change.last_counter
+        journal.target = change.target
+        journal.target_slot = change.target_slot
+        journal.previous_slot = change.previous_slot
+        journal.previous_version = change.previous_version
+        journal.new_version = change.new_version
+        journal.security_version = change.security_version
+        journal.attempt = change.attempt
+        journal.bytes_written = 0
+        journal.reason = ""
+    else:
+        journal.target = None
+        journal.target_slot = None
+        journal.bytes_written = 0
+        journal.attempt = ""
+        journal.reason = ""
+
+
 class JournalFile:
     def __init__(self, path: Path, storage: Storage | None = None) -> None:
         self.path = path

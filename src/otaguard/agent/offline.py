@@ -20,7 +20,7 @@ import httpx
 
 from otaguard.bundle.format import BundleReader
 
-log = logging.getLogger("otaguard.agent.offline")
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 18
 

@@ -41,7 +41,7 @@ from otaguard.identity import ca
 from otaguard.identity.device_keys import PrivateKey, make_csr
 from otaguard.identity.enroll import renew
 
-log = logging.getLogger("otaguard.agent.renewal")
+log = logging.getLogger(__name__)
 
 NEW = ".new"
 

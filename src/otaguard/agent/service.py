@@ -21,16 +21,17 @@ from typing import Any
 
 import httpx
 
-from otaguard.agent.agent import Outcome, UpdateAgent, describe
+from otaguard.agent.agent import UpdateAgent, describe
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.journal import JournalFile
 from otaguard.agent.layout import DeviceLayout, boot_info
 from otaguard.agent.offline import BundleTransport
+from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.statemachine import State
 from otaguard.bundle.format import BundleReader
 from otaguard.errors import ConfigError
 
-log = logging.getLogger("otaguard.agent.service")
+log = logging.getLogger(__name__)
 
 METADATA_INTEGRITY_LIMIT = 1 << 22  # bundle members up to 4 MiB are checked against the manifest
 
@@ -140,13 +141,13 @@ class AgentService:
                     raise AgentStopped("stop requested")
         except AgentStopped:
             log.info("stopped", extra={"state": self.state()})
-            return Outcome("idle", "stopped")
+            return Outcome(Action.IDLE, "stopped")
 
     def install_bundle(self, bundle: BundleReader) -> Outcome:
         """Install from an offline bundle: after-boot reconciliation, then the target."""
         out = self.boot()
         if out.reboot or self.agent.journal.state is not State.IDLE:
-            return Outcome("refused", f"finish the update under way first ({out.detail})")
+            return Outcome(Action.REFUSED, f"finish the update under way first ({out.detail})")
         log.info(
             "installing from bundle", extra={"bundle": str(bundle.path), "target": bundle.target}
         )

@@ -19,9 +19,11 @@ import httpx
 from tuf.api import exceptions as tuf_exc
 from tuf.ngclient import Updater
 
-from otaguard.agent.transport import HttpxFetcher, download_into, make_client
 from otaguard.bundle.format import Manifest, write_bundle
 from otaguard.errors import DownloadError, VerificationError
+from otaguard.net.client import make_client
+from otaguard.net.download import download_into
+from otaguard.net.fetcher import HttpxFetcher
 
 MAX_ROOTS = 1024
 

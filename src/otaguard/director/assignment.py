@@ -79,7 +79,13 @@ def verify_assignment(
     min_counter: int,
     now: dt.datetime | None = None,
 ) -> Assignment:
-    """Parse and check an assignment; raise ``AssignmentError`` naming the failed check."""
+    """Parse and check an assignment: director signature, device binding, expiry, counter
+    (at least ``min_counter``: anti-replay) and exactly one target.
+
+    Raises:
+        AssignmentError: a check failed (the message names it); the device refuses the
+            assignment and never retries the same bytes.
+    """
     try:
         md = Metadata[Targets].from_bytes(data)
     except (DeserializationError, ValueError, TypeError) as exc:

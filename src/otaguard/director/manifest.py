@@ -124,9 +124,11 @@ def verify_manifest(
 ) -> VersionManifest:
     """Verify ``envelope`` with the device's registered key; return the manifest it signs.
 
-    Raises ``ManifestError`` naming the failed check: no key registered, malformed envelope,
-    wrong payload type, missing or bad signature, another device's manifest, or a clock outside
-    ``max_skew`` of the server's (a bound on replays).
+    Raises:
+        ManifestError: a check failed, named in the message: no key registered, malformed
+            envelope, wrong payload type, missing or bad signature, another device's
+            manifest, or a clock outside ``max_skew`` of the server's (a bound on replays).
+            Nothing the manifest reports may be recorded.
     """
     if key_json is None:
         raise ManifestError(f"device {device_id} has no registered manifest key")

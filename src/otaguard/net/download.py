@@ -1,97 +1,27 @@
-"""The agent's HTTP side: an authenticated httpx client, a TUF fetcher over it, and a
-resumable, length-capped, hashing target download that streams into a slot."""
+"""A resumable, length-capped target download that hands its bytes to a writer.
+
+Shared by the device agent (streaming into a slot) and bundle creation (streaming into a
+file): the endless-data defence (never more bytes than the signed length), HTTP Range resume
+and the permanent-versus-transient classification of failures live here once.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-from tuf.api import exceptions as tuf_exc
-from tuf.ngclient.fetcher import FetcherInterface
 
 from otaguard.errors import DownloadError
 
-CHUNK = 1 << 16
 #: slot writes (and hash reads) of at least this size: fewer system calls per image
 WRITE_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class DeviceCredentials:
-    device_id: str
-    secret: str
-
-    def headers(self) -> dict[str, str]:
-        return {"X-OTAGuard-Device": self.device_id, "Authorization": f"Bearer {self.secret}"}
-
-
-def tls_context(ca_file: Path) -> ssl.SSLContext:
-    """Client TLS context that trusts only ``ca_file`` (the pinned server CA), TLS >= 1.2."""
-    ctx = ssl.create_default_context(cafile=str(ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
-def make_client(
-    base_url: str,
-    ca_file: Path | None,
-    credentials: DeviceCredentials | None,
-    *,
-    timeout: float = 20.0,
-    transport: httpx.BaseTransport | None = None,
-    client_cert: tuple[Path, Path] | None = None,
-) -> httpx.Client:
-    """``client_cert`` (certificate, key): presented in the TLS handshake (mTLS identity)."""
-    verify: Any = tls_context(ca_file) if ca_file else True
-    if client_cert is not None:
-        if verify is True:
-            verify = ssl.create_default_context()
-        verify.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    return httpx.Client(
-        base_url=base_url,
-        verify=verify,
-        headers=credentials.headers() if credentials else {},
-        timeout=httpx.Timeout(timeout, connect=10.0),
-        transport=transport,
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-    )
-
-
 def _is_permanent(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 425, 429)
-
-
-class HttpxFetcher(FetcherInterface):
-    """TUF's fetcher interface over our client (same TLS pinning and credentials)."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        try:
-            response = self.client.send(self.client.build_request("GET", url), stream=True)
-        except httpx.HTTPError as exc:
-            raise tuf_exc.DownloadError(f"cannot fetch {url}: {exc}") from exc
-        if response.status_code != 200:
-            response.close()
-            raise tuf_exc.DownloadHTTPError(
-                f"HTTP {response.status_code} for {url}", response.status_code
-            )
-        return self._chunks(response)
-
-    @staticmethod
-    def _chunks(response: httpx.Response) -> Iterator[bytes]:
-        try:
-            yield from response.iter_bytes(CHUNK)
-        except httpx.HTTPError as exc:
-            raise tuf_exc.DownloadError(f"transfer interrupted: {exc}") from exc
-        finally:
-            response.close()
 
 
 class DownloadCancelled(DownloadError):
@@ -122,6 +52,29 @@ def _content_range_start(value: str | None) -> int | None:
         return None
 
 
+def _bytes_to_skip(response: httpx.Response, url: str, *, offset: int, length: int) -> int:
+    """Check a response's status and headers before its body is read; return how many
+    leading bytes of the body to drop (``offset`` for a ``200`` to a Range request)."""
+    status = response.status_code
+    if status not in (200, 206):
+        raise DownloadError(f"HTTP {status} for {url}", permanent=_is_permanent(status))
+    skip = offset if status == 200 else 0
+    if status == 206:
+        start = _content_range_start(response.headers.get("content-range"))
+        if start != offset:
+            raise DownloadError(
+                f"server answered Range {offset}- with Content-Range "
+                f"{response.headers.get('content-range')!r}"
+            )
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > length - offset + skip:
+        raise DownloadError(
+            f"server announces {declared} bytes, more than the signed length of {length} allows",
+            permanent=True,
+        )
+    return skip
+
+
 def download_into(
     client: httpx.Client,
     url: str,
@@ -150,27 +103,7 @@ def download_into(
             status = response.status_code
             if status == 416 and offset >= length:
                 return DownloadProgress(0, offset, 0, status)
-            if status not in (200, 206):
-                raise DownloadError(f"HTTP {status} for {url}", permanent=_is_permanent(status))
-            skip = offset if status == 200 else 0
-            if status == 206:
-                start = _content_range_start(response.headers.get("content-range"))
-                if start != offset:
-                    raise DownloadError(
-                        f"server answered Range {offset}- with Content-Range "
-                        f"{response.headers.get('content-range')!r}"
-                    )
-            declared = response.headers.get("content-length")
-            if (
-                declared is not None
-                and declared.isdigit()
-                and int(declared) > length - offset + skip
-            ):
-                raise DownloadError(
-                    f"server announces {declared} bytes, more than the signed length of "
-                    f"{length} allows",
-                    permanent=True,
-                )
+            skip = _bytes_to_skip(response, url, offset=offset, length=length)
             pending: list[bytes] = []  # joined into writes of at least write_size bytes
             pending_size = 0
 

@@ -18,7 +18,7 @@ from otaguard.crypto.keys import generate_signer
 from otaguard.demo import HARDWARE, Demo
 from otaguard.device.image import build_image
 from otaguard.errors import ConflictError, RepositoryError, VerificationError
-from otaguard.repo import delegation
+from otaguard.repo import delegation, maker_delegation
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.online import OnlineRepository
@@ -58,7 +58,7 @@ class World:
 
     def sign_team(self, signers: list[CryptoSigner] | None = None) -> None:
         for s in signers or self.team:
-            delegation.sign_delegated(self.repo, s)
+            maker_delegation.sign_delegated(self.repo, s)
 
     def publish(self) -> None:
         bundle = self.repo.publish_bundle()
@@ -97,7 +97,7 @@ def world(tmp_path: Path) -> World:
 
 
 def _delegate_team(w: World, threshold: int = 2) -> None:
-    delegation.delegate(
+    maker_delegation.delegate(
         w.repo,
         "sim-board",
         keys=[s.public_key for s in w.team],
@@ -197,7 +197,7 @@ def test_delegated_role_versions_only_grow(world: World) -> None:
 def test_hashed_bins_spread_targets_and_snapshot_lists_every_bin(world: World) -> None:
     w = world
     _delegate_team(w)
-    bins = delegation.delegate_hashed_bins(
+    bins = maker_delegation.delegate_hashed_bins(
         w.repo, "sim-board", keys=[w.team[0].public_key], threshold=1, bit_length=3
     )
     assert len(bins) == 8
@@ -243,16 +243,16 @@ def test_bad_delegations_are_refused(world: World) -> None:
     w = world
     keys = [w.team[0].public_key]
     with pytest.raises(RepositoryError, match="invalid delegated role name"):
-        delegation.delegate(w.repo, "snapshot", keys=keys, threshold=1, paths=["x/*"])
+        maker_delegation.delegate(w.repo, "snapshot", keys=keys, threshold=1, paths=["x/*"])
     with pytest.raises(RepositoryError, match="threshold"):
-        delegation.delegate(w.repo, "team", keys=keys, threshold=2, paths=["x/*"])
+        maker_delegation.delegate(w.repo, "team", keys=keys, threshold=2, paths=["x/*"])
     with pytest.raises(RepositoryError, match="relative path"):
-        delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["/abs/*"])
-    delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["x/*"])
+        maker_delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["/abs/*"])
+    maker_delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["x/*"])
     with pytest.raises(RepositoryError, match="already exists"):
-        delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["y/*"])
+        maker_delegation.delegate(w.repo, "team", keys=keys, threshold=1, paths=["y/*"])
     with pytest.raises(RepositoryError, match="already delegates"):
-        delegation.delegate_hashed_bins(w.repo, TARGETS, keys=keys, threshold=1, bit_length=2)
+        maker_delegation.delegate_hashed_bins(w.repo, TARGETS, keys=keys, threshold=1, bit_length=2)
 
 
 # -- end to end: a simulated device over the real server --------------------------------------
@@ -262,7 +262,7 @@ def test_device_updates_to_a_target_in_a_delegated_hashed_bin(demo_world: Demo) 
     assert d.api is not None
     _, v1 = d.release("1.0.0")  # top-level targets, as before any delegation
     team = [generate_signer(), generate_signer()]
-    delegation.delegate(
+    maker_delegation.delegate(
         d.repo,
         "sim-board-team",
         keys=[s.public_key for s in team],
@@ -271,7 +271,7 @@ def test_device_updates_to_a_target_in_a_delegated_hashed_bin(demo_world: Demo) 
     )
     for s in d.maker_signers[TARGETS]:
         d.repo.sign(TARGETS, s)
-    bins = delegation.delegate_hashed_bins(
+    bins = maker_delegation.delegate_hashed_bins(
         d.repo,
         "sim-board-team",
         keys=[s.public_key for s in team],
@@ -285,7 +285,7 @@ def test_device_updates_to_a_target_in_a_delegated_hashed_bin(demo_world: Demo) 
         path.write_bytes(image)
         d.repo.add_target(path, name, ReleaseInfo("2.0.0", (HARDWARE,), 1))
     for s in team:
-        delegation.sign_delegated(d.repo, s)
+        maker_delegation.sign_delegated(d.repo, s)
     result = d.api.publish(d.repo)
     assert result["added"] == [name]
     assert set(result["roles"]) == {"targets", "sim-board-team", *bins}
@@ -319,13 +319,13 @@ def test_publish_api_checks_delegated_roles(demo_world: Demo) -> None:
     assert d.api is not None
     assert d.ctx is not None
     team = [generate_signer(), generate_signer()]
-    delegation.delegate(
+    maker_delegation.delegate(
         d.repo, "team", keys=[s.public_key for s in team], threshold=2, paths=["team/*"]
     )
     for s in d.maker_signers[TARGETS]:
         d.repo.sign(TARGETS, s)
     for s in team:
-        delegation.sign_delegated(d.repo, s)
+        maker_delegation.sign_delegated(d.repo, s)
     d.api.publish(d.repo)
     http = d.api.http
 

@@ -14,7 +14,7 @@ from tuf.ngclient import Updater
 
 from otaguard.crypto.keys import generate_signer
 from otaguard.demo import HARDWARE, Demo
-from otaguard.repo import delegation
+from otaguard.repo import maker_delegation
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.roles import ROOT, TARGETS
 
@@ -47,12 +47,12 @@ def test_stock_updater_refreshes_and_downloads_from_the_server(
 
     # A second release in a team's delegated role, spread over hashed bins.
     team = generate_signer()
-    delegation.delegate(
+    maker_delegation.delegate(
         d.repo, "team", keys=[team.public_key], threshold=1, paths=[f"{HARDWARE}/team-*"]
     )
     for s in d.maker_signers[TARGETS]:
         d.repo.sign(TARGETS, s)
-    delegation.delegate_hashed_bins(
+    maker_delegation.delegate_hashed_bins(
         d.repo, "team", keys=[team.public_key], threshold=1, bit_length=4
     )
     bin_image = b"team firmware built elsewhere " * 100
@@ -61,7 +61,7 @@ def test_stock_updater_refreshes_and_downloads_from_the_server(
         path = Path(tmp) / "img"
         path.write_bytes(bin_image)
         d.repo.add_target(path, bin_name, ReleaseInfo("2.0", (HARDWARE,)))
-    delegation.sign_delegated(d.repo, team)
+    maker_delegation.sign_delegated(d.repo, team)
     d.api.publish(d.repo)
 
     updater = _stock_updater(d, tmp_path / "client")

@@ -554,7 +554,7 @@ def repo_delegate(
     parent: Annotated[str, typer.Option("--parent", help="Delegating role.")] = TARGETS,
 ) -> None:
     """Give a team its own role: only its keys can sign targets under its paths."""
-    from otaguard.repo.delegation import delegate
+    from otaguard.repo.maker_delegation import delegate
 
     with cli_errors():
         r = _open(repo)
@@ -580,7 +580,8 @@ def repo_delegate_bins(
     ] = None,
 ) -> None:
     """Hashed-bin delegation (TUF succinct roles) so devices fetch one small bin per update."""
-    from otaguard.repo.delegation import delegate_hashed_bins, suggest_bit_length
+    from otaguard.repo.delegation import suggest_bit_length
+    from otaguard.repo.maker_delegation import delegate_hashed_bins
 
     with cli_errors():
         if (bits is None) == (expected_targets is None):
@@ -605,7 +606,7 @@ def release_sign_delegated(
     passphrase_env: PassphraseEnv = None,
 ) -> None:
     """Sign every delegated role (e.g. all hashed bins) that this key signs and has not signed."""
-    from otaguard.repo.delegation import sign_delegated
+    from otaguard.repo.maker_delegation import sign_delegated
 
     with cli_errors():
         r = _open(repo)

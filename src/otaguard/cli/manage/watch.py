@@ -1,0 +1,110 @@
+"""``deployments watch``: poll a deployment until it finishes, showing a live progress bar.
+
+The loop (``follow``) takes its fetch, sleep and clock as arguments so it is tested without a
+server or real time; the command wires it to the client and to rich. Ctrl-C stops watching
+only: the deployment goes on on the server, and the command says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from otaguard.cli.manage.output import as_json, err, note
+from otaguard.cli.manage.progress import (
+    EXIT_INTERRUPTED,
+    EXIT_TIMED_OUT,
+    DeploymentProgress,
+    next_delay,
+    outcome,
+    progress_of,
+)
+
+
+class WatchTimeout(Exception):
+    def __init__(self, last: DeploymentProgress) -> None:
+        super().__init__(last.summary())
+        self.last = last
+
+
+def follow(
+    fetch: Callable[[], Mapping[str, Any]],
+    on_change: Callable[[Mapping[str, Any], DeploymentProgress], None],
+    *,
+    interval: float,
+    timeout: float | None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DeploymentProgress:
+    """Poll until the deployment is finished; ``on_change`` hears every new progress.
+
+    Raises:
+        WatchTimeout: ``timeout`` seconds passed first.
+    """
+    deadline = None if timeout is None else clock() + timeout
+    last: DeploymentProgress | None = None
+    delay = interval
+    while True:
+        reply = fetch()
+        p = progress_of(reply)
+        if p != last:
+            on_change(reply, p)
+        if p.finished:
+            return p
+        delay = next_delay(delay, changed=p != last, base=interval)
+        last = p
+        if deadline is not None:
+            left = deadline - clock()
+            if left <= 0:
+                raise WatchTimeout(p)
+            delay = min(delay, left)
+        sleep(delay)
+
+
+def watch(
+    fetch: Callable[[], Mapping[str, Any]],
+    deployment_id: int,
+    *,
+    interval: float,
+    timeout: float | None,
+    json: bool,
+) -> int:
+    """Follow with a progress bar (or, with ``json``, one JSON document per change); the exit
+    status to end with."""
+    if json:
+        return _run(lambda: follow(fetch, lambda r, _p: as_json(r), **_opts(interval, timeout)))
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(f"deployment {deployment_id}", total=None)
+
+        def show(_reply: Mapping[str, Any], p: DeploymentProgress) -> None:
+            text = f"deployment {deployment_id} {p.summary()}"
+            bar.update(task, total=p.total, completed=p.done, description=text)
+
+        return _run(lambda: follow(fetch, show, **_opts(interval, timeout)), deployment_id)
+
+
+def _opts(interval: float, timeout: float | None) -> dict[str, Any]:
+    return {"interval": interval, "timeout": timeout}
+
+
+def _run(loop: Callable[[], DeploymentProgress], deployment_id: int | None = None) -> int:
+    try:
+        final = loop()
+    except KeyboardInterrupt:
+        note("stopped watching; the deployment goes on on the server")
+        return EXIT_INTERRUPTED
+    except WatchTimeout as exc:
+        note(f"gave up watching after the timeout; {exc}")
+        return EXIT_TIMED_OUT
+    if deployment_id is not None:
+        note(f"deployment {deployment_id} {final.summary()}")
+    return outcome(final)

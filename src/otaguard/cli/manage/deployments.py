@@ -176,7 +176,7 @@ def deployments_cancel(
     json: JsonOpt = False,
 ) -> None:
     """Cancel a deployment: devices not yet updating are not offered it any more."""
-    if not yes and not typer.confirm(f"cancel deployment {deployment}?"):
+    if not yes and not typer.confirm(f"cancel deployment {deployment}?", err=True):
         fail("not confirmed")
     _change(ctx, deployment, "cancelled", lambda api: api.cancel_deployment(deployment), json)
 

@@ -178,14 +178,16 @@ def devices_revoke_certificates(
 ) -> None:
     """Revoke the device's certificates (or one): it is refused until it enrolls again."""
     what = f"certificate {serial} of {device}" if serial else f"every certificate of {device}"
-    if not yes and not typer.confirm(f"revoke {what}?"):
-        fail("not confirmed")
     with client(ctx) as api:
+        if serial is not None and serial not in {
+            c["serial"] for c in api.device_certificates(device)
+        }:
+            fail(f"{device} has no certificate {serial}")
+        if not yes and not typer.confirm(f"revoke {what}?", err=True):
+            fail("not confirmed")
         if serial is None:
             reply = api.revoke_device_certificates(device)
         else:
-            if serial not in {c["serial"] for c in api.device_certificates(device)}:
-                fail(f"{device} has no certificate {serial}")
             reply = api.revoke_certificate(serial)
     if json:
         as_json(reply)

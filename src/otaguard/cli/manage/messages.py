@@ -26,7 +26,7 @@ def explain(status: int, detail: str, *, context: str | None = None) -> str:
         return f"not found: {detail}"
     if status == 409:
         return f"conflict: {detail}"
-    if status == 422:
+    if status in (400, 422):
         return f"refused: {detail}"
     if status == 429:
         return f"too many failed attempts: {detail}"
@@ -36,8 +36,8 @@ def explain(status: int, detail: str, *, context: str | None = None) -> str:
 def _forbidden(detail: str) -> str:
     if m := _NOT_ALLOWED.match(detail):
         roles = m["roles"]
-        who = "you hold no role" if roles == "no role" else _your_roles(roles)
-        return f"forbidden: {who} and may not do {m['action']}"
+        who = "with no role you" if roles == "no role" else _your_roles(roles)
+        return f"forbidden: {who} may not do {m['action']}"
     if m := _NOT_SCOPED.match(detail):
         return f"forbidden: your API token is not scoped for {m['action']}"
     return f"forbidden: {detail}"

@@ -92,9 +92,11 @@ def fields(item: Mapping[str, Any], keys: Sequence[Column], title: str | None = 
     out.print(t)
 
 
-def as_json(data: Any) -> None:
-    """The reply as it came, on standard output, for programs (no colour, no wrapping)."""
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+def as_json(data: Any, *, one_line: bool = False) -> None:
+    """The reply as it came, on standard output, for programs (no colour, no wrapping);
+    ``one_line``: a JSON Lines record, for a stream of replies."""
+    indent = None if one_line else 2
+    print(json.dumps(data, indent=indent, sort_keys=True, default=str), flush=True)
 
 
 def note(message: str) -> None:

@@ -93,7 +93,7 @@ def login(
                 who = _check_token(server, ca, token) or user
                 fields: dict[str, Any] = {"token": token, "user": who}
             else:
-                who = user or typer.prompt("user")
+                who = user or typer.prompt("user", err=True)
                 reply = password_login(server, who, _password(password_stdin), ca)
                 fields = {"token": reply["token"], "token_id": reply["id"], "user": who}
                 fields["expires_at"] = reply["expires_at"]
@@ -122,7 +122,7 @@ def _password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = typer.prompt("password", hide_input=True)
+        password = typer.prompt("password", hide_input=True, err=True)
     if not password:
         fail("empty password")
     return str(password)

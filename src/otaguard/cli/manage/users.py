@@ -32,7 +32,7 @@ def _new_password(from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True, err=True)
     if not password:
         fail("empty password")
     return str(password)

@@ -75,7 +75,11 @@ def watch(
     """Follow with a progress bar (or, with ``json``, one JSON document per change); the exit
     status to end with."""
     if json:
-        return _run(lambda: follow(fetch, lambda r, _p: as_json(r), **_opts(interval, timeout)))
+
+        def line(reply: Mapping[str, Any], _p: DeploymentProgress) -> None:
+            as_json(reply, one_line=True)
+
+        return _run(lambda: follow(fetch, line, **_opts(interval, timeout)), deployment_id)
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -96,8 +100,9 @@ def _opts(interval: float, timeout: float | None) -> dict[str, Any]:
     return {"interval": interval, "timeout": timeout}
 
 
-def _run(loop: Callable[[], DeploymentProgress], deployment_id: int | None = None) -> int:
+def _run(loop: Callable[[], DeploymentProgress], deployment_id: int) -> int:
     try:
+        note(f"watching deployment {deployment_id}; Ctrl-C stops watching, not the deployment")
         final = loop()
     except KeyboardInterrupt:
         note("stopped watching; the deployment goes on on the server")
@@ -105,6 +110,5 @@ def _run(loop: Callable[[], DeploymentProgress], deployment_id: int | None = Non
     except WatchTimeout as exc:
         note(f"gave up watching after the timeout; {exc}")
         return EXIT_TIMED_OUT
-    if deployment_id is not None:
-        note(f"deployment {deployment_id} {final.summary()}")
+    note(f"deployment {deployment_id} {final.summary()}")
     return outcome(final)

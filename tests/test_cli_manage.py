@@ -22,6 +22,7 @@ import typer
 from click.testing import CliRunner, Result
 
 from otaguard.cli.main import app
+from otaguard.cli.manage import credentials
 from otaguard.demo import HARDWARE, Demo
 from otaguard.identity.rbac import Role
 
@@ -209,6 +210,27 @@ def test_a_credentials_file_others_can_read_is_refused(world: World, tmp_path: P
     r = world.cli(None, "mgmt", "devices", "list", config=config)
     assert r.exit_code == 2
     assert "chmod 600" in r.stderr
+
+
+def test_an_expired_login_is_refused_before_any_request(world: World, tmp_path: Path) -> None:
+    config = tmp_path / "credentials.toml"
+    login = credentials.with_login(
+        {},
+        "x",
+        world.url,
+        world.ca,
+        token=world.tokens["viewer"],
+        expires_at="2020-01-01T00:00:00Z",
+    )
+    credentials.save(config, login)
+    r = world.cli(None, "mgmt", "devices", "list", config=config)
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: the login to 'x' expired at 2020-01-01T00:00:00Z")
+    future = "2999-01-01T00:00:00Z"  # control: the same token with a later expiry works
+    credentials.save(
+        config, {**login, "contexts": {"x": {**login["contexts"]["x"], "expires_at": future}}}
+    )
+    assert world.cli(None, "mgmt", "devices", "list", config=config).exit_code == 0
 
 
 def test_bad_token_and_unreachable_server(world: World) -> None:

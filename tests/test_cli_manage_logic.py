@@ -69,6 +69,18 @@ def test_nothing_to_go_on_is_a_clear_error() -> None:
         cred.resolve(CONFIG, {}, context="nope")
 
 
+def test_an_expired_login_says_so_before_asking_the_server() -> None:
+    soon = {**CONFIG["contexts"]["prod"], "expires_at": "2026-01-02T12:00:00+00:00"}
+    config = {"current": "prod", "contexts": {"prod": soon}}
+    before = dt.datetime(2026, 1, 2, 11, 59, tzinfo=dt.UTC)
+    after = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.UTC)
+    assert cred.resolve(config, {}, now=before).token == "tok-prod"
+    with pytest.raises(ConfigError, match="login to 'prod' expired at 2026-01-02T12:00:00"):
+        cred.resolve(config, {}, now=after)
+    # a token from the environment is the server's to judge
+    assert cred.resolve(config, {cred.TOKEN_ENV: "t"}, now=after).token == "t"
+
+
 def test_the_token_is_not_in_the_targets_repr() -> None:
     assert "tok-prod" not in repr(cred.resolve(CONFIG, {}))
 

@@ -12,6 +12,7 @@ and ``save`` are the file I/O around it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import tomllib
@@ -65,11 +66,13 @@ def resolve(
     *,
     context: str | None = None,
     server: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Target:
     """Server, CA and token, each from (first found) the option, the environment, the context.
 
     Raises:
-        ConfigError: no server or no token can be found, or the context named does not exist.
+        ConfigError: no server or no token can be found, the context named does not exist, or
+            its login expired before ``now``.
     """
     contexts: Mapping[str, Any] = config.get("contexts", {})
     env_token = env.get(TOKEN_ENV)
@@ -85,8 +88,23 @@ def resolve(
     token = env_token or entry.get("token")
     if not token:
         raise ConfigError(f"not logged in to {name!r}: run `otaguard login --context {name}`")
+    if not env_token and _expired(entry.get("expires_at"), now):
+        raise ConfigError(
+            f"the login to {name!r} expired at {entry['expires_at']}: "
+            f"run `otaguard login --context {name}`"
+        )
     ca = env.get(CA_ENV) or entry.get("ca")
     return Target(name, env_server or str(entry["server"]), Path(ca) if ca else None, str(token))
+
+
+def _expired(expires_at: Any, now: dt.datetime | None) -> bool:
+    if now is None or not isinstance(expires_at, str):
+        return False
+    try:
+        when = dt.datetime.fromisoformat(expires_at)
+    except ValueError:
+        return False  # unreadable: let the server decide
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)) <= now
 
 
 def default_context_name(server: str) -> str:

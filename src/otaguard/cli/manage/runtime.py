@@ -3,6 +3,7 @@ the chosen server, and one way of failing (one line on standard error, exit 2)."
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,7 +73,9 @@ def client(ctx: typer.Context) -> Iterator[FleetClient]:
     env = dict(os.environ)
     with failures(sel.context):
         config = credentials.load(credentials.config_path(env))
-        target = credentials.resolve(config, env, context=sel.context, server=sel.server)
+        target = credentials.resolve(
+            config, env, context=sel.context, server=sel.server, now=dt.datetime.now(dt.UTC)
+        )
         api = FleetClient(target.server, target.token, target.ca)
     try:
         with failures(target.context):

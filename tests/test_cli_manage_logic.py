@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from otaguard.cli.manage.progress import (
 from otaguard.cli.manage.watch import WatchTimeout, follow
 from otaguard.errors import ConfigError
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "current": "prod",
     "contexts": {
         "prod": {"server": "https://prod:8443", "ca": "/etc/ca.pem", "token": "tok-prod"},
@@ -193,7 +194,7 @@ def test_age() -> None:
 
 
 def test_rows_reach_into_nested_fields() -> None:
-    items = [{"id": 1, "custom": {"notes": "n"}}, {"id": 2}]
+    items: list[dict[str, Any]] = [{"id": 1, "custom": {"notes": "n"}}, {"id": 2}]
     assert rows(items, [("id", "id"), ("notes", "custom.notes")]) == [["1", "n"], ["2", "-"]]
 
 
@@ -210,12 +211,10 @@ def test_exactly_one_selector() -> None:
     assert selector_of(all_devices=False, tag=None, hardware=None, devices=["a", "b"]) == {
         "devices": ["a", "b"]
     }
-    for kw in (
-        {"all_devices": False, "tag": None, "hardware": None, "devices": []},
-        {"all_devices": True, "tag": "eu", "hardware": None, "devices": []},
-    ):
-        with pytest.raises(ValueError, match="one way"):
-            selector_of(**kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one way"):
+        selector_of(all_devices=False, tag=None, hardware=None, devices=[])
+    with pytest.raises(ValueError, match="one way"):
+        selector_of(all_devices=True, tag="eu", hardware=None, devices=[])
 
 
 # -- watching -----------------------------------------------------------------------------------

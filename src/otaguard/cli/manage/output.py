@@ -74,6 +74,11 @@ def rows(items: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> list[
 def table(
     items: Iterable[Mapping[str, Any]], columns: Sequence[Column], title: str | None = None
 ) -> None:
+    """A table of ``items``, or a note saying there are none."""
+    items = list(items)
+    if not items:
+        note(f"{title}: none" if title else "none")
+        return
     t = Table(title=title, title_justify="left")
     for heading, _ in columns:
         t.add_column(heading, overflow="fold")

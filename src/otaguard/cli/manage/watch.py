@@ -72,43 +72,44 @@ def watch(
     timeout: float | None,
     json: bool,
 ) -> int:
-    """Follow with a progress bar (or, with ``json``, one JSON document per change); the exit
-    status to end with."""
+    """Follow with a progress bar (or, with ``json``, one JSON Lines record per change); the
+    exit status to end with."""
     if json:
 
         def line(reply: Mapping[str, Any], _p: DeploymentProgress) -> None:
             as_json(reply, one_line=True)
 
-        return _run(lambda: follow(fetch, line, **_opts(interval, timeout)), deployment_id)
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(f"deployment {deployment_id}", total=None)
+        code, message = _run(
+            lambda: follow(fetch, line, interval=interval, timeout=timeout), deployment_id
+        )
+    else:
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task(f"deployment {deployment_id}", total=None)
 
-        def show(_reply: Mapping[str, Any], p: DeploymentProgress) -> None:
-            text = f"deployment {deployment_id} {p.summary()}"
-            bar.update(task, total=p.total, completed=p.done, description=text)
+            def show(_reply: Mapping[str, Any], p: DeploymentProgress) -> None:
+                text = f"deployment {deployment_id} {p.state} ({p.failed} failed)"
+                bar.update(task, total=p.total, completed=p.done, description=text)
 
-        return _run(lambda: follow(fetch, show, **_opts(interval, timeout)), deployment_id)
+            code, message = _run(
+                lambda: follow(fetch, show, interval=interval, timeout=timeout), deployment_id
+            )
+    note(message)
+    return code
 
 
-def _opts(interval: float, timeout: float | None) -> dict[str, Any]:
-    return {"interval": interval, "timeout": timeout}
-
-
-def _run(loop: Callable[[], DeploymentProgress], deployment_id: int) -> int:
+def _run(loop: Callable[[], DeploymentProgress], deployment_id: int) -> tuple[int, str]:
+    """Run the loop; the exit status and the closing line (said after the bar is gone)."""
     try:
         note(f"watching deployment {deployment_id}; Ctrl-C stops watching, not the deployment")
         final = loop()
     except KeyboardInterrupt:
-        note("stopped watching; the deployment goes on on the server")
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, "stopped watching; the deployment goes on on the server"
     except WatchTimeout as exc:
-        note(f"gave up watching after the timeout; {exc}")
-        return EXIT_TIMED_OUT
-    note(f"deployment {deployment_id} {final.summary()}")
-    return outcome(final)
+        return EXIT_TIMED_OUT, f"gave up watching after the timeout; {exc}"
+    return outcome(final), f"deployment {deployment_id} {final.summary()}"

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -170,12 +171,7 @@ def test_login_keeps_the_token_private_and_logout_revokes_it(world: World, tmp_p
     assert r.exit_code == 0, r.output
     assert "token revoked" in r.stderr
     assert token not in config.read_text()
-    # revoked on the server, not only forgotten here
-    with httpx.Client(verify=str(world.ca)) as http:
-        reply = http.get(
-            f"{world.url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert reply.status_code == 401
+    assert _status(world, token) == 401  # revoked on the server, not only forgotten here
     r = world.cli(None, "mgmt", "devices", "list", config=config)
     assert r.exit_code == 2
     assert r.stderr.startswith("error: not logged in to 'lab'")
@@ -183,6 +179,24 @@ def test_login_keeps_the_token_private_and_logout_revokes_it(world: World, tmp_p
     r = world.cli(None, "login", "--password-stdin", input=PASSWORD + "\n", config=config)
     assert r.exit_code == 0, r.output
     assert world.cli(None, "mgmt", "releases", "list", config=config).exit_code == 0
+    # a login over a login revokes the token it replaces
+    second = _stored_token(config)
+    assert _status(world, second) == 200
+    r = world.cli(None, "login", "--password-stdin", input=PASSWORD + "\n", config=config)
+    assert r.exit_code == 0, r.output
+    assert _stored_token(config) != second
+    assert _status(world, second) == 401
+    assert _status(world, _stored_token(config)) == 200
+
+
+def _stored_token(config: Path) -> str:
+    return str(credentials.load(config)["contexts"]["lab"]["token"])
+
+
+def _status(world: World, token: str) -> int:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(world.ca))) as http:
+        url = f"{world.url}/api/v1/devices"
+        return http.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def test_a_wrong_password_stores_nothing(world: World, tmp_path: Path) -> None:

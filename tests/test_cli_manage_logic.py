@@ -100,8 +100,11 @@ def test_login_and_logout_edit_one_context() -> None:
 
 def test_context_names_and_paths() -> None:
     assert cred.default_context_name("https://ota.example:8443/") == "ota.example:8443"
-    with pytest.raises(ConfigError, match="must be a URL"):
-        cred.default_context_name("ota.example")
+    for bad in ("ota.example", "http://ota.example:8443", "https://"):
+        with pytest.raises(ConfigError, match="must be an https:// URL"):
+            cred.default_context_name(bad)
+    with pytest.raises(ConfigError, match="must be an https:// URL"):  # not even from the env
+        cred.resolve({}, {cred.TOKEN_ENV: "t", cred.SERVER_ENV: "http://x:80"})
     assert cred.config_path({"XDG_CONFIG_HOME": "/x"}) == Path("/x/otaguard/credentials.toml")
     assert cred.config_path({"HOME": "/h"}) == Path("/h/.config/otaguard/credentials.toml")
     assert cred.config_path({cred.CONFIG_ENV: "/c.toml", "HOME": "/h"}) == Path("/c.toml")

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
@@ -79,7 +80,7 @@ def resolve(
     env_server = server or env.get(SERVER_ENV)
     if env_token and env_server and not (context or env.get(CONTEXT_ENV)):
         ca = env.get(CA_ENV)
-        return Target(None, env_server, Path(ca) if ca else None, env_token)
+        return Target(None, check_server(env_server), Path(ca) if ca else None, env_token)
     name = context_name(config, env, context)
     entry = contexts.get(name)
     if entry is None:
@@ -94,7 +95,8 @@ def resolve(
             f"run `otaguard login --context {name}`"
         )
     ca = env.get(CA_ENV) or entry.get("ca")
-    return Target(name, env_server or str(entry["server"]), Path(ca) if ca else None, str(token))
+    url = check_server(env_server or str(entry["server"]))
+    return Target(name, url, Path(ca) if ca else None, str(token))
 
 
 def _expired(expires_at: Any, now: dt.datetime | None) -> bool:
@@ -107,14 +109,19 @@ def _expired(expires_at: Any, now: dt.datetime | None) -> bool:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)) <= now
 
 
+def check_server(server: str) -> str:
+    """``server`` if it is an https:// URL with a host (a token never travels in clear)."""
+    parts = urlsplit(server)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(
+            f"server must be an https:// URL such as https://host:8443, not {server!r}"
+        )
+    return server
+
+
 def default_context_name(server: str) -> str:
     """A context named after the server's host and port (``https://h:8443`` -> ``h:8443``)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(server)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise ConfigError(f"server must be a URL such as https://host:8443, not {server!r}")
-    return parts.netloc.rsplit("@", 1)[-1]
+    return urlsplit(check_server(server)).netloc.rsplit("@", 1)[-1]
 
 
 def with_login(

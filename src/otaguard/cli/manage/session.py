@@ -102,8 +102,16 @@ def login(
                 raise
             fail(f"login refused: {str(exc).split(': ', 1)[-1]}")
         credentials.save(path, credentials.with_login(config, name, server, ca, **fields))
+        _revoke_replaced(config.get("contexts", {}).get(name), fields["token"])
     expiry = f", token expires {fields['expires_at']}" if fields.get("expires_at") else ""
     note(f"logged in to {server} as {who or 'token holder'} (context {name}{expiry})")
+
+
+def _revoke_replaced(old: dict[str, Any] | None, new_token: str) -> None:
+    """A login over an earlier one: revoke the earlier token if a login obtained it (so it
+    does not stay valid, unused, until it expires)."""
+    if old and old.get("token_id") and old.get("token") and old["token"] != new_token:
+        _revoke_quietly(old)
 
 
 def _known_server(

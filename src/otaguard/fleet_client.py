@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from otaguard.agent.transport import tls_context
+from otaguard.net.tls import tls_context
 from otaguard.api_client import ApiError, ManagementClient
 
 #: largest page the server gives (its ``limit`` bound)

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from otaguard.net.tls import tls_context
 from otaguard.api_client import ApiError, ManagementClient
+from otaguard.net.tls import tls_context
 
 #: largest page the server gives (its ``limit`` bound)
 PAGE_MAX = 1000

@@ -18,7 +18,7 @@ from tuf.api.metadata import Metadata
 from typer.testing import CliRunner
 
 from otaguard.cli.main import app
-from otaguard.cli.maker import _flags
+from otaguard.cli.maker_repo import _flags
 from otaguard.crypto.keys import (
     generate_signer,
     load_public_key,

@@ -1,0 +1,242 @@
+"""The QEMU board: a disk image that Debian's real U-Boot (``u-boot-qemu``, qemu-x86) boots
+with OTAGuard's boot script, so the A/B logic is proven against a real bootloader, not only
+against the simulated one in ``otaguard.device.bootloader``.
+
+Layout (GPT, built without root: no loop mounts, only tools that write image files)::
+
+    1 MiB   boot    FAT  boot.scr (packaging/u-boot/boot.cmd) + uboot.env (single-copy U-Boot
+                         environment, 0x4000 bytes, written by otaguard.device.bootenv)
+    9 MiB   slot_a  ext4 /boot/vmlinuz (Debian cloud kernel) + /boot/initrd.img (busybox)
+    41 MiB  slot_b  ext4 the same, another version
+
+Each slot's initramfs prints ``OTAGUARD-BOOT version=<v> slot=<s> trial=<t>`` (slot and trial
+from ``otaguard.slot=``/``otaguard.trial=`` on the kernel command line, which the boot script
+sets) on the serial console and powers off. The slot images are also kept as files: a raw
+ext4 release the agent can install into a slot.
+
+Run as a program to build a board: ``python tests/qemu/board.py OUTDIR``
+(``scripts/build-qemu-board.sh`` does that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from otaguard.device.bootenv import UBootEnv
+from otaguard.device.bootloader import default_env
+
+REPO = Path(__file__).resolve().parents[2]
+BOOT_CMD = REPO / "packaging" / "u-boot" / "boot.cmd"
+UBOOT_ROM = Path("/usr/lib/u-boot/qemu-x86/u-boot.rom")
+KERNEL_PACKAGE = "linux-image-cloud-amd64"  # a metapackage: its Depends names the real one
+
+MIB = 1024 * 1024
+ENV_FILE = "uboot.env"
+ENV_SIZE = 0x4000
+# (GPT name, start MiB, size MiB): the boot script finds slots by these names.
+PARTITIONS = (("boot", 1, 8), ("slot_a", 9, 32), ("slot_b", 41, 32))
+DISK_MIB = 80
+PARTUUIDS = {
+    "boot": "6f746167-0000-4000-8000-000000000001",
+    "slot_a": "6f746167-0000-4000-8000-00000000000a",
+    "slot_b": "6f746167-0000-4000-8000-00000000000b",
+}
+TOOLS = ("qemu-system-x86_64", "mkimage", "mkfs.vfat", "mcopy", "mke2fs", "sfdisk", "cpio")
+
+INIT = """#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+/bin/busybox mount -t proc proc /proc
+slot=none
+trial=none
+for word in $(/bin/busybox cat /proc/cmdline); do
+  case "$word" in
+    otaguard.slot=*) slot="${word#otaguard.slot=}" ;;
+    otaguard.trial=*) trial="${word#otaguard.trial=}" ;;
+  esac
+done
+echo "OTAGUARD-CMDLINE $(/bin/busybox cat /proc/cmdline)"
+echo "OTAGUARD-BOOT version=$(/bin/busybox cat /etc/otaguard-version) slot=$slot trial=$trial"
+/bin/busybox poweroff -f
+"""
+
+
+class BoardError(Exception):
+    """The board cannot be built (a tool or the kernel package is missing)."""
+
+
+def missing_tools() -> list[str]:
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if not UBOOT_ROM.is_file():
+        missing.append(f"{UBOOT_ROM} (u-boot-qemu)")
+    if not Path("/bin/busybox").is_file():
+        missing.append("/bin/busybox (busybox-static)")
+    return missing
+
+
+def _run(*args: str | Path, cwd: Path | None = None, stdin: bytes | None = None) -> bytes:
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=cwd, input=stdin, capture_output=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise BoardError(f"{' '.join(map(str, args))}: {proc.stderr.decode(errors='replace')}")
+    return proc.stdout
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("OTAGUARD_QEMU_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    return root if os.environ.get("OTAGUARD_QEMU_CACHE") else root / "otaguard" / "qemu"
+
+
+def fetch_kernel(cache: Path) -> Path:
+    """A Debian cloud kernel (vmlinuz), downloaded once with ``apt-get download`` and unpacked
+    with ``dpkg-deb -x``; nothing is installed on the host. ``OTAGUARD_QEMU_KERNEL`` overrides."""
+    if override := os.environ.get("OTAGUARD_QEMU_KERNEL"):
+        return Path(override)
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob("vmlinuz-*"))
+    if found:
+        return found[-1]
+    depends = _run("apt-cache", "depends", KERNEL_PACKAGE).decode()
+    names = [ln.split()[-1] for ln in depends.splitlines() if "Depends: linux-image-" in ln]
+    if not names:
+        raise BoardError(f"apt-cache knows no {KERNEL_PACKAGE} (run apt-get update)")
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        _run("apt-get", "download", names[0], cwd=Path(tmp))
+        deb = next(Path(tmp).glob("*.deb"))
+        _run("dpkg-deb", "-x", deb, Path(tmp) / "root")
+        vmlinuz = next((Path(tmp) / "root" / "boot").glob("vmlinuz-*"))
+        target = cache / vmlinuz.name
+        shutil.copyfile(vmlinuz, target.with_suffix(".part"))
+        target.with_suffix(".part").rename(target)
+    return target
+
+
+def build_initramfs(version: str, out: Path) -> None:
+    """A gzip'd cpio (newc) with busybox-static and the init above; ``version`` in
+    /etc/otaguard-version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for d in ("bin", "dev", "proc", "etc"):
+            (root / d).mkdir()
+        shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+        (root / "init").write_text(INIT)
+        (root / "init").chmod(0o755)
+        (root / "etc" / "otaguard-version").write_text(version + "\n")
+        names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+        archive = _run(
+            "cpio", "-o", "-H", "newc", "-R", "0:0", "--quiet", cwd=root,
+            stdin="\n".join(names).encode() + b"\n",
+        )  # fmt: skip
+    out.write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
+
+
+def build_slot_image(kernel: Path, version: str, label: str, out: Path) -> None:
+    """An ext4 root filesystem for one slot: /boot/vmlinuz, /boot/initrd.img, /etc version."""
+    size_mib = dict((n, s) for n, _, s in PARTITIONS)["slot_a"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "boot").mkdir()
+        (root / "etc").mkdir()
+        shutil.copyfile(kernel, root / "boot" / "vmlinuz")
+        build_initramfs(version, root / "boot" / "initrd.img")
+        (root / "etc" / "otaguard-version").write_text(version + "\n")
+        out.unlink(missing_ok=True)
+        _run("mke2fs", "-q", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-d", root,
+             out, f"{size_mib}M")  # fmt: skip
+
+
+def build_boot_script(out: Path) -> None:
+    _run(REPO / "packaging" / "u-boot" / "build-boot-scr.sh", out, "x86")
+
+
+def build_boot_partition(script: Path, env: Mapping[str, str] | None, out: Path) -> None:
+    """The FAT boot partition: boot.scr and (unless ``env`` is None) uboot.env."""
+    size_mib = PARTITIONS[0][2]
+    out.unlink(missing_ok=True)
+    _run("mkfs.vfat", "-C", "-n", "OTAGBOOT", out, str(size_mib * 1024))
+    _run("mcopy", "-i", out, script, "::boot.scr")
+    if env is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            env_file = Path(tmp) / ENV_FILE
+            UBootEnv([env_file], ENV_SIZE).write(env)
+            _run("mcopy", "-i", out, env_file, f"::{ENV_FILE}")
+
+
+def sfdisk_script() -> str:
+    lines = ["label: gpt", "label-id: 6F746167-0000-4000-8000-000000000000", "first-lba: 2048"]
+    for name, start, size in PARTITIONS:
+        ptype = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" if name == "boot" else "linux"
+        lines.append(
+            f"start={start}MiB, size={size}MiB, type={ptype}, uuid={PARTUUIDS[name]}, name={name}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def assemble_disk(parts: Mapping[str, Path], out: Path) -> None:
+    """Partition table with sfdisk, then each partition image copied in at its offset."""
+    out.unlink(missing_ok=True)
+    with open(out, "wb") as fh:
+        fh.truncate(DISK_MIB * MIB)
+    _run("sfdisk", "--quiet", out, stdin=sfdisk_script().encode())
+    with open(out, "r+b") as disk:
+        for name, start, _ in PARTITIONS:
+            disk.seek(start * MIB)
+            with open(parts[name], "rb") as src:
+                shutil.copyfileobj(src, disk, MIB)
+
+
+@dataclass(frozen=True)
+class BoardFiles:
+    """A built board: the pristine disk and the raw ext4 slot images it was made from."""
+
+    disk: Path
+    slot_images: dict[str, Path]  # version -> ext4 image
+    boot_script: Path
+
+
+def build_board(out: Path, versions: tuple[str, str] = ("1.0.0", "2.0.0")) -> BoardFiles:
+    """Slot a holds ``versions[0]`` (committed, the default environment), slot b
+    ``versions[1]`` (installed but not switched to)."""
+    if missing := missing_tools():
+        raise BoardError("missing: " + ", ".join(missing))
+    out.mkdir(parents=True, exist_ok=True)
+    kernel = fetch_kernel(cache_dir())
+    images: dict[str, Path] = {}
+    for slot, version in zip(("a", "b"), versions, strict=True):
+        images[version] = out / f"rootfs-{version}.ext4"
+        build_slot_image(kernel, version, f"rootfs_{slot}", images[version])
+    script = out / "boot.scr"
+    build_boot_script(script)
+    build_boot_partition(script, default_env("a"), out / "boot.vfat")
+    parts = {"boot": out / "boot.vfat", "slot_a": images[versions[0]]}
+    parts["slot_b"] = images[versions[1]]
+    assemble_disk(parts, out / "disk.img")
+    return BoardFiles(out / "disk.img", images, script)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the OTAGuard QEMU board disk image")
+    parser.add_argument("outdir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        board = build_board(args.outdir)
+    except BoardError as exc:
+        print(f"build-qemu-board: {exc}", file=sys.stderr)
+        return 1
+    print(board.disk)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Power on the QEMU board once: Debian's U-Boot (qemu-x86) under TCG runs boot.scr, boots the
+# slot the environment names, and the slot's init prints OTAGUARD-BOOT ... and powers off.
+# The serial console is this terminal; press a key at "Hit any key" for the U-Boot prompt.
+#   scripts/boot-qemu-board.sh [DISK]          (default: qemu-board/disk.img)
+set -euo pipefail
+disk="${1:-qemu-board/disk.img}"
+exec qemu-system-x86_64 -accel tcg -machine pc -m 256 \
+  -bios /usr/lib/u-boot/qemu-x86/u-boot.rom \
+  -display none -monitor none -serial stdio -nic none -no-reboot \
+  -drive "file=$disk,if=virtio,format=raw"

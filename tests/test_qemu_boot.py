@@ -15,12 +15,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from qemu.board import PARTUUIDS, BoardFiles, build_board, missing_tools
-from qemu.machine import Boot, boot, boot_env, env_file_bytes, fw_printenv, read_env
 
 from otaguard.agent.layout import booted_slot
 from otaguard.agent.statemachine import BootFacts, Event, State, boot_event, next_state
 from otaguard.device.bootloader import DEFAULT_BOOTLIMIT, default_env
+from qemu.board import MIB, PARTITIONS, PARTUUIDS, BoardFiles, build_board, missing_tools
+from qemu.machine import Boot, boot, boot_env, env_file_bytes, fw_printenv, read_env
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools()),
@@ -165,3 +165,18 @@ def test_qemu_corrupt_env_boots_slot_a(board: BoardFiles, tmp_path: Path) -> Non
     result = boot_logged(disk)
     assert (result.slot, result.trial, result.version) == ("a", False, OLD)
     assert "no valid boot environment" in result.log
+
+
+def test_qemu_trial_slot_that_does_not_load_falls_back_at_once(
+    board: BoardFiles, tmp_path: Path
+) -> None:
+    disk = fresh_disk(board, tmp_path)
+    switch_to_trial(disk, "b")
+    start = next(s for name, s, _ in PARTITIONS if name == "slot_b")
+    with open(disk, "r+b") as fh:  # slot b's filesystem is gone: no kernel to load
+        fh.seek(start * MIB)
+        fh.write(b"\0" * MIB)
+    result = boot_logged(disk)
+    assert (result.slot, result.trial, result.version) == ("a", False, OLD)
+    assert "slot b (slot_b) does not load; booting slot a" in result.log
+    assert read_env(disk) == default_env("a") | {"ota_attempt": ATTEMPT}

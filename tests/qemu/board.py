@@ -42,8 +42,9 @@ KERNEL_PACKAGE = "linux-image-cloud-amd64"  # a metapackage: its Depends names t
 MIB = 1024 * 1024
 ENV_FILE = "uboot.env"
 ENV_SIZE = 0x4000
+BOOT_MIB, SLOT_MIB = 8, 32
 # (GPT name, start MiB, size MiB): the boot script finds slots by these names.
-PARTITIONS = (("boot", 1, 8), ("slot_a", 9, 32), ("slot_b", 41, 32))
+PARTITIONS = (("boot", 1, BOOT_MIB), ("slot_a", 9, SLOT_MIB), ("slot_b", 9 + SLOT_MIB, SLOT_MIB))
 DISK_MIB = 80
 PARTUUIDS = {
     "boot": "6f746167-0000-4000-8000-000000000001",
@@ -143,7 +144,6 @@ def build_initramfs(version: str, out: Path) -> None:
 
 def build_slot_image(kernel: Path, version: str, label: str, out: Path) -> None:
     """An ext4 root filesystem for one slot: /boot/vmlinuz, /boot/initrd.img, /etc version."""
-    size_mib = dict((n, s) for n, _, s in PARTITIONS)["slot_a"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "boot").mkdir()
@@ -153,7 +153,7 @@ def build_slot_image(kernel: Path, version: str, label: str, out: Path) -> None:
         (root / "etc" / "otaguard-version").write_text(version + "\n")
         out.unlink(missing_ok=True)
         _run("mke2fs", "-q", "-t", "ext4", "-L", label, "-E", "root_owner=0:0", "-d", root,
-             out, f"{size_mib}M")  # fmt: skip
+             out, f"{SLOT_MIB}M")  # fmt: skip
 
 
 def build_boot_script(out: Path) -> None:
@@ -162,9 +162,8 @@ def build_boot_script(out: Path) -> None:
 
 def build_boot_partition(script: Path, env: Mapping[str, str] | None, out: Path) -> None:
     """The FAT boot partition: boot.scr and (unless ``env`` is None) uboot.env."""
-    size_mib = PARTITIONS[0][2]
     out.unlink(missing_ok=True)
-    _run("mkfs.vfat", "-C", "-n", "OTAGBOOT", out, str(size_mib * 1024))
+    _run("mkfs.vfat", "-C", "-n", "OTAGBOOT", out, str(BOOT_MIB * 1024))
     _run("mcopy", "-i", out, script, "::boot.scr")
     if env is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -219,8 +218,11 @@ def build_board(out: Path, versions: tuple[str, str] = ("1.0.0", "2.0.0")) -> Bo
     script = out / "boot.scr"
     build_boot_script(script)
     build_boot_partition(script, default_env("a"), out / "boot.vfat")
-    parts = {"boot": out / "boot.vfat", "slot_a": images[versions[0]]}
-    parts["slot_b"] = images[versions[1]]
+    parts = {
+        "boot": out / "boot.vfat",
+        "slot_a": images[versions[0]],
+        "slot_b": images[versions[1]],
+    }
     assemble_disk(parts, out / "disk.img")
     return BoardFiles(out / "disk.img", images, script)
 

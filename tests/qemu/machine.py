@@ -70,7 +70,9 @@ def _parse(log: bytes) -> Boot:
     )
 
 
-def boot(disk: Path, timeout: float = 60.0, *, fast: bool = True, log_file: Path | None = None) -> Boot:
+def boot(
+    disk: Path, timeout: float = 60.0, *, fast: bool = True, log_file: Path | None = None
+) -> Boot:
     """Power the board on once, wait for it to power itself off, return what its init said."""
     proc = subprocess.Popen(
         qemu_command(disk), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -97,7 +99,9 @@ def boot(disk: Path, timeout: float = 60.0, *, fast: bool = True, log_file: Path
                 proc.stdin.flush()
                 interrupted = True
         else:
-            raise BootFailed(f"board still running after {timeout:.0f} s:\n{log[-3000:].decode(errors='replace')}")
+            raise BootFailed(
+                f"board still running after {timeout:.0f} s:\n{log[-3000:].decode(errors='replace')}"
+            )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the QEMU board (docs/PROVISIONING.md): a GPT disk image with a FAT boot partition
-# (boot.scr from packaging/u-boot/boot.cmd, uboot.env) and two ext4 slots, each with a Debian
+# (boot.scr from packaging/u-boot/boot.cmd, otaguard.env) and two ext4 slots, each with a Debian
 # cloud kernel (downloaded once with apt-get download into ~/.cache/otaguard/qemu, not installed)
 # and a busybox initramfs. No root needed.
 #   scripts/build-qemu-board.sh [OUTDIR]      (default: qemu-board/)

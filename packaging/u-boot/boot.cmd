@@ -8,9 +8,11 @@
 #   bootlimit          trial boots allowed before falling back to the other slot (1..9)
 #   ota_attempt        the agent tag for its last switch (kept, never read here)
 #
-# The environment is a U-Boot environment block in a file (uboot.env, single copy: CRC32 then
+# The environment is a U-Boot environment block in a file (otaguard.env, single copy: CRC32 then
 # name=value\0 entries, 0x4000 bytes) on the partition this script was loaded from: the format of
-# `env export -c` and of fw_printenv with "uboot.env 0x0 0x4000" in fw_env.config. Only the
+# `env export -c` and of fw_printenv with "otaguard.env 0x0 0x4000" in fw_env.config. Not named
+# uboot.env: a U-Boot built with ENV_IS_IN_FAT (Raspberry Pi) loads uboot.env as its whole
+# environment at power-on, and a file holding only these variables would erase its bootcmd. Only the
 # variables above are imported (a tampered file cannot set bootcmd) and exported back; the
 # script writes the file only during a trial, so a committed device never writes its flash at
 # boot. Boards whose U-Boot keeps its own environment (ENV_IS_IN_MMC/FAT, redundant) set
@@ -21,15 +23,18 @@
 #
 # The kernel command line names the booted slot and its trial state (otaguard.slot=a
 # otaguard.trial=0); the agent reads otaguard.slot= from /proc/cmdline. The slots are found by
-# GPT partition name (slot_a, slot_b) and the root filesystem is passed as root=PARTUUID=.
+# GPT partition name (slot_a, slot_b), or by number on an MBR disk, and the root filesystem is
+# passed as root=PARTUUID=. Board settings (the first section) can be prepended when building
+# boot.scr: build-boot-scr.sh OUTPUT ARCH SETTINGS-FILE.
 
 # -- board settings (a value already in the U-Boot environment wins) ------------------------------
 if test -z "${otg_console}"; then setenv otg_console "console=ttyS0,115200"; fi
 if test -z "${otg_part_a}"; then setenv otg_part_a slot_a; fi
 if test -z "${otg_part_b}"; then setenv otg_part_b slot_b; fi
+# otg_partnum_a/otg_partnum_b (hex partition numbers) replace the GPT names on MBR disks.
 if test -z "${otg_kernel}"; then setenv otg_kernel /boot/vmlinuz; fi
 if test -z "${otg_initrd}"; then setenv otg_initrd /boot/initrd.img; fi
-if test -z "${otg_env_file}"; then setenv otg_env_file uboot.env; fi
+if test -z "${otg_env_file}"; then setenv otg_env_file otaguard.env; fi
 if test -z "${otg_env_size}"; then setenv otg_env_size 0x4000; fi
 if test -z "${otg_env_addr}"; then setenv otg_env_addr ${kernel_addr_r}; fi
 # x86: the kernel decompresses itself in place from 16 MiB up to 16 MiB + init_size (0x4378000 for
@@ -95,8 +100,15 @@ fi
 setenv otg_loaded 0
 for attempt in 1 2; do
   if test "${otg_loaded}" = "0"; then
-    if test "${boot_slot}" = "a"; then setenv otg_label ${otg_part_a}; else setenv otg_label ${otg_part_b}; fi
-    if part number ${otg_bootdev} ${otg_label} otg_part && part uuid ${otg_bootdev}:${otg_part} otg_uuid && load ${otg_bootdev}:${otg_part} ${kernel_addr_r} ${otg_kernel} && load ${otg_bootdev}:${otg_part} ${otg_initrd_addr} ${otg_initrd}; then
+    if test "${boot_slot}" = "a"; then
+      setenv otg_label ${otg_part_a}
+      setenv otg_part ${otg_partnum_a}
+    else
+      setenv otg_label ${otg_part_b}
+      setenv otg_part ${otg_partnum_b}
+    fi
+    if test -z "${otg_part}"; then part number ${otg_bootdev} ${otg_label} otg_part; fi
+    if test -n "${otg_part}" && part uuid ${otg_bootdev}:${otg_part} otg_uuid && load ${otg_bootdev}:${otg_part} ${kernel_addr_r} ${otg_kernel} && load ${otg_bootdev}:${otg_part} ${otg_initrd_addr} ${otg_initrd}; then
       setenv otg_loaded 1
       setenv otg_initrd_size ${filesize}
     elif test "${attempt}" = "1"; then

@@ -4,7 +4,7 @@ against the simulated one in ``otaguard.device.bootloader``.
 
 Layout (GPT, built without root: no loop mounts, only tools that write image files)::
 
-    1 MiB   boot    FAT  boot.scr (packaging/u-boot/boot.cmd) + uboot.env (single-copy U-Boot
+    1 MiB   boot    FAT  boot.scr (packaging/u-boot/boot.cmd) + otaguard.env (single-copy U-Boot
                          environment, 0x4000 bytes, written by otaguard.device.bootenv)
     9 MiB   slot_a  ext4 /boot/vmlinuz (Debian cloud kernel) + /boot/initrd.img (busybox)
     41 MiB  slot_b  ext4 the same, another version
@@ -40,7 +40,7 @@ UBOOT_ROM = Path("/usr/lib/u-boot/qemu-x86/u-boot.rom")
 KERNEL_PACKAGE = "linux-image-cloud-amd64"  # a metapackage: its Depends names the real one
 
 MIB = 1024 * 1024
-ENV_FILE = "uboot.env"
+ENV_FILE = "otaguard.env"
 ENV_SIZE = 0x4000
 BOOT_MIB, SLOT_MIB = 8, 32
 # (GPT name, start MiB, size MiB): the boot script finds slots by these names.
@@ -161,7 +161,7 @@ def build_boot_script(out: Path) -> None:
 
 
 def build_boot_partition(script: Path, env: Mapping[str, str] | None, out: Path) -> None:
-    """The FAT boot partition: boot.scr and (unless ``env`` is None) uboot.env."""
+    """The FAT boot partition: boot.scr and (unless ``env`` is None) otaguard.env."""
     out.unlink(missing_ok=True)
     _run("mkfs.vfat", "-C", "-n", "OTAGBOOT", out, str(BOOT_MIB * 1024))
     _run("mcopy", "-i", out, script, "::boot.scr")

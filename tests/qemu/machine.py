@@ -123,7 +123,7 @@ def _mtools(*args: str) -> None:
 
 @contextlib.contextmanager
 def boot_env(disk: Path) -> Iterator[UBootEnv]:
-    """The board's uboot.env as an ``otaguard.device.bootenv.UBootEnv`` (the agent's class);
+    """The board's otaguard.env as an ``otaguard.device.bootenv.UBootEnv`` (the agent's class);
     copied out of the FAT partition with mcopy, and back in when the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / ENV_FILE

@@ -12,6 +12,7 @@ The board is built once per session (tests/qemu/board.py); each test boots its o
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,11 +92,16 @@ def after_trial(trial_boot: tuple[Path, Boot], tmp_path: Path) -> Path:
     return disk
 
 
-def test_qemu_default_env_boots_slot_a_committed(board: BoardFiles, tmp_path: Path) -> None:
+def test_qemu_default_env_boots_slot_a_committed(
+    board: BoardFiles, tmp_path: Path, report_figure: Callable[[str], None]
+) -> None:
     disk = fresh_disk(board, tmp_path)
     before = env_file_bytes(disk)
     result = boot_logged(disk, fast=False)  # untouched: U-Boot's own autoboot finds boot.scr
     assert (result.version, result.slot, result.trial) == (OLD, "a", False)
+    report_figure(
+        f"QEMU board, power-on to init's poweroff (U-Boot autoboot): {result.seconds:.1f} s"
+    )
     assert "otaguard.slot=a" in result.cmdline.split()
     assert f"root=PARTUUID={PARTUUIDS['slot_a']}" in result.cmdline.split()
     (tmp_path / "cmdline").write_text(result.cmdline)

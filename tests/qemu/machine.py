@@ -39,6 +39,7 @@ class Boot:
     trial: bool
     cmdline: str
     log: str  # the whole serial console
+    seconds: float  # power-on to power-off
 
 
 class BootFailed(AssertionError):
@@ -54,7 +55,7 @@ def qemu_command(disk: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _parse(log: bytes) -> Boot:
+def _parse(log: bytes, seconds: float) -> Boot:
     found = BOOT_LINE.search(log)
     if found is None:
         tail = log[-3000:].decode(errors="replace")
@@ -67,6 +68,7 @@ def _parse(log: bytes) -> Boot:
         trial=trial == "1",
         cmdline=cmdline.group(1).decode().strip() if cmdline else "",
         log=log.decode(errors="replace"),
+        seconds=seconds,
     )
 
 
@@ -82,7 +84,8 @@ def boot(
     assert proc.stdout is not None
     log = bytearray()
     interrupted = not fast
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stdout], [], [], 0.2)
@@ -106,9 +109,11 @@ def boot(
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
         if log_file is not None:
             log_file.write_bytes(bytes(log))
-    return _parse(bytes(log))
+    return _parse(bytes(log), time.monotonic() - start)
 
 
 def _mtools_image(disk: Path) -> str:

@@ -20,8 +20,17 @@ import pytest
 from otaguard.agent.layout import booted_slot
 from otaguard.agent.statemachine import BootFacts, Event, State, boot_event, next_state
 from otaguard.device.bootloader import DEFAULT_BOOTLIMIT, default_env
-from qemu.board import MIB, PARTITIONS, PARTUUIDS, BoardFiles, build_board, missing_tools
-from qemu.machine import Boot, boot, boot_env, env_file_bytes, fw_printenv, read_env
+from qemu.board import PARTUUIDS, BoardFiles, build_board, missing_tools
+from qemu.machine import (
+    Boot,
+    boot,
+    boot_env,
+    env_file_bytes,
+    fw_printenv,
+    read_env,
+    read_partition,
+    write_partition,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools()),
@@ -109,6 +118,9 @@ def test_qemu_default_env_boots_slot_a_committed(
     # A committed boot never writes the environment.
     assert env_file_bytes(disk) == before
     assert read_env(disk) == default_env("a")
+    # What booted is the raw ext4 release the board was built from, byte for byte.
+    read_partition(disk, "slot_a", tmp_path / "slot_a.img")
+    assert (tmp_path / "slot_a.img").read_bytes() == board.slot_images[OLD].read_bytes()
 
 
 def test_qemu_trial_boots_b_and_counts_the_boot(
@@ -131,9 +143,14 @@ def test_qemu_trial_boots_b_and_counts_the_boot(
 
 def test_qemu_committed_b_boots_without_trial(after_trial: Path) -> None:
     commit(after_trial)
+    with boot_env(after_trial) as env:
+        # Variables other than OTAGuard's are not imported: the environment file cannot
+        # change what U-Boot boots or the kernel's arguments.
+        env.update(otg_extra_args="init=/bin/sh", otg_kernel="/nonexistent", bootargs="x")
     before = env_file_bytes(after_trial)
     result = boot_logged(after_trial)
     assert (result.version, result.slot, result.trial) == (NEW, "b", False)
+    assert "init=/bin/sh" not in result.cmdline
     assert env_file_bytes(after_trial) == before
     assert read_env(after_trial)["upgrade_available"] == "0"
 
@@ -178,10 +195,8 @@ def test_qemu_trial_slot_that_does_not_load_falls_back_at_once(
 ) -> None:
     disk = fresh_disk(board, tmp_path)
     switch_to_trial(disk, "b")
-    start = next(s for name, s, _ in PARTITIONS if name == "slot_b")
-    with open(disk, "r+b") as fh:  # slot b's filesystem is gone: no kernel to load
-        fh.seek(start * MIB)
-        fh.write(b"\0" * MIB)
+    (tmp_path / "empty").write_bytes(b"")
+    write_partition(disk, "slot_b", tmp_path / "empty")  # slot b erased: no kernel to load
     result = boot_logged(disk)
     assert (result.slot, result.trial, result.version) == ("a", False, OLD)
     assert "slot b (slot_b) does not load; booting slot a" in result.log

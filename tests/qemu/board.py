@@ -46,6 +46,16 @@ BOOT_MIB, SLOT_MIB = 8, 32
 # (GPT name, start MiB, size MiB): the boot script finds slots by these names.
 PARTITIONS = (("boot", 1, BOOT_MIB), ("slot_a", 9, SLOT_MIB), ("slot_b", 9 + SLOT_MIB, SLOT_MIB))
 DISK_MIB = 80
+
+
+def partition_range(name: str) -> tuple[int, int]:
+    """(offset, size) in bytes of the partition with GPT name ``name``."""
+    for part, start, size in PARTITIONS:
+        if part == name:
+            return start * MIB, size * MIB
+    raise KeyError(name)
+
+
 PARTUUIDS = {
     "boot": "6f746167-0000-4000-8000-000000000001",
     "slot_a": "6f746167-0000-4000-8000-00000000000a",

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otaguard.device.bootenv import UBootEnv
-from qemu.board import ENV_FILE, ENV_SIZE, MIB, PARTITIONS, UBOOT_ROM
+from qemu.board import ENV_FILE, ENV_SIZE, MIB, UBOOT_ROM, partition_range
 
 BOOT_LINE = re.compile(rb"OTAGUARD-BOOT version=(\S+) slot=(\S+) trial=(\S+)")
 CMDLINE_LINE = re.compile(rb"OTAGUARD-CMDLINE ([^\r\n]*)")
 AUTOBOOT_PROMPT = b"Hit any key to stop autoboot"
-BOOT_PARTITION_OFFSET = PARTITIONS[0][1] * MIB
+BOOT_PARTITION_OFFSET = partition_range("boot")[0]
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,24 @@ def fw_printenv(disk: Path) -> dict[str, str]:
 def write_env(disk: Path, values: Mapping[str, str]) -> None:
     with boot_env(disk) as env:
         env.write(values)
+
+
+def read_partition(disk: Path, name: str, out: Path) -> None:
+    """Copy partition ``name`` (``slot_a``, ``slot_b``) out of the disk into a file: a slot the
+    agent can write as a block device (``slots = "block"``), then ``write_partition`` back."""
+    offset, size = partition_range(name)
+    with open(disk, "rb") as src, open(out, "wb") as dst:
+        src.seek(offset)
+        for _ in range(size // MIB):
+            dst.write(src.read(MIB))
+
+
+def write_partition(disk: Path, name: str, image: Path) -> None:
+    """Put ``image`` (at most the partition's size) into partition ``name``, zero-filled."""
+    offset, size = partition_range(name)
+    data = image.read_bytes()
+    if len(data) > size:
+        raise ValueError(f"{image} is {len(data)} bytes, partition {name} holds {size}")
+    with open(disk, "r+b") as dst:
+        dst.seek(offset)
+        dst.write(data + bytes(size - len(data)))

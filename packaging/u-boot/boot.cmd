@@ -10,13 +10,13 @@
 #
 # The environment is a U-Boot environment block in a file (otaguard.env, single copy: CRC32 then
 # name=value\0 entries, 0x4000 bytes) on the partition this script was loaded from: the format of
-# `env export -c` and of fw_printenv with "otaguard.env 0x0 0x4000" in fw_env.config. Not named
-# uboot.env: a U-Boot built with ENV_IS_IN_FAT (Raspberry Pi) loads uboot.env as its whole
-# environment at power-on, and a file holding only these variables would erase its bootcmd. Only the
-# variables above are imported (a tampered file cannot set bootcmd) and exported back; the
-# script writes the file only during a trial, so a committed device never writes its flash at
-# boot. Boards whose U-Boot keeps its own environment (ENV_IS_IN_MMC/FAT, redundant) set
-# otg_env_native=1 in it: the script then uses that environment and saveenv.
+# `env export -c` and of fw_printenv with "otaguard.env 0x0 0x4000" in fw_env.config. It is not
+# named uboot.env: a U-Boot built with ENV_IS_IN_FAT (Raspberry Pi) loads uboot.env as its whole
+# environment at power-on, and a file holding only these variables would erase its bootcmd.
+# Only the variables above are imported (a tampered file cannot set bootcmd or kernel arguments)
+# and exported back; the script writes the file only during a trial, so a committed device never
+# writes its flash at boot. Boards whose U-Boot keeps its own environment (ENV_IS_IN_MMC,
+# redundant) set otg_env_native=1 in it: the script then uses that environment and saveenv.
 #
 # U-Boot without setexpr (the Debian qemu builds) cannot add, so bootcount is counted by a chain
 # of string tests: 0..9, then 10 which is above every allowed bootlimit.

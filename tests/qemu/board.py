@@ -14,7 +14,10 @@ from ``otaguard.slot=``/``otaguard.trial=`` on the kernel command line, which th
 sets) on the serial console and powers off. The slot images are also kept as files: a raw
 ext4 release the agent can install into a slot.
 
-Run as a program to build a board: ``python tests/qemu/board.py OUTDIR``
+The GRUB board (``build_grub_board``) has the same slots behind GRUB (i386-pc, started by QEMU
+with ``-kernel``) running packaging/grub/grub.cfg with a grubenv.
+
+Run as a program to build a board: ``python tests/qemu/board.py OUTDIR [--grub]``
 (``scripts/build-qemu-board.sh`` does that).
 """
 
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from otaguard.device.bootenv import UBootEnv
 from otaguard.device.bootloader import default_env
+from otaguard.device.grubenv import GrubEnv
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_CMD = REPO / "packaging" / "u-boot" / "boot.cmd"
@@ -62,6 +66,31 @@ PARTUUIDS = {
     "slot_b": "6f746167-0000-4000-8000-00000000000b",
 }
 TOOLS = ("qemu-system-x86_64", "mkimage", "mkfs.vfat", "mcopy", "mke2fs", "sfdisk", "cpio")
+GRUB_PC = Path("/usr/lib/grub/i386-pc")
+GRUB_CFG = REPO / "packaging" / "grub" / "grub.cfg"
+GRUB_ENV_FILE = "grub/grubenv"
+# Built into GRUB's core.img: the serial console, and the board settings of grub.cfg.
+GRUB_EARLY_CFG = """serial --unit=0 --speed=115200
+terminal_input serial
+terminal_output serial
+set otg_args="ro console=ttyS0,115200"
+"""
+GRUB_MODULES = [
+    "biosdisk",
+    "part_gpt",
+    "fat",
+    "ext2",
+    "normal",
+    "linux",
+    "echo",
+    "test",
+    "loadenv",
+    "search",
+    "search_label",
+    "configfile",
+    "serial",
+    "terminal",
+]
 
 INIT = """#!/bin/busybox sh
 /bin/busybox mount -t devtmpfs dev /dev
@@ -205,6 +234,58 @@ def assemble_disk(parts: Mapping[str, Path], out: Path) -> None:
                 shutil.copyfileobj(src, disk, MIB)
 
 
+def missing_grub_tools() -> list[str]:
+    missing = [] if shutil.which("grub-mkimage") else ["grub-mkimage (grub-common)"]
+    if not (GRUB_PC / "lnxboot.img").is_file():
+        missing.append(f"{GRUB_PC} (grub-pc-bin)")
+    return missing
+
+
+def build_grub_loader(out: Path) -> None:
+    """GRUB (i386-pc) as a Linux-protocol image QEMU starts with ``-kernel``: lnxboot.img
+    followed by a core.img with the modules and the early config built in, so nothing has to
+    be installed in the disk's boot sector."""
+    with tempfile.TemporaryDirectory() as tmp:
+        early, core = Path(tmp) / "early.cfg", Path(tmp) / "core.img"
+        early.write_text(GRUB_EARLY_CFG)
+        _run("grub-mkimage", "-O", "i386-pc", "-c", early, "-p", "(hd0,gpt1)/grub",
+             "-o", core, *GRUB_MODULES)  # fmt: skip
+        out.write_bytes((GRUB_PC / "lnxboot.img").read_bytes() + core.read_bytes())
+
+
+def build_grub_boot_partition(env: Mapping[str, str], out: Path) -> None:
+    """The FAT boot partition of the GRUB board: grub/grub.cfg (packaging/grub/grub.cfg as
+    shipped) and grub/grubenv (written by otaguard.device.grubenv)."""
+    out.unlink(missing_ok=True)
+    _run("mkfs.vfat", "-C", "-n", "OTAGBOOT", out, str(BOOT_MIB * 1024))
+    _run("mmd", "-i", out, "::grub")
+    _run("mcopy", "-i", out, GRUB_CFG, "::grub/grub.cfg")
+    with tempfile.TemporaryDirectory() as tmp:
+        env_file = Path(tmp) / "grubenv"
+        GrubEnv(env_file).write(env)
+        _run("mcopy", "-i", out, env_file, f"::{GRUB_ENV_FILE}")
+
+
+def build_grub_board(board: BoardFiles) -> GrubBoardFiles:
+    """The same slots behind GRUB instead of U-Boot: ``disk-grub.img`` and ``grub.lnx``."""
+    if missing := missing_grub_tools():
+        raise BoardError("missing: " + ", ".join(missing))
+    out = board.disk.parent
+    build_grub_loader(out / "grub.lnx")
+    build_grub_boot_partition(default_env("a"), out / "boot-grub.vfat")
+    versions = list(board.slot_images)
+    parts = {"boot": out / "boot-grub.vfat", "slot_a": board.slot_images[versions[0]]}
+    parts["slot_b"] = board.slot_images[versions[1]]
+    assemble_disk(parts, out / "disk-grub.img")
+    return GrubBoardFiles(out / "disk-grub.img", out / "grub.lnx")
+
+
+@dataclass(frozen=True)
+class GrubBoardFiles:
+    disk: Path
+    loader: Path  # GRUB for QEMU's -kernel
+
+
 @dataclass(frozen=True)
 class BoardFiles:
     """A built board: the pristine disk and the raw ext4 slot images it was made from."""
@@ -240,13 +321,16 @@ def build_board(out: Path, versions: tuple[str, str] = ("1.0.0", "2.0.0")) -> Bo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the OTAGuard QEMU board disk image")
     parser.add_argument("outdir", type=Path)
+    parser.add_argument("--grub", action="store_true", help="also disk-grub.img and grub.lnx")
     args = parser.parse_args(argv)
     try:
         board = build_board(args.outdir)
+        print(board.disk)
+        if args.grub:
+            print(build_grub_board(board).disk)
     except BoardError as exc:
         print(f"build-qemu-board: {exc}", file=sys.stderr)
         return 1
-    print(board.disk)
     return 0
 
 

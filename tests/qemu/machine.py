@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from otaguard.device.bootenv import UBootEnv
-from qemu.board import ENV_FILE, ENV_SIZE, MIB, UBOOT_ROM, partition_range
+from otaguard.device.grubenv import GrubEnv
+from qemu.board import ENV_FILE, ENV_SIZE, GRUB_ENV_FILE, MIB, UBOOT_ROM, partition_range
 
 BOOT_LINE = re.compile(rb"OTAGUARD-BOOT version=(\S+) slot=(\S+) trial=(\S+)")
 CMDLINE_LINE = re.compile(rb"OTAGUARD-CMDLINE ([^\r\n]*)")
@@ -46,12 +47,15 @@ class BootFailed(AssertionError):
     """The board did not reach its init's OTAGUARD-BOOT line in time."""
 
 
-def qemu_command(disk: Path) -> list[str]:
+def qemu_command(disk: Path, grub: Path | None = None) -> list[str]:
+    """U-Boot as the firmware, the disk on virtio; or (``grub``) SeaBIOS starting GRUB as a
+    Linux-protocol image, the disk on IDE (GRUB reads it through the BIOS)."""
+    firmware = ["-bios", str(UBOOT_ROM)] if grub is None else ["-kernel", str(grub)]
+    bus = "virtio" if grub is None else "ide"
     return [
-        "qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256",
-        "-bios", str(UBOOT_ROM), "-display", "none", "-monitor", "none", "-serial", "stdio",
-        "-nic", "none", "-no-reboot",
-        "-drive", f"file={disk},if=virtio,format=raw",
+        "qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-m", "256", *firmware,
+        "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none", "-no-reboot",
+        "-drive", f"file={disk},if={bus},format=raw",
     ]  # fmt: skip
 
 
@@ -73,17 +77,23 @@ def _parse(log: bytes, seconds: float) -> Boot:
 
 
 def boot(
-    disk: Path, timeout: float = 60.0, *, fast: bool = True, log_file: Path | None = None
+    disk: Path,
+    timeout: float = 60.0,
+    *,
+    fast: bool = True,
+    log_file: Path | None = None,
+    grub: Path | None = None,
 ) -> Boot:
-    """Power the board on once, wait for it to power itself off, return what its init said."""
+    """Power the board on once, wait for it to power itself off, return what its init said.
+    ``grub``: the GRUB loader of a GRUB board (board.build_grub_board) instead of U-Boot."""
     proc = subprocess.Popen(
-        qemu_command(disk), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        qemu_command(disk, grub), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdin is not None
     assert proc.stdout is not None
     log = bytearray()
-    interrupted = not fast
+    interrupted = not fast or grub is not None
     start = time.monotonic()
     deadline = start + timeout
     try:
@@ -138,6 +148,19 @@ def boot_env(disk: Path) -> Iterator[UBootEnv]:
         yield env
         if local.read_bytes() != before:
             _mtools("mcopy", "-o", "-i", _mtools_image(disk), str(local), f"::{ENV_FILE}")
+
+
+@contextlib.contextmanager
+def grub_env(disk: Path) -> Iterator[GrubEnv]:
+    """The GRUB board's grub/grubenv as an ``otaguard.device.grubenv.GrubEnv``, like
+    ``boot_env``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "grubenv"
+        _mtools("mcopy", "-n", "-i", _mtools_image(disk), f"::{GRUB_ENV_FILE}", str(local))
+        before = local.read_bytes()
+        yield GrubEnv(local)
+        if local.read_bytes() != before:
+            _mtools("mcopy", "-o", "-i", _mtools_image(disk), str(local), f"::{GRUB_ENV_FILE}")
 
 
 def read_env(disk: Path) -> dict[str, str]:

@@ -133,9 +133,12 @@ def _run(*args: str | Path, cwd: Path | None = None, stdin: bytes | None = None)
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("OTAGUARD_QEMU_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    return root if os.environ.get("OTAGUARD_QEMU_CACHE") else root / "otaguard" / "qemu"
+    """Where the downloaded kernel is kept between runs: ``$OTAGUARD_QEMU_CACHE``, else
+    ``$XDG_CACHE_HOME/otaguard/qemu`` (``~/.cache/otaguard/qemu``)."""
+    if explicit := os.environ.get("OTAGUARD_QEMU_CACHE"):
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "otaguard" / "qemu"
 
 
 def fetch_kernel(cache: Path) -> Path:
@@ -144,7 +147,7 @@ def fetch_kernel(cache: Path) -> Path:
     if override := os.environ.get("OTAGUARD_QEMU_KERNEL"):
         return Path(override)
     cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob("vmlinuz-*"))
+    found = sorted(p for p in cache.glob("vmlinuz-*") if not p.name.endswith(".part"))
     if found:
         return found[-1]
     depends = _run("apt-cache", "depends", KERNEL_PACKAGE).decode()
@@ -156,9 +159,9 @@ def fetch_kernel(cache: Path) -> Path:
         deb = next(Path(tmp).glob("*.deb"))
         _run("dpkg-deb", "-x", deb, Path(tmp) / "root")
         vmlinuz = next((Path(tmp) / "root" / "boot").glob("vmlinuz-*"))
-        target = cache / vmlinuz.name
-        shutil.copyfile(vmlinuz, target.with_suffix(".part"))
-        target.with_suffix(".part").rename(target)
+        target, part = cache / vmlinuz.name, cache / f"{vmlinuz.name}.part"
+        shutil.copyfile(vmlinuz, part)
+        part.rename(target)  # whole or absent: a concurrent or cut build never sees half
     return target
 
 

@@ -612,7 +612,7 @@ def test_audit_list_export_verify(world: World, tmp_path: Path) -> None:
 
 
 # -- coverage -----------------------------------------------------------------------------------
-#: actions of the maker's publishing flow: `otaguard repo publish` (tests/test_cli_maker.py)
+#: actions of the maker's publishing flow: `otaguard repo publish` (tests/repo/test_cli_maker.py)
 MAKER_ACTIONS = {Action.KEYS_READ, Action.ROOT_WRITE, Action.PUBLISH, Action.ARTIFACT_UPLOAD}
 
 

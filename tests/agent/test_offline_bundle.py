@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from agent_kit import power_cycle, read_members, rewrite_bundle, write_agent_toml
+from kit.agent import power_cycle, read_members, rewrite_bundle, write_agent_toml
 from otaguard.bundle.format import MANIFEST, BundleReader
 from otaguard.cli.main import app
 from otaguard.demo import HARDWARE, Demo

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "otaguard"
+SRC = Path(__file__).resolve().parents[2] / "src" / "otaguard"
 PURE = ["acceptance", "retry", "reporting", "replies", "outcome", "statemachine"]
 IO_MODULES = {
     "httpx",

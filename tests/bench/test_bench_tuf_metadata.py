@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "tuf_metadata_bytes.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "tuf_metadata_bytes.py"
 
 
 def test_hashed_bins_fetch_less_than_one_targets_file(tmp_path: Path) -> None:

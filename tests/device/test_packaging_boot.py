@@ -16,7 +16,7 @@ import pytest
 from otaguard.agent.layout import SLOT_FLAG
 from otaguard.device.bootloader import default_env
 
-PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
+PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 BOOT_CMD = PACKAGING / "u-boot" / "boot.cmd"
 GRUB_CFG = PACKAGING / "grub" / "grub.cfg"
 ENV_NAMES = sorted(default_env())

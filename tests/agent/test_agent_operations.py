@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent_kit import power_cycle, write_agent_toml
+from kit.agent import power_cycle, write_agent_toml
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.layout import DeviceLayout
 from otaguard.agent.logs import json_logging
@@ -28,7 +28,7 @@ from otaguard.device.grubenv import GrubEnv
 from otaguard.device.slots import BlockDeviceSlots
 from otaguard.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 GOOD = """

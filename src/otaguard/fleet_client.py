@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from otaguard.api_client import ApiError, ManagementClient
+from otaguard.api_client import ManagementClient
+from otaguard.errors import ApiError
 from otaguard.net.tls import tls_context
 
 #: largest page the server gives (its ``limit`` bound)

@@ -29,18 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from otaguard.errors import VerificationError
+from otaguard.errors import BundleError
 
 MANIFEST = "otaguard-bundle.json"
 FORMAT = 1
 MAX_MANIFEST = 1 << 20
 CHUNK = 1 << 20
-
-
-class BundleError(VerificationError):
-    """The bundle file is not a well-formed OTAGuard bundle."""
-
-    code = "bundle"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from typing import Annotated, NoReturn
 import httpx
 import typer
 
-from otaguard.api_client import ApiError
 from otaguard.cli.manage import credentials
 from otaguard.cli.manage.messages import explain
 from otaguard.cli.manage.output import err
-from otaguard.errors import OTAGuardError
+from otaguard.errors import ApiError, OTAGuardError
 from otaguard.fleet_client import FleetClient
 
 #: exit status of every refused or failed command (as the other ``otaguard`` commands)

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from otaguard.api_client import ApiError
 from otaguard.cli.manage import credentials
 from otaguard.cli.manage.output import as_json, note, table
 from otaguard.cli.manage.runtime import JsonOpt, fail, failures
+from otaguard.errors import ApiError
 from otaguard.fleet_client import FleetClient
 from otaguard.fleet_client import login as password_login
 

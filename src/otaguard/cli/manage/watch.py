@@ -22,9 +22,14 @@ from otaguard.cli.manage.progress import (
     outcome,
     progress_of,
 )
+from otaguard.errors import OTAGuardError
 
 
-class WatchTimeout(Exception):
+class WatchTimeout(OTAGuardError):
+    """`deployments watch` gave up before the deployment ended (``last``: what it saw last)."""
+
+    code = "watch_timeout"
+
     def __init__(self, last: DeploymentProgress) -> None:
         super().__init__(last.summary())
         self.last = last

@@ -15,7 +15,7 @@ _SINGLE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.ASCII)
 # Larger than any representation we serve: a position with more significant digits than this
 # is "past the end" without ever being converted.
 _MAX_DIGITS = 19
-_BEYOND = 10**_MAX_DIGITS
+_BEYOND: int = 10**_MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):

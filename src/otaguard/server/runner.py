@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 import time
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from otaguard.crypto.tls import TLSFiles
+from otaguard.crypto.tls import TLSFiles, restrict_ciphers
 from otaguard.errors import ConfigError
 from otaguard.server.app import create_app
 from otaguard.server.context import ServerContext
+from otaguard.server.edge import edge_protocol
+from otaguard.server.edge_limits import EdgeLimits
 from otaguard.server.peercert import with_peer_certificate
 
 
@@ -30,18 +32,19 @@ def uvicorn_config(
     forwarded_allow_ips: str | None = None,
     client_ca: Path | None = None,
     access_log: bool = True,
+    limits: EdgeLimits | None = None,
 ) -> uvicorn.Config:
-    """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum; behind a proxy,
+    """The server stack every OTAGuard listener uses: uvicorn with httptools behind the edge
+    limits (``server/edge.py``), TLS 1.2 minimum with AEAD suites only; behind a proxy,
     X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1). With
     ``client_ca`` the handshake asks for (but does not require) a client certificate verified
     against it, and requests carry it (``server/peercert.py``)."""
+    limits = limits or EdgeLimits()
+    http: type[asyncio.Protocol] = edge_protocol(limits)
     mtls: dict[str, Any] = {}
     if client_ca is not None:
-        mtls = {
-            "ssl_cert_reqs": ssl.CERT_OPTIONAL,
-            "ssl_ca_certs": str(client_ca),
-            "http": with_peer_certificate(AutoHTTPProtocol),
-        }
+        mtls = {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": str(client_ca)}
+        http = with_peer_certificate(http)
     config = uvicorn.Config(
         app,
         host=host,
@@ -52,14 +55,16 @@ def uvicorn_config(
         access_log=access_log,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
-        timeout_keep_alive=30,
-        limit_concurrency=2048,
+        timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]
+        limit_concurrency=limits.max_concurrency,
+        http=http,
         **mtls,
     )
     config.load()
     if config.ssl is None:  # pragma: no cover - uvicorn always builds it when given a cert
         raise ConfigError("uvicorn did not create a TLS context")
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    restrict_ciphers(config.ssl)
     return config
 
 
@@ -77,6 +82,7 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
         client_ca=ctx.device_ca.chain_path,
         access_log=ctx.settings.access_log,
+        limits=ctx.settings.edge,
     )
 
 

@@ -131,9 +131,13 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._refused = True
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:  # too late for another status line
+                self.transport.close()
+                return
+            cycle.disconnected = True  # the application's receive() ends, its send() is void
+            cycle.message_event.set()
         self.transport.write(refusal_response(refusal.refusal, refusal.reason))
         self.loop.call_later(self.limits.linger_seconds, self._close)
 

@@ -48,7 +48,7 @@ def test_bundle_member_cut_short(tmp_path: Path) -> None:
     raw = _tar({MANIFEST: manifest, "a": b"y" * 4000})
     path = tmp_path / "b.tar"
     path.write_bytes(raw[: 512 + 512 + 512 + 1024])
-    with pytest.raises(BundleError, match="not a readable bundle|cut short"):
+    with pytest.raises(BundleError, match=r"not a readable bundle|cut short"):
         BundleReader(path)
 
 

@@ -11,6 +11,7 @@ The last line printed is a JSON summary: target, engine, executions, seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -45,10 +46,8 @@ def _atheris(args: argparse.Namespace) -> None:
         (corpus / f"seed-{i}").write_bytes(seed)
 
     def one(data: bytes) -> None:
-        try:
+        with contextlib.suppress(target.expected):
             target.run(data)
-        except target.expected:
-            pass
 
     flags = [f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_mb}", "-print_final_stats=1"]
     flags += [f"-artifact_prefix={args.artifacts}/", f"-max_len={target.max_len}"]
@@ -91,10 +90,8 @@ def hypothesis_run(target: Any, *, runs: int, seconds: float, timeout: float, rs
             return
         count += 1
         began = time.monotonic()
-        try:
+        with contextlib.suppress(target.expected):
             target.run(data)
-        except target.expected:
-            pass
         assert time.monotonic() - began < timeout, f"input took over {timeout} s"
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         assert peak_mb < rss_mb, f"peak RSS {peak_mb} MiB over {rss_mb} MiB"

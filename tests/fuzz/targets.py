@@ -79,8 +79,9 @@ def uboot_env(data: bytes) -> None:
 
 def uboot_seeds() -> list[bytes]:
     values = {"bootcmd": "run ota", "ota_slot": "a", "bootcount": "0", "bootlimit": "3"}
-    return [b"\1" + encode_env(values, 256, redundant=True, flags=3)] + [
-        b"\0" + encode_env(values, 128, redundant=False)
+    return [
+        b"\x01" + encode_env(values, 256, redundant=True, flags=3),
+        b"\x00" + encode_env(values, 128, redundant=False),
     ]
 
 

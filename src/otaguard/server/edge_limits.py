@@ -26,7 +26,7 @@ class EdgeLimits:
     max_connections_per_address: int = 256  # open TLS connections per client address: 503
     max_concurrency: int = 2048  # connections or requests in progress, in all: 503
     linger_seconds: float = 1.0  # after a refusal, input discarded this long, then close
-    linger_bytes: int = 1 << 20  # ... or until this much was discarded
+    linger_bytes: int = 64 << 10  # ... or until this much was discarded
 
 
 class Refusal(IntEnum):

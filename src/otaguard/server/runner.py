@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,19 @@ from otaguard.server.context import ServerContext
 from otaguard.server.edge import edge_protocol
 from otaguard.server.edge_limits import EdgeLimits
 from otaguard.server.peercert import with_peer_certificate
+
+# The interpreter's GIL hand-over interval while a server runs in the process (default 5 ms).
+# The event loop thread holds the GIL between short C calls that release it (TLS reads,
+# handshakes), and a thread-pool thread answering a sync route waits up to the whole interval
+# for each hand-over: under a flood of TLS connections /healthz took 5-6 x its idle time with
+# the server at 10 % CPU; at 0.5 ms, under 2 x (docs/BENCHMARKS.md, "Hostile load").
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Set the GIL hand-over interval for a server process (process-wide, so only where a
+    server is started)."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
 
 def uvicorn_config(
@@ -98,12 +112,14 @@ class RunningServer:
 
 
 def serve_forever(ctx: ServerContext, *, log_level: str = "info") -> None:
+    tune_interpreter()
     uvicorn.Server(_config(ctx, log_level=log_level)).run()
 
 
 def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServer:
     """Start the server in a daemon thread; return once it accepts connections."""
     config = _config(ctx)
+    tune_interpreter()
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="otaguard-server", daemon=True)
     thread.start()

@@ -24,6 +24,35 @@ def connect(port: int, ctx: ssl.SSLContext | None = None, timeout: float = 10.0)
     return (ctx or client_context()).wrap_socket(raw, server_hostname="127.0.0.1")
 
 
+def read_responses(sock: ssl.SSLSocket, n: int) -> list[int]:
+    """The statuses of ``n`` responses in a row (Content-Length framed) on ``sock``."""
+    data, statuses = b"", []
+    while len(statuses) < n:
+        while b"\r\n\r\n" not in data:
+            chunk = _recv(sock)
+            if not chunk:
+                return statuses
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            (
+                int(v)
+                for k, _, v in (x.partition(":") for x in lines[1:])
+                if k.lower() == "content-length"
+            ),
+            0,
+        )
+        while len(data) < length:
+            chunk = _recv(sock)
+            if not chunk:
+                break
+            data += chunk
+        data = data[length:]
+        statuses.append(int(lines[0].split(" ")[1]))
+    return statuses
+
+
 def read_response(sock: ssl.SSLSocket, data: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response (Content-Length framed, or up to EOF) that may have begun with
     ``data``; ``(0, {}, b"")`` if the server closed without answering."""

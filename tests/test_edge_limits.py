@@ -17,6 +17,7 @@ from edge_kit import (
     get,
     hold_connections,
     read_response,
+    read_responses,
     stream_header,
     wait_until,
 )
@@ -181,3 +182,25 @@ def test_concurrency_limit_answers_503(capacity: Server) -> None:
             sock.close()
     assert wait_until(lambda: capacity.open_connections() == 0)
     assert get(capacity.port) == 200
+
+
+def test_pipelined_requests_in_one_read_are_each_measured_on_their_own(fast: Server) -> None:
+    """Two requests of ~3 KB head each, sent at once: the server reads more than one head
+    limit in one go, but neither head is over it, so both are answered."""
+    one = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 3000}\r\n\r\n".encode()
+    with connect(fast.port) as sock:
+        sock.sendall(one + one)
+        assert read_responses(sock, 2) == [200, 200]
+
+
+def test_an_answered_request_whose_body_never_comes_is_closed_without_a_second_answer(
+    fast: Server,
+) -> None:
+    """413 on the declared length, before any body byte; the body never comes: the body timer
+    closes the connection, and writes no 408 after the 413."""
+    with connect(fast.port, timeout=FAST.body_idle_timeout + 3) as sock:
+        sock.sendall(
+            b"POST /device/v1/checkin HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
+        )
+        assert read_responses(sock, 2) == [413]

@@ -37,6 +37,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._budget = HeadBudget(self.limits)
         self._in_head = True  # waiting for (the rest of) a request line and headers
+        self._heads_done = 0  # request heads parsed on this connection
         self._pending: RefusedRequest | None = None
         self._refused = False  # answered with a refusal: input is discarded until close
         self._discarded = 0
@@ -74,11 +75,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         room = self._budget.room()
         head, rest = data[:room], data[room:]
         self._budget.take(len(head))
+        heads_before = self._heads_done
         super().data_received(head)
         if rest and not self.transport.is_closing() and not self._refused:
-            if self._in_head:
+            if self._heads_done == heads_before:  # still the same head, and it is full
                 self._refuse(self._budget.too_large())
-            else:  # the head ended inside ``head``: body or the next request follows
+            else:  # a head ended inside ``head``: a body or the next request follows
                 self.data_received(rest)
 
     # Parser callbacks (httptools turns an exception raised here into HttpParserCallbackError,
@@ -94,6 +96,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_done += 1
         self._cancel_head_timer()
         self._arm_body_timer()
         super().on_headers_complete()
@@ -169,6 +172,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def _body_expired(self) -> None:
         self._body_timer = None
+        if self.cycle is not None and self.cycle.response_complete:
+            self._close()  # answered without reading the body, which never came: just close
+            return
         if self.flow.read_paused:  # the application is not reading: not the client's delay
             self._arm_body_timer()
             return

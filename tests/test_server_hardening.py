@@ -102,3 +102,13 @@ def test_control_the_cbc_suites_are_offered_by_an_unrestricted_context(tmp_path:
     assert restricted
     assert not restricted & set(CBC)
     assert all("GCM" in c or "CHACHA20" in c for c in restricted), TLS12_SERVER_CIPHERS
+
+
+def test_a_running_server_shortens_the_gil_hand_over(server: RunningServer) -> None:
+    """docs/BENCHMARKS.md ("/healthz under a hostile load"): at Python's default 5 ms, sync
+    routes on the thread pool waited on hand-overs from the busy event-loop thread."""
+    import sys
+
+    from otaguard.server.runner import SWITCH_INTERVAL_S
+
+    assert sys.getswitchinterval() <= SWITCH_INTERVAL_S

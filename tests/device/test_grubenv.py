@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otaguard.demo import HARDWARE, Demo
 from otaguard.device.bootloader import Bootloader, default_env
@@ -186,3 +188,24 @@ def test_a_device_on_grubenv_updates_and_commits_over_the_real_server(demo_world
     if shutil.which("grub-editenv"):
         tool = listed(dev.env.path)
         assert (tool["boot_slot"], tool["upgrade_available"]) == ("b", "0")
+
+
+def _next_line_reference(raw: bytes, p: int) -> int:
+    """GRUB's line walk, byte by byte (the loop ``_next_line`` replaced with a regex)."""
+    while p < len(raw):
+        if raw[p] == ord("\\"):
+            p += 2
+        elif raw[p] == ord("\n"):
+            break
+        else:
+            p += 1
+    return p + 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.binary(max_size=64).map(lambda b: b.replace(b"a", b"\\").replace(b"b", b"\n")))
+def test_line_walk_matches_grubs_loop(raw: bytes) -> None:
+    from otaguard.device.grubenv import _next_line
+
+    for p in range(len(raw) + 1):
+        assert _next_line(raw, p) == _next_line_reference(raw, p)

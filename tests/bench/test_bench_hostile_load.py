@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def test_hostile_load_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from otaguard.demo import Demo
 from otaguard.server.ranges import RangeNotSatisfiable, parse_range
-from test_device_api import client_for, target_url
+from server.test_device_api import client_for, target_url
 
 HUGE = "9" * 5000  # past Python's 4,300-digit int() limit: int(HUGE) raises ValueError
 ZERO_PADDED_ONE = "0" * 5000 + "1"

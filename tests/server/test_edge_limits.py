@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_kit import (
+from kit.edge import (
     closed_by_server,
     connect,
     get,

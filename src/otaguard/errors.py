@@ -194,3 +194,9 @@ class InvalidTransition(OTAGuardError):
     journal edited by hand)."""
 
     code = "state"
+
+
+class RangeNotSatisfiable(OTAGuardError):
+    """An HTTP Range header asks for no byte of the representation (answered 416)."""
+
+    code = "range_not_satisfiable"

@@ -91,3 +91,29 @@ def test_every_package_docstring_says_its_side(package: str) -> None:
     doc = ast.get_docstring(ast.parse((SRC / "otaguard" / package / "__init__.py").read_text()))
     assert doc is not None
     assert any(word in doc.lower() for word in ("device", "server", "maker", "pure")), doc
+
+
+#: not errors but control flow: a simulated power cut and the agent's stop signal unwind
+#: everything (BaseException, like KeyboardInterrupt); an HTTPException subclass is the
+#: framework's own way to answer 413
+_NOT_ERRORS = {"PowerCut", "AgentStopped", "BodyTooLarge"}
+
+
+def test_every_exception_class_is_in_the_errors_tree() -> None:
+    import importlib
+    import inspect
+
+    from otaguard.errors import OTAGuardError
+
+    stray = []
+    for path in sorted((SRC / "otaguard").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        name = ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        module = importlib.import_module(name)
+        for cls_name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BaseException):
+                continue
+            if cls_name not in _NOT_ERRORS and not issubclass(cls, OTAGuardError):
+                stray.append(f"{name}.{cls_name}")
+    assert stray == []

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otaguard.demo import Demo
-from otaguard.server.ranges import RangeNotSatisfiable, parse_range
+from otaguard.errors import RangeNotSatisfiable
+from otaguard.server.ranges import parse_range
 from server.test_device_api import client_for, target_url
 
 HUGE = "9" * 5000  # past Python's 4,300-digit int() limit: int(HUGE) raises ValueError

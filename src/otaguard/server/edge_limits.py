@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from enum import IntEnum
 
+from otaguard.errors import OTAGuardError
+
 
 @dataclass(frozen=True)
 class EdgeLimits:
@@ -38,8 +40,10 @@ class Refusal(IntEnum):
     BUSY = 503
 
 
-class RefusedRequest(Exception):
+class RefusedRequest(OTAGuardError):
     """Raised from a parser callback to stop parsing; carries the answer to send."""
+
+    code = "refused_request"
 
     def __init__(self, refusal: Refusal, reason: str) -> None:
         super().__init__(reason)

@@ -8,18 +8,16 @@ import re
 
 from starlette.responses import Response, StreamingResponse
 
+from otaguard.errors import RangeNotSatisfiable
 from otaguard.store.blobs import BlobStore
 
 # ASCII digits only (``\d`` would also take other scripts' digits, which ``int`` accepts).
 _SINGLE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.ASCII)
+
 # Larger than any representation we serve: a position with more significant digits than this
 # is "past the end" without ever being converted.
 _MAX_DIGITS = 19
 _BEYOND: int = 10**_MAX_DIGITS
-
-
-class RangeNotSatisfiable(Exception):
-    """The Range header asks for no byte of the representation."""
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

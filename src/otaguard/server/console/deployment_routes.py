@@ -142,7 +142,7 @@ async def deployment(
         request,
         "deployment.html",
         **values,
-        status=status,
+        filter_status=status,
         done=DONE.get(done, ""),
         excluded=excluded,
         actions=deployment_actions(dep.state, dep.created_by, user),

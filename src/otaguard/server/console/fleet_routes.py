@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from otaguard.server import schemas
-from otaguard.server.console import charts
+from otaguard.server.console import charts, timefmt
 from otaguard.server.console.fleet import ContactCuts, summarize
 from otaguard.server.console.fleet_query import fleet_rows
 from otaguard.server.console.paging import Paging
@@ -57,7 +57,7 @@ def overview_values(ctx: ServerContext) -> dict[str, object]:
         "waiting": waiting,
         "waiting_total": waiting_total,
         "release_count": len(ctx.store.list_releases()),
-        "online_minutes": round(cuts.online.timestamp() - now.timestamp()) // -60,
+        "online_window": timefmt.duration(now - cuts.online),
     }
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from otaguard.server.console import admin_routes, auth_routes, deployment_routes, fleet_routes
 from otaguard.server.console.headers import ConsoleHeaders
 from otaguard.server.console.progress_cache import TtlCache
+from otaguard.server.console.render import compile_templates
 
 #: every console router, in the order they are matched
 CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
@@ -31,6 +32,7 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
 
 def install_console(app: FastAPI) -> None:
     """Serve the console under ``/console`` with its security headers."""
+    compile_templates()
     app.state.console_progress = TtlCache()
     for router in CONSOLE_ROUTERS:
         app.include_router(router)

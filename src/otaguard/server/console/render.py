@@ -42,6 +42,12 @@ ENV.filters["isotime"] = timefmt.iso
 assert resources.files("otaguard.server.console").joinpath("templates").is_dir()
 
 
+def compile_templates() -> None:
+    """Compile every template once, at startup, so no operator waits for it."""
+    for name in ENV.list_templates(extensions=["html"]):
+        ENV.get_template(name)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

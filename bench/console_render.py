@@ -69,7 +69,10 @@ def fill(ctx: ServerContext, devices: int, deployments: int, seed: int = 13) -> 
                 for d in ids
             ],
         )
-        s.execute(insert(DeviceTag), [{"device_id": d, "tag": f"group-{i % 100}"} for i, d in enumerate(ids)])
+        s.execute(
+            insert(DeviceTag),
+            [{"device_id": d, "tag": f"group-{i % 100}"} for i, d in enumerate(ids)],
+        )
         for n in range(deployments):
             dep = s.execute(
                 insert(Deployment)
@@ -86,7 +89,10 @@ def fill(ctx: ServerContext, devices: int, deployments: int, seed: int = 13) -> 
             members = ids[n % 100 :: 100]
             s.execute(
                 insert(DeploymentTarget),
-                [{"deployment_id": dep, "device_id": d, "status": rng.choice(TARGET_STATUSES)} for d in members],
+                [
+                    {"deployment_id": dep, "device_id": d, "status": rng.choice(TARGET_STATUSES)}
+                    for d in members
+                ],
             )
 
 
@@ -126,8 +132,12 @@ def main() -> None:
     p95 = sorted(overview)[int(0.95 * (len(overview) - 1))]
     print(f"devices {args.devices}, deployments {args.deployments}, runs {args.runs}")
     print(f"GET /console/           first {first:.1f} ms, median {med:.1f} ms, p95 {p95:.1f} ms")
-    print(f"GET /healthz            first {first_health:.1f} ms, median {statistics.median(health):.2f} ms (overview / health = {med / statistics.median(health):.0f})")
-    print(f"GET /api/v1/devices?100 median {statistics.median(api):.1f} ms (overview / API page = {med / statistics.median(api):.2f})")
+    print(
+        f"GET /healthz            first {first_health:.1f} ms, median {statistics.median(health):.2f} ms (overview / health = {med / statistics.median(health):.0f})"
+    )
+    print(
+        f"GET /api/v1/devices?100 median {statistics.median(api):.1f} ms (overview / API page = {med / statistics.median(api):.2f})"
+    )
     print(f"goal: overview under 200 ms -> {'met' if max(first, p95) < 200 else 'NOT met'}")
 
 

@@ -71,7 +71,14 @@ class ConsoleApp:
         assert token
         return token
 
-    def post(self, path: str, token: str, data: dict[str, object] | None = None, *, csrf: str | None = None):  # type: ignore[no-untyped-def]
+    def post(
+        self,
+        path: str,
+        token: str,
+        data: dict[str, object] | None = None,
+        *,
+        csrf: str | None = None,
+    ):  # type: ignore[no-untyped-def]
         body = {"csrf": csrf_token(token) if csrf is None else csrf, **(data or {})}
         return self.client.post(
             path, data=body, cookies={SESSION_COOKIE: token}, follow_redirects=False
@@ -112,7 +119,13 @@ class ConsoleFleet:
 
 @pytest.fixture(scope="module")
 def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleFleet]:
-    d = Demo(tmp_path_factory.mktemp("console") / "data", devices=5, port=0, payload_size=16 * 1024, workers=5)
+    d = Demo(
+        tmp_path_factory.mktemp("console") / "data",
+        devices=5,
+        port=0,
+        payload_size=16 * 1024,
+        workers=5,
+    )
     try:
         d.start_server()
         d.setup_repository()
@@ -121,7 +134,8 @@ def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleF
         d.provision_fleet(v1)
         failing = d.fleet[2]
         failing._health = lambda _boot: (False, FAILURE_REASON)
-        assert d.ctx is not None and d.ctx.settings.tls is not None
+        assert d.ctx is not None
+        assert d.ctx.settings.tls is not None
         d.ctx.identity.set_production("demo", True, by="test")
         passwords = {}
         for role, name in OPERATORS.items():

@@ -89,7 +89,9 @@ class Person:
 
 
 @pytest.fixture(scope="module")
-def person(console_fleet: ConsoleFleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Person]:
+def person(
+    console_fleet: ConsoleFleet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Person]:
     p = Person(console_fleet, tmp_path_factory.mktemp("chromium-profile"), artifacts_dir("browser"))
     try:
         yield p
@@ -122,13 +124,16 @@ def test_deployer_logs_in_and_creates_a_production_deployment(
     wait_for(lambda: "done=created" in person.path, what="the new deployment")
     assert "awaiting approval" in person.el("#dep-state").text
     # the creator may cancel but not approve (and is no approver anyway)
-    assert person.els("#action-cancel") and not person.els("#action-approve")
+    assert person.els("#action-cancel")
+    assert not person.els("#action-approve")
     state["deployment"] = int(person.path.split("/")[3].split("?")[0])
     person.shot("deployment-awaiting-approval")
     person.logout()
 
 
-def test_viewer_sees_no_buttons_and_is_refused_anyway(person: Person, state: dict[str, object]) -> None:
+def test_viewer_sees_no_buttons_and_is_refused_anyway(
+    person: Person, state: dict[str, object]
+) -> None:
     dep = state["deployment"]
     person.login("vera")
     person.go(f"/console/deployments/{dep}")
@@ -137,7 +142,8 @@ def test_viewer_sees_no_buttons_and_is_refused_anyway(person: Person, state: dic
     assert person.els("form[action*='/cancel']") == []
     assert person.els("#create-panel") == []
     nav = person.el("nav[aria-label=Main]").text
-    assert "Audit log" not in nav and "Operators" not in nav
+    assert "Audit log" not in nav
+    assert "Operators" not in nav
     person.submit_forged(f"/console/deployments/{dep}/approve", None)  # her valid CSRF token
     wait_for(lambda: "Not allowed" in person.text(), what="the refusal")
     assert "deployment.approve is not allowed for viewer" in person.text()
@@ -147,7 +153,9 @@ def test_viewer_sees_no_buttons_and_is_refused_anyway(person: Person, state: dic
     person.logout()
 
 
-def test_a_forged_form_without_the_csrf_token_is_refused(person: Person, state: dict[str, object]) -> None:
+def test_a_forged_form_without_the_csrf_token_is_refused(
+    person: Person, state: dict[str, object]
+) -> None:
     dep = state["deployment"]
     person.login("abel")
     person.go(f"/console/deployments/{dep}")
@@ -186,7 +194,9 @@ def test_approver_approves_and_watches_the_deployment_complete_live(
     assert person.csp_violations() == []
 
 
-def test_find_the_failed_device_and_why(person: Person, console_fleet: ConsoleFleet, state: dict[str, object]) -> None:
+def test_find_the_failed_device_and_why(
+    person: Person, console_fleet: ConsoleFleet, state: dict[str, object]
+) -> None:
     person.go(f"/console/deployments/{state['deployment']}")
     row = person.el("#failed-devices tbody tr")
     assert console_fleet.failing in row.text
@@ -202,7 +212,8 @@ def test_find_the_failed_device_and_why(person: Person, console_fleet: ConsoleFl
     rows[0].find_element("css selector", "a").click()
     wait_for(lambda: person.path == f"/console/devices/{console_fleet.failing}", what="the device")
     first = person.el("#timeline li")
-    assert "rolled back" in first.text and FAILURE_REASON in first.text
+    assert "rolled back" in first.text
+    assert FAILURE_REASON in first.text
     person.shot("device")
     person.go("/console/")
     assert "2.0.0" in person.el(".charts").text
@@ -214,9 +225,20 @@ def test_find_the_failed_device_and_why(person: Person, console_fleet: ConsoleFl
 
 
 def test_expired_session_is_refused(person: Person, console_fleet: ConsoleFleet) -> None:
-    short = console_fleet.ctx.identity.create_token("abel", scopes=["*"], ttl=dt.timedelta(seconds=1))
+    short = console_fleet.ctx.identity.create_token(
+        "abel", scopes=["*"], ttl=dt.timedelta(seconds=1)
+    )
     person.driver.delete_cookie(SESSION_COOKIE)
-    person.driver.add_cookie({"name": SESSION_COOKIE, "value": short.token, "path": "/", "secure": True, "httpOnly": True, "sameSite": "Strict"})
+    person.driver.add_cookie(
+        {
+            "name": SESSION_COOKIE,
+            "value": short.token,
+            "path": "/",
+            "secure": True,
+            "httpOnly": True,
+            "sameSite": "Strict",
+        }
+    )
     person.go("/console/devices")
     assert person.path == "/console/devices"
     time.sleep(1.2)
@@ -230,13 +252,17 @@ def test_logout_ends_the_session_on_the_server(person: Person) -> None:
     person.login("abel")
     wait_for(lambda: person.path == "/console/", what="the overview")
     kept = person.driver.get_cookie(SESSION_COOKIE)
-    assert kept is not None and kept["httpOnly"] and kept["secure"]
+    assert kept is not None
+    assert kept["httpOnly"]
+    assert kept["secure"]
     assert kept["sameSite"] == "Strict"
     person.logout()
     assert "You are logged out" in person.text()
     person.shot("logged-out")
     # replaying the old cookie does not bring the session back
-    person.driver.add_cookie({k: kept[k] for k in ("name", "value", "path", "secure", "httpOnly", "sameSite")})
+    person.driver.add_cookie(
+        {k: kept[k] for k in ("name", "value", "path", "secure", "httpOnly", "sameSite")}
+    )
     person.go("/console/")
     assert person.path.startswith("/console/login")
 

@@ -22,8 +22,19 @@ def test_demo_keep_serving_prints_a_working_console_login(tmp_path: Path) -> Non
     data = tmp_path / "data"
     env = {**os.environ, "COLUMNS": "250", "TERM": "dumb"}
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("otaguard")), "demo", "--keep-serving", "--devices", "2",
-         "--port", "0", "--payload-kib", "16", "--data-dir", str(data)],
+        [
+            str(Path(sys.executable).with_name("otaguard")),
+            "demo",
+            "--keep-serving",
+            "--devices",
+            "2",
+            "--port",
+            "0",
+            "--payload-kib",
+            "16",
+            "--data-dir",
+            str(data),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

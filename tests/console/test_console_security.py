@@ -40,6 +40,7 @@ def test_login_sets_a_secure_httponly_samesite_strict_session_cookie(console: Co
     assert token not in page.text  # never in a page (nor in a URL: it is only a cookie)
     assert "vera" in page.text
 
+
 def test_login_is_the_apis_login_wrong_password_lockout_and_audit(console: ConsoleApp) -> None:
     password = console.password("abel")
     for _ in range(5):
@@ -200,18 +201,26 @@ def test_viewer_sees_no_buttons_and_the_server_refuses_anyway(console: ConsoleAp
 def test_expired_session_is_refused_and_sent_to_login(console: ConsoleApp) -> None:
     short = console.ctx.identity.create_token("vera", scopes=["*"], ttl=dt.timedelta(seconds=1))
     fresh = console.session("vera")
-    assert console.client.get("/console/devices", cookies={SESSION_COOKIE: short.token}).status_code == 200
+    assert (
+        console.client.get("/console/devices", cookies={SESSION_COOKIE: short.token}).status_code
+        == 200
+    )
     time.sleep(1.2)
     console.client.cookies.clear()
-    r = console.client.get("/console/devices", cookies={SESSION_COOKIE: short.token}, follow_redirects=False)
+    r = console.client.get(
+        "/console/devices", cookies={SESSION_COOKIE: short.token}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert r.headers["location"].endswith("&expired=1")
     assert any(c.startswith(f"{SESSION_COOKIE}=;") for c in r.headers.get_list("set-cookie"))
     shown = console.client.get(r.headers["location"])
     assert "session has expired" in shown.text
     # control: a session that has not expired is accepted
-    ok = console.client.get("/console/devices", cookies={SESSION_COOKIE: fresh}, follow_redirects=False)
+    ok = console.client.get(
+        "/console/devices", cookies={SESSION_COOKIE: fresh}, follow_redirects=False
+    )
     assert ok.status_code == 200
+
 
 def test_logout_revokes_the_session_on_the_server(console: ConsoleApp) -> None:
     token = console.session("vera")
@@ -223,7 +232,10 @@ def test_logout_revokes_the_session_on_the_server(console: ConsoleApp) -> None:
     # a copy of the cookie kept by an attacker is worthless now
     again = console.client.get("/console/", cookies={SESSION_COOKIE: token}, follow_redirects=False)
     assert again.status_code == 303
-    assert any(e.action == "auth.logout" and e.actor == "user:vera" for e in console.ctx.identity.audit_entries())
+    assert any(
+        e.action == "auth.logout" and e.actor == "user:vera"
+        for e in console.ctx.identity.audit_entries()
+    )
 
 
 def test_logout_without_the_csrf_token_is_refused(console: ConsoleApp) -> None:
@@ -268,12 +280,16 @@ def test_every_console_page_carries_the_security_headers(console: ConsoleApp) ->
             _assert_headers(r, path)
             if r.headers.get("content-type", "").startswith("text/html"):
                 assert r.headers["cache-control"] == "no-store"
-                assert "<script>" not in r.text and " style=" not in r.text, path
+                assert "<script>" not in r.text, path
+                assert " style=" not in r.text, path
                 assert re.findall(r"<script[^>]*>", r.text) == [
-                    f'<script src="{m}" defer>' for m in re.findall(r'<script src="([^"]+)" defer>', r.text)
+                    f'<script src="{m}" defer>'
+                    for m in re.findall(r'<script src="([^"]+)" defer>', r.text)
                 ]
     # errors and refusals too
-    _assert_headers(console.client.get("/console/devices/nobody", cookies={SESSION_COOKIE: token}), "404")
+    _assert_headers(
+        console.client.get("/console/devices/nobody", cookies={SESSION_COOKIE: token}), "404"
+    )
     _assert_headers(console.post("/console/deployments/1/approve", token), "403")
     # and only the console's: the API keeps its own headers
     assert "content-security-policy" not in console.client.get("/healthz").headers
@@ -286,7 +302,8 @@ def test_every_console_route_is_in_the_policy_table(console: ConsoleApp) -> None
     assert len(served) >= 20
     assert [r for r in served if r not in ROUTE_ACTIONS] == []
     actions = {ROUTE_ACTIONS[r] for r in served}
-    assert Action.DEPLOYMENT_APPROVE in actions and Action.USER_MANAGE in actions
+    assert Action.DEPLOYMENT_APPROVE in actions
+    assert Action.USER_MANAGE in actions
 
 
 def test_static_files_are_ours_and_cacheable(console: ConsoleApp) -> None:
@@ -295,6 +312,11 @@ def test_static_files_are_ours_and_cacheable(console: ConsoleApp) -> None:
     assert r.headers["content-type"].startswith("text/javascript")
     assert r.headers["cache-control"] == "public, max-age=86400"
     etag = r.headers["etag"]
-    assert console.client.get("/console/static/console.js", headers={"if-none-match": etag}).status_code == 304
+    assert (
+        console.client.get(
+            "/console/static/console.js", headers={"if-none-match": etag}
+        ).status_code
+        == 304
+    )
     assert console.client.get("/console/static/nothing.js").status_code == 404
     assert LOGIN_COOKIE  # the login page's cookie name is exported for the browser tests

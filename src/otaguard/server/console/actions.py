@@ -27,9 +27,10 @@ class Offered:
 
 def deployment_actions(state: str, created_by: str, me: Principal) -> list[Offered]:
     out: list[Offered] = []
-    if state == DeploymentState.AWAITING_APPROVAL.value and me.decide(
-        Action.DEPLOYMENT_APPROVE
-    ).allowed:
+    if (
+        state == DeploymentState.AWAITING_APPROVAL.value
+        and me.decide(Action.DEPLOYMENT_APPROVE).allowed
+    ):
         decision = may_approve(approver=me.name, approver_roles=me.roles, created_by=created_by)
         note = "" if decision.allowed else "another approver must approve it (two-person rule)"
         out.append(Offered("approve", "Approve", decision.allowed, note))

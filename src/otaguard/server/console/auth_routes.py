@@ -87,7 +87,9 @@ async def login(
         return _login_form(request, status=status, error=str(exc), next_path=next)
     response = RedirectResponse(sess.safe_next(next), status_code=303)
     max_age = int(sess.SESSION_TTL.total_seconds())
-    response.headers.append("set-cookie", sess.cookie_header(sess.SESSION_COOKIE, issued.token, max_age=max_age))
+    response.headers.append(
+        "set-cookie", sess.cookie_header(sess.SESSION_COOKIE, issued.token, max_age=max_age)
+    )
     response.headers.append("set-cookie", sess.cookie_header(sess.LOGIN_COOKIE, "", max_age=0))
     return response
 

@@ -185,6 +185,4 @@ async def approve(deployment_id: DeploymentIdPath, user: ConsoleUser, ctx: Ctx) 
 @router.post("/deployments/{deployment_id}/cancel")
 async def cancel(deployment_id: DeploymentIdPath, _user: ConsoleUser, ctx: Ctx) -> Response:
     await run_in_threadpool(ctx.store.cancel_deployment, deployment_id)
-    return RedirectResponse(
-        f"/console/deployments/{deployment_id}?done=cancelled", status_code=303
-    )
+    return RedirectResponse(f"/console/deployments/{deployment_id}?done=cancelled", status_code=303)

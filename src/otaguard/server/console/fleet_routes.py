@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
@@ -37,7 +37,7 @@ def _latest_deployments(ctx: ServerContext, state: str) -> tuple[list[object], i
     return list(reversed(items)), total
 
 
-def overview_values(ctx: ServerContext) -> dict[str, object]:
+def overview_values(ctx: ServerContext) -> dict[str, Any]:
     """Everything the overview shows (also what ``bench/console_render.py`` times)."""
     now = utcnow()
     cuts = ContactCuts.at(now, ctx.settings.poll_interval)
@@ -113,7 +113,7 @@ async def devices(
 DeviceIdPath = Annotated[str, Path(pattern=schemas.DEVICE_ID)]
 
 
-def _device_values(ctx: ServerContext, device_id: str, before: int | None) -> dict[str, object]:
+def _device_values(ctx: ServerContext, device_id: str, before: int | None) -> dict[str, Any]:
     device = ctx.store.get_device(device_id)
     events = ctx.store.events(device_id, limit=EVENTS_PER_PAGE + 1, before=before)
     more = len(events) > EVENTS_PER_PAGE
@@ -153,7 +153,7 @@ async def set_tags(
     return RedirectResponse(f"/console/devices/{device_id}?done=tags", status_code=303)
 
 
-def _release_values(ctx: ServerContext) -> dict[str, object]:
+def _release_values(ctx: ServerContext) -> dict[str, Any]:
     releases = list(reversed(ctx.store.list_releases()))
     signatures = release_signatures(ctx.repo, [r.target_name for r in releases])
     return {"releases": [(r, signatures[r.target_name]) for r in releases]}
@@ -163,4 +163,3 @@ def _release_values(ctx: ServerContext) -> dict[str, object]:
 async def releases(request: Request, _user: ConsoleUser, ctx: Ctx) -> Response:
     values = await run_in_threadpool(_release_values, ctx)
     return page(request, "releases.html", **values)
-

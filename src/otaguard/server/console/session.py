@@ -121,9 +121,7 @@ async def console_user(request: Request) -> Principal:
         submitted = form.get(CSRF_FIELD)
         if not csrf_ok(token, submitted if isinstance(submitted, str) else None):
             exc = CsrfError("the form's security token is missing or wrong; reload the page")
-            await run_in_threadpool(
-                refuse_operator, request, exc, f"user:{principal.name}"
-            )
+            await run_in_threadpool(refuse_operator, request, exc, f"user:{principal.name}")
             raise exc
     action = await run_in_threadpool(_authorize, request, principal)
     request.state.otaguard_principal = principal

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, get_args
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -81,7 +81,7 @@ async def devices(
 ) -> Response:
     """Devices matching every filter, a page at a time; ``id`` jumps to one device."""
     if id:
-        return RedirectResponse(f"/console/devices/{id}", status_code=303)
+        return RedirectResponse(f"/console/devices/{quote(id, safe='')}", status_code=303)
     filters = {"tag": tag, "hardware": hardware, "version": version, "state": state}
     paging = Paging(page_no, DEVICES_PER_PAGE)
     items, total = await run_in_threadpool(

@@ -19,7 +19,7 @@
   function drawTrend(id, key) {
     const line = document.getElementById(id);
     if (!line || samples.length < 2) return;
-    const step = 300 / (MAX_SAMPLES - 1);
+    const step = 300 / (samples.length - 1);
     line.setAttribute("points", samples.map(function (s, i) {
       return (i * step).toFixed(1) + "," + (60 - 58 * s[key]).toFixed(1);
     }).join(" "));

@@ -40,6 +40,11 @@ class Person:
     def els(self, css: str) -> list:  # type: ignore[type-arg]
         return self.driver.find_elements("css selector", css)
 
+    def arrive(self, css: str, what: str) -> None:
+        """Wait for an element of the page a click leads to: the URL can change before the
+        new document replaces the old one."""
+        wait_for(lambda: bool(self.els(css)), what=what)
+
     @property
     def path(self) -> str:
         return str(self.driver.current_url).removeprefix(self.fleet.url)
@@ -64,7 +69,7 @@ class Person:
 
     def logout(self) -> None:
         self.el("#logout").click()
-        wait_for(lambda: self.path.startswith("/console/login"), what="the login page")
+        self.arrive("#login-submit", "the login page")
 
     def submit_forged(self, action: str, csrf: str | None) -> None:
         """Post a form the page does not offer (what a curious user or a hostile page
@@ -111,7 +116,7 @@ def test_deployer_logs_in_and_creates_a_production_deployment(
     person.login("dora", "not her password")
     assert "wrong user name or password" in person.el("#login-error").text
     person.login("dora")
-    wait_for(lambda: person.path == "/console/", what="the overview")
+    person.arrive(".cards", "the overview")
     assert "Fleet overview" in person.text()
     assert person.el(".cards .card .big").text == "5"
     person.shot("overview-before")
@@ -121,7 +126,8 @@ def test_deployer_logs_in_and_creates_a_production_deployment(
     person.el("#d-kind").send_keys("with tag")
     person.el("#d-value").send_keys("demo")
     person.el("#create").click()
-    wait_for(lambda: "done=created" in person.path, what="the new deployment")
+    person.arrive("#done", "the new deployment")
+    assert "done=created" in person.path
     assert "awaiting approval" in person.el("#dep-state").text
     # the creator may cancel but not approve (and is no approver anyway)
     assert person.els("#action-cancel")
@@ -172,7 +178,8 @@ def test_approver_approves_and_watches_the_deployment_complete_live(
     dep = state["deployment"]
     person.go(f"/console/deployments/{dep}")
     person.el("#action-approve").click()
-    wait_for(lambda: "done=approved" in person.path, what="the approval")
+    person.arrive("#done", "the approval")
+    assert "done=approved" in person.path
     assert "active" in person.el("#dep-state").text
     person.driver.execute_script("window.__sameDocument = true;")
     runner = threading.Thread(target=lambda: console_fleet.runs.extend(console_fleet.demo.run()))
@@ -205,12 +212,13 @@ def test_find_the_failed_device_and_why(
     person.go("/console/devices")
     person.el("#f-state").send_keys("rolled back")
     person.el("#filter").click()
-    wait_for(lambda: "state=rolled_back" in person.path, what="the filtered list")
+    person.arrive("#devices[data-query='state=rolled_back']", "the filtered list")
     rows = person.els("#devices tbody tr")
     assert [r.text.split()[0] for r in rows] == [console_fleet.failing]
     person.shot("devices-filtered")
     rows[0].find_element("css selector", "a").click()
-    wait_for(lambda: person.path == f"/console/devices/{console_fleet.failing}", what="the device")
+    person.arrive("#timeline", "the device")
+    assert person.path == f"/console/devices/{console_fleet.failing}"
     first = person.el("#timeline li")
     assert "rolled back" in first.text
     assert FAILURE_REASON in first.text
@@ -250,7 +258,7 @@ def test_expired_session_is_refused(person: Person, console_fleet: ConsoleFleet)
 
 def test_logout_ends_the_session_on_the_server(person: Person) -> None:
     person.login("abel")
-    wait_for(lambda: person.path == "/console/", what="the overview")
+    person.arrive(".cards", "the overview")
     kept = person.driver.get_cookie(SESSION_COOKIE)
     assert kept is not None
     assert kept["httpOnly"]
@@ -269,7 +277,7 @@ def test_logout_ends_the_session_on_the_server(person: Person) -> None:
 
 def test_admin_pages_and_tablet_width(person: Person, state: dict[str, object]) -> None:
     person.login("ada")
-    wait_for(lambda: person.path == "/console/", what="the overview")
+    person.arrive(".cards", "the overview")
     person.go("/console/audit")
     assert "Chain verified" in person.el("#chain-state").text
     assert "deployment.approve" in person.el("#audit").text

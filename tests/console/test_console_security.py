@@ -320,3 +320,24 @@ def test_static_files_are_ours_and_cacheable(console: ConsoleApp) -> None:
     )
     assert console.client.get("/console/static/nothing.js").status_code == 404
     assert LOGIN_COOKIE  # the login page's cookie name is exported for the browser tests
+
+
+def test_live_progress_is_bounded_and_never_stale_after_an_action(console: ConsoleApp) -> None:
+    dep = _deployment(console)
+    abel = console.session("abel")
+    cache = console.client.app.state.console_progress  # type: ignore[attr-defined]
+    url = f"/console/deployments/{dep}/progress"
+    first = console.client.get(url, cookies={SESSION_COOKIE: abel}).json()
+    assert first["state"] == "awaiting_approval"
+    assert first["counts"]["pending"] == 1
+    for _ in range(5):  # many watchers within a second: one database read
+        assert console.client.get(url, cookies={SESSION_COOKIE: abel}).json() == first
+    assert cache.loads == 1
+    assert console.post(f"/console/deployments/{dep}/approve", abel).status_code == 303
+    after = console.client.get(url, cookies={SESSION_COOKIE: abel}).json()
+    assert after["state"] == "active"  # the action dropped the cached read
+    assert after["as_of"] >= first["as_of"]
+    page = console.client.get(f"/console/deployments/{dep}", cookies={SESSION_COOKIE: abel}).text
+    as_of = re.search(r'data-as-of="(\d+)"', page)
+    assert as_of is not None
+    assert int(as_of.group(1)) >= after["as_of"]  # the page ignores answers older than itself

@@ -136,7 +136,9 @@ async def deployment(
     done: Annotated[str, Query(max_length=16)] = "",
     excluded: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> Response:
+    as_of = int(time.time() * 1000)  # before the read, as ``progress_of`` stamps its own
     values = await run_in_threadpool(_detail_values, ctx, deployment_id, status or None)
+    values["as_of"] = as_of
     dep = values["dep"]
     return page(
         request,
@@ -151,8 +153,12 @@ async def deployment(
 
 
 def progress_of(ctx: ServerContext, deployment_id: int) -> dict[str, Any]:
+    """The deployment's counts, stamped with when they were read (``as_of``, epoch ms): the
+    page ignores an answer older than itself, so a cached read never undoes what it shows."""
+    as_of = int(time.time() * 1000)
     dep = ctx.store.get_deployment(deployment_id)
     return {
+        "as_of": as_of,
         "id": dep.id,
         "state": dep.state,
         "counts": {s: dep.counts.get(s, 0) for s in charts.PROGRESS_ORDER},
@@ -175,14 +181,25 @@ async def progress(
     return JSONResponse(body)
 
 
+def _changed(request: Request, deployment_id: int) -> None:
+    cache: TtlCache[dict[str, Any]] = request.app.state.console_progress
+    cache.forget(deployment_id)
+
+
 @router.post("/deployments/{deployment_id}/approve")
-async def approve(deployment_id: DeploymentIdPath, user: ConsoleUser, ctx: Ctx) -> Response:
+async def approve(
+    request: Request, deployment_id: DeploymentIdPath, user: ConsoleUser, ctx: Ctx
+) -> Response:
     """Second person of the two-person rule, as ``POST /api/v1/deployments/{id}/approve``."""
     await run_in_threadpool(ctx.identity.approve, deployment_id, user)
+    _changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=approved", status_code=303)
 
 
 @router.post("/deployments/{deployment_id}/cancel")
-async def cancel(deployment_id: DeploymentIdPath, _user: ConsoleUser, ctx: Ctx) -> Response:
+async def cancel(
+    request: Request, deployment_id: DeploymentIdPath, _user: ConsoleUser, ctx: Ctx
+) -> Response:
     await run_in_threadpool(ctx.store.cancel_deployment, deployment_id)
+    _changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=cancelled", status_code=303)

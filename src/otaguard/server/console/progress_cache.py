@@ -24,6 +24,11 @@ class TtlCache(Generic[V]):
         self._lock = threading.Lock()
         self.loads = 0  # how many times ``load`` ran (for tests and metrics)
 
+    def forget(self, key: int) -> None:
+        """Drop ``key`` (after an action changed it here: the next poll reads it afresh)."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def get(self, key: int, now: float, load: Callable[[], V]) -> V:
         with self._lock:
             hit = self._items.get(key)

@@ -7,6 +7,9 @@
   const section = document.getElementById("progress");
   if (!section || section.dataset.final === "1") return;
   const url = section.dataset.url;
+  // answers read before this page was rendered (a server may reuse a read for a second) are
+  // older than what the page shows: never let them undo it
+  let asOf = Number(section.dataset.asOf || 0);
   const BASE_MS = 2000, MAX_MS = 30000, MAX_SAMPLES = 120;
   let delay = BASE_MS, timer = null;
   const samples = [];
@@ -26,6 +29,8 @@
   }
 
   function update(p) {
+    if (p.as_of < asOf) return;
+    asOf = p.as_of;
     p.segments.forEach(function (seg) {
       const rect = section.querySelector('rect[data-seg="' + seg.status + '"]');
       if (rect) { rect.setAttribute("x", seg.x); rect.setAttribute("width", seg.width); }

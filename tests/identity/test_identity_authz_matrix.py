@@ -19,7 +19,8 @@ from otaguard.identity.rbac import (
     request_action,
     route_action,
 )
-from otaguard.server.auth import app_routes
+from otaguard.server.auth import app_routes, bearer_token
+from otaguard.server.console.session import SESSION_COOKIE, csrf_token
 
 from .conftest import World
 
@@ -38,7 +39,31 @@ def concrete(path: str) -> str:
     return re.sub(r"\{([^}:]+)(:path)?\}", lambda m: DUMMY.get(m.group(1), "x-1"), path)
 
 
+CONSOLE = "/console"
+
+
+def console_call(world: World, method: str, path: str, headers: dict[str, str]) -> int:
+    """A console route is reached with the session cookie (an operator token) instead of the
+    bearer header, and a change carries the session's CSRF token; refused without a session
+    means sent to the login page."""
+    token = bearer_token(headers.get("Authorization"))
+    cookies = {SESSION_COOKIE: token} if token else {}
+    kwargs: dict[str, Any] = {"follow_redirects": False}
+    if method in ("POST", "PUT"):
+        kwargs["data"] = {"csrf": csrf_token(token)} if token else {}
+    world.client.cookies.clear()
+    for name, value in cookies.items():
+        world.client.cookies.set(name, value)
+    r = world.client.request(method, concrete(path), **kwargs)
+    world.client.cookies.clear()
+    if r.status_code == 303 and r.headers["location"].startswith("/console/login?next="):
+        return 401
+    return r.status_code
+
+
 def call(world: World, method: str, path: str, headers: dict[str, str]) -> int:
+    if path.startswith(CONSOLE):
+        return console_call(world, method, path, headers)
     kwargs: dict[str, Any] = {"headers": headers}
     if method in ("POST", "PUT"):
         kwargs["json"] = {}

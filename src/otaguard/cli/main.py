@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.cli.manage import install as install_management
 from otaguard.errors import OTAGuardError
+
+if TYPE_CHECKING:
+    from otaguard.demo import Demo
 
 app = typer.Typer(
     help="OTAGuard: secure over-the-air updates for IoT fleets.",
@@ -46,6 +49,23 @@ DataDir = Annotated[
 def _fail(exc: Exception) -> typer.Exit:
     console.print(f"[bold red]error:[/] {exc}")
     return typer.Exit(code=2)
+
+
+DEMO_OPERATOR = "demo"
+
+
+def _print_console_login(d: Demo) -> None:
+    """Make the demo's console operator with a fresh random password and show it once, on
+    the terminal only: it is stored nowhere but as its argon2 hash in the demo's database."""
+    import secrets
+
+    assert d.ctx is not None
+    password = secrets.token_urlsafe(12)
+    d.ctx.identity.add_user(DEMO_OPERATOR, ["admin"], password)
+    console.print(
+        f"web console: [bold]{d.url}/console/[/]  login [bold]{DEMO_OPERATOR}[/] / "
+        f"[bold]{password}[/] (shown once; the browser must trust {d.data_dir / 'tls' / 'ca.pem'})"
+    )
 
 
 @app.command()
@@ -121,6 +141,7 @@ def demo(
             f"in {time.monotonic() - started:.1f}s"
         )
         if keep_serving:
+            _print_console_login(d)
             console.print(
                 f"serving at [bold]{d.url}[/]; admin token in {d.run_dir / 'server' / 'admin-token'}; Ctrl-C to stop"
             )

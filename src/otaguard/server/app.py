@@ -18,6 +18,7 @@ from otaguard.errors import OTAGuardError
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.server import checkin as checkin_flow
 from otaguard.server.auth import AuditMiddleware
+from otaguard.server.console import install_console
 from otaguard.server.context import ServerContext
 from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
@@ -97,5 +98,6 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
     _install_checkin(app, ctx, metrics)
     for router in ROUTERS:
         app.include_router(router)
+    install_console(app)
     app.add_middleware(AuditMiddleware, ctx=ctx)
     return app

@@ -69,7 +69,7 @@ def app_routes(app: FastAPI) -> list[tuple[str, str]]:
     ]
 
 
-def _refuse_operator(request: Request, exc: AuthError, actor: str = "anonymous") -> AuthError:
+def refuse_operator(request: Request, exc: AuthError, actor: str = "anonymous") -> AuthError:
     """Count, audit and (unless the caller was known but not allowed) remember a refused
     operator request; returns ``exc`` for the caller to raise."""
     ctx = context_of(request)
@@ -96,20 +96,20 @@ def operator(request: Request, authorization: Annotated[str | None, Header()] = 
         raise RateLimitedError("too many failed attempts from this address; try later")
     token = bearer_token(authorization)
     if token is None:
-        raise _refuse_operator(request, AuthError("missing bearer API token"))
+        raise refuse_operator(request, AuthError("missing bearer API token"))
     try:
         principal = ctx.identity.authenticate(token)
     except AuthError as exc:
-        raise _refuse_operator(request, exc) from None
+        raise refuse_operator(request, exc) from None
     method, path = route_of(request)
     action = request_action(method, path)
     if not isinstance(action, Action):
-        raise _refuse_operator(
+        raise refuse_operator(
             request, ForbiddenError(f"no access policy for {method} {path}"), principal.name
         )
     decision = principal.decide(action)
     if not decision.allowed:
-        raise _refuse_operator(request, ForbiddenError(decision.reason), f"user:{principal.name}")
+        raise refuse_operator(request, ForbiddenError(decision.reason), f"user:{principal.name}")
     request.state.otaguard_principal = principal
     request.state.otaguard_action = action.value
     return principal.name

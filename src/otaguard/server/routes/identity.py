@@ -3,14 +3,13 @@ approvals (two-person rule), the audit log. Every change an operator makes throu
 is audited by ``server/auth.py``'s ``AuditMiddleware``."""
 
 import datetime as dt
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from otaguard.errors import AuthError, RateLimitedError
 from otaguard.server import identity_schemas as sch
 from otaguard.server.auth import client_address, principal_of
+from otaguard.server.login import password_login
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics, failures_of
 
@@ -21,29 +20,14 @@ router = APIRouter(prefix="/api/v1", tags=["identity"], responses=ERROR_RESPONSE
 def login(body: sch.LoginIn, request: Request, ctx: Ctx, metrics: Metrics) -> sch.TokenOut:
     """Password login (argon2id); returns an API token (12 h). Repeated failures lock the
     account and rate-limit the client address."""
-    client = client_address(request)
-    failures = failures_of(request)
-    if failures.blocked(client, time.monotonic()):
-        metrics.auth_failures.labels("login").inc()
-        raise RateLimitedError("too many failed attempts from this address; try later")
-    try:
-        issued = ctx.identity.login(body.username, body.password, scopes=body.scopes)
-    except AuthError as exc:
-        metrics.auth_failures.labels("login").inc()
-        failures.failure(client, time.monotonic())
-        ctx.identity.audit(
-            actor=f"user:{body.username}",
-            action="auth.login",
-            target=body.username,
-            outcome="failed",
-            detail={"reason": str(exc), "client": client},
-        )
-        raise
-    ctx.identity.audit(
-        actor=f"user:{body.username}",
-        action="auth.login",
-        target=body.username,
-        detail={"token": issued.id, "client": client},
+    issued = password_login(
+        ctx,
+        metrics,
+        failures_of(request),
+        client=client_address(request),
+        username=body.username,
+        password=body.password,
+        scopes=body.scopes,
     )
     return sch.TokenOut(id=issued.id, token=issued.token, expires_at=issued.expires_at)
 

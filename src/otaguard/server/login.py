@@ -1,0 +1,60 @@
+"""Password login, shared by the API (``POST /api/v1/auth/login``) and the web console.
+
+One code path so both have the same defences: the client address is rate-limited
+(``identity/ratelimit.py``), the account is locked after repeated failures and the password is
+checked with argon2id (``IdentityStore.login``), and every attempt is audited and counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from otaguard.errors import AuthError, RateLimitedError
+from otaguard.identity.ratelimit import FailureWindow
+from otaguard.identity.store import LOGIN_TOKEN_TTL, IssuedToken
+from otaguard.server.context import ServerContext
+from otaguard.server.metrics import ServerMetrics
+
+
+def password_login(
+    ctx: ServerContext,
+    metrics: ServerMetrics,
+    failures: FailureWindow,
+    *,
+    client: str,
+    username: str,
+    password: str,
+    scopes: list[str] | None = None,
+    ttl: dt.timedelta = LOGIN_TOKEN_TTL,
+    via: str = "api",
+) -> IssuedToken:
+    """Check ``username``'s password and issue a token that expires after ``ttl``.
+
+    Raises:
+        RateLimitedError: too many failures from ``client`` lately (retry later).
+        AuthError: wrong name or password, or the account is locked (not retried).
+    """
+    if failures.blocked(client, time.monotonic()):
+        metrics.auth_failures.labels("login").inc()
+        raise RateLimitedError("too many failed attempts from this address; try later")
+    try:
+        issued = ctx.identity.login(username, password, scopes=scopes, ttl=ttl)
+    except AuthError as exc:
+        metrics.auth_failures.labels("login").inc()
+        failures.failure(client, time.monotonic())
+        ctx.identity.audit(
+            actor=f"user:{username}",
+            action="auth.login",
+            target=username,
+            outcome="failed",
+            detail={"reason": str(exc), "client": client, "via": via},
+        )
+        raise
+    ctx.identity.audit(
+        actor=f"user:{username}",
+        action="auth.login",
+        target=username,
+        detail={"token": issued.id, "client": client, "via": via},
+    )
+    return issued

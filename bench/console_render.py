@@ -138,7 +138,9 @@ def main() -> None:
     print(
         f"GET /api/v1/devices?100 median {statistics.median(api):.1f} ms (overview / API page = {med / statistics.median(api):.2f})"
     )
-    print(f"goal (under 200 ms): median {'met' if med < 200 else 'NOT met'}, p95 {'met' if p95 < 200 else 'NOT met'}, first request {'met' if first < 200 else 'NOT met'}")
+    print(
+        f"goal (under 200 ms): median {'met' if med < 200 else 'NOT met'}, p95 {'met' if p95 < 200 else 'NOT met'}, first request {'met' if first < 200 else 'NOT met'}"
+    )
 
 
 def timed_api(client: TestClient, token: str, runs: int) -> list[float]:

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -108,34 +108,7 @@ def demo(
             task = progress.add_task("updating fleet", total=devices)
             runs = d.run(on_done=lambda _r: progress.advance(task))
         assert d.api is not None
-        statuses = {t["device_id"]: t for t in d.api.deployment_devices(dep_id)}
-        table = Table(title=f"fleet after deployment {dep_id}")
-        for col in ("device", "old version", "new version", "active slot", "result"):
-            table.add_column(col)
-        ok = True
-        for r in runs:
-            st = statuses.get(r.device_id, {})
-            result = str(st.get("status", "?"))
-            good = (
-                result == "succeeded"
-                and r.version_after == "2.0.0"
-                and r.slot_after != r.slot_before
-                and not r.error
-            )
-            ok &= good
-            shown = (
-                result
-                if not (st.get("detail") or r.error)
-                else f"{result}: {st.get('detail') or r.error}"
-            )
-            table.add_row(
-                r.device_id,
-                str(r.version_before),
-                str(r.version_after),
-                str(r.slot_after),
-                f"[green]{shown}[/]" if good else f"[red]{shown}[/]",
-            )
-        console.print(table)
+        ok = _print_fleet_table(dep_id, runs, d.api.deployment_devices(dep_id))
         console.print(
             f"{sum(1 for r in runs if r.version_after == '2.0.0')}/{devices} devices on 2.0.0 "
             f"in {time.monotonic() - started:.1f}s"
@@ -145,13 +118,7 @@ def demo(
             console.print(
                 f"serving at [bold]{d.url}[/]; admin token in {d.run_dir / 'server' / 'admin-token'}; Ctrl-C to stop"
             )
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            try:
-                while not stop.wait(1.0):
-                    pass
-            except KeyboardInterrupt:
-                pass
+            _serve_until_stopped()
             return
         if not ok:
             raise typer.Exit(code=1)
@@ -159,6 +126,47 @@ def demo(
         raise _fail(exc) from exc
     finally:
         d.close()
+
+
+def _print_fleet_table(dep_id: int, runs: list[Any], targets: list[dict[str, Any]]) -> bool:
+    """Print the demo fleet's table; True when every device reached 2.0.0 through the update."""
+    statuses = {t["device_id"]: t for t in targets}
+    table = Table(title=f"fleet after deployment {dep_id}")
+    for col in ("device", "old version", "new version", "active slot", "result"):
+        table.add_column(col)
+    ok = True
+    for r in runs:
+        st = statuses.get(r.device_id, {})
+        result = str(st.get("status", "?"))
+        good = (
+            result == "succeeded"
+            and r.version_after == "2.0.0"
+            and r.slot_after != r.slot_before
+            and not r.error
+        )
+        ok &= good
+        detail = st.get("detail") or r.error
+        shown = f"{result}: {detail}" if detail else result
+        table.add_row(
+            r.device_id,
+            str(r.version_before),
+            str(r.version_after),
+            str(r.slot_after),
+            f"[green]{shown}[/]" if good else f"[red]{shown}[/]",
+        )
+    console.print(table)
+    return ok
+
+
+def _serve_until_stopped() -> None:
+    """Block until SIGTERM or Ctrl-C (the server runs in its own thread)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

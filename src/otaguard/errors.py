@@ -125,3 +125,28 @@ class RateLimitedError(AuthError):
     """Too many failed attempts from one client: refused for a while."""
 
     code = "rate_limited"
+
+
+class DeltaError(OTAGuardError):
+    """A delta patch could not be made or applied. A device falls back to the full image."""
+
+    code = "delta"
+
+
+class DeltaFormatError(DeltaError):
+    """A patch is malformed: bad magic or version, a length over its limit, a truncated or
+    corrupt stream, an instruction outside the source or the target."""
+
+    code = "delta_format"
+
+
+class DeltaSourceMismatchError(DeltaError):
+    """The patch was made from another source image than the one it is applied to."""
+
+    code = "delta_source"
+
+
+class DeltaTargetMismatchError(DeltaError):
+    """The rebuilt image does not have the size or sha256 the patch (or the caller) expects."""
+
+    code = "delta_target"

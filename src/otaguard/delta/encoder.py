@@ -63,12 +63,49 @@ def _int64(b: bytes, at: int) -> int:
     return -value if b[at + 7] & 0x80 else value
 
 
+def common_ends(old: bytes, new: bytes, block: int = 1 << 16) -> tuple[int, int]:
+    """Lengths of the equal prefix and of the equal suffix (at the same distance from the end),
+    found a block at a time: an image's unchanged partition space is skipped before bsdiff."""
+    limit = min(len(old), len(new))
+    prefix = 0
+    while prefix < limit:
+        k = min(block, limit - prefix)
+        if old[prefix : prefix + k] != new[prefix : prefix + k]:
+            break
+        prefix += k
+    suffix = 0
+    while suffix < limit - prefix:
+        k = min(block, limit - prefix - suffix)
+        if old[len(old) - suffix - k : len(old) - suffix] != new[len(new) - suffix - k : len(new) - suffix]:
+            break
+        suffix += k
+    return prefix, suffix
+
+
 def bsdiff_ops(old: bytes, new: bytes) -> Iterator[tuple[Op, int, bytes]]:
-    """(op, argument, payload) from bsdiff4's matching: payload is the difference (ADD) or the
-    new bytes (INSERT). Seeks are emitted lazily, just before the next source read, so every
-    seek lands inside the source."""
+    """(op, argument, payload): payload is the difference (ADD) or the new bytes (INSERT).
+
+    Equal whole blocks at both ends become COPY; bsdiff4 matches the middle. Seeks are emitted
+    lazily, just before the next source read, so every seek lands inside the source."""
+    prefix, suffix = common_ends(old, new)
+    if prefix:
+        yield Op.COPY, prefix, b""
+    src = prefix
+    src_end, new_end = len(old) - suffix, len(new) - suffix
+    if new_end > prefix:
+        for op, arg, payload in _bsdiff_middle(old[prefix:src_end], new[prefix:new_end]):
+            yield op, arg, payload
+            src += arg if op in (Op.ADD, Op.COPY, Op.SEEK) else 0
+    if suffix:
+        if src != src_end:
+            yield Op.SEEK, src_end - src, b""
+        yield Op.COPY, suffix, b""
+
+
+def _bsdiff_middle(old: bytes, new: bytes) -> Iterator[tuple[Op, int, bytes]]:
+    """bsdiff4's matching as our instructions, positions relative to the start of ``old``."""
     control, diff, extra = bsdiff4.core.diff(old, new)
-    zero_run = re.compile(b"\x00{%d,}" % MIN_COPY_RUN)
+    zero_run = re.compile(b"\\x00{%d,}" % MIN_COPY_RUN)
     dpos = epos = pending_seek = 0
     for at in range(0, len(control), 24):
         x, y, z = _int64(control, at), _int64(control, at + 8), _int64(control, at + 16)

@@ -47,7 +47,7 @@ def dict_log2_for(size: int) -> int:
 # (codec, lc, lp, pb) candidates per stream kind
 CANDIDATES: dict[str, list[tuple[Codec, int, int, int]]] = {
     "ops": [(Codec.LZMA2, 3, 0, 2), (Codec.LZMA2, 0, 0, 0)],
-    "diff": [(Codec.LZMA2, 0, 0, 0), (Codec.LZMA2, 1, 0, 0)],
+    "diff": [(Codec.LZMA2, 0, 0, 0), (Codec.LZMA2, 1, 0, 0), (Codec.LZMA2, 0, 2, 2)],
     "extra": [(Codec.LZMA2, 3, 0, 2), (Codec.BCJ_X86_LZMA2, 3, 0, 2), (Codec.LZMA2, 0, 0, 0)],
 }
 

@@ -83,7 +83,8 @@ class DeltaDecoder:
     Raises (construction): ``DeltaFormatError`` for a malformed patch,
     ``DeltaSourceMismatchError`` when ``source`` has the wrong size or another sha256 than
     ``expected_source_sha256``, ``DeltaTargetMismatchError`` when the patch rebuilds another
-    image than ``expected_target_sha256``.
+    image than ``expected_target_sha256``. ``source`` may be None to only read the header
+    (``info``); ``apply`` then needs it for a ``DELTA`` patch.
     """
 
     def __init__(
@@ -105,9 +106,7 @@ class DeltaDecoder:
             raise DeltaTargetMismatchError("the patch rebuilds another image than expected")
         if expected_source_sha256 is not None and expected_source_sha256 != h.source_sha256.hex():
             raise DeltaSourceMismatchError("the patch was made for another source image")
-        if h.algorithm == Algorithm.DELTA:
-            if source is None:
-                raise DeltaSourceMismatchError("this patch needs the source image")
+        if h.algorithm == Algorithm.DELTA and source is not None:
             if _file_size(source) != h.source_size:
                 raise DeltaSourceMismatchError(
                     f"source is {_file_size(source)} bytes, the patch needs {h.source_size}"
@@ -175,6 +174,8 @@ class DeltaDecoder:
 
         Raises: ``DeltaFormatError``, ``DeltaSourceMismatchError`` (source reads short),
         ``DeltaTargetMismatchError`` (rebuilt image has another sha256)."""
+        if self.header.algorithm == Algorithm.DELTA and self._source is None:
+            raise DeltaSourceMismatchError("this patch needs the source image")
         start = self._start_hash(resume, written)
         out = _Output(write, start[1])
         for index in range(start[0], self.header.segments):

@@ -18,6 +18,7 @@ source byte here); this runs where releases are signed, not on devices.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import re
 import tempfile
@@ -158,6 +159,13 @@ def _plan(items: Iterator[tuple[Op, int, bytes]], segment_size: int) -> list[_Se
     return [p for p in plans if p.output_len]
 
 
+def _full_may_pay(new: bytes, delta_size: int) -> bool:
+    """Whether the image compressed alone could beat the delta: a fast LZMA pass (within a few
+    percent of the best settings) spares the slow ones when the delta is clearly smaller."""
+    quick = len(lzma.compress(new, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}]))
+    return delta_size > quick * 0.7
+
+
 def _full_items(new: bytes) -> Iterator[tuple[Op, int, bytes]]:
     if new:
         yield Op.INSERT, len(new), new
@@ -218,9 +226,8 @@ def encode(
         raise DeltaError(f"segment size below {MIN_SEGMENT_OUTPUT} bytes")
     old, new = old_path.read_bytes(), new_path.read_bytes()
     delta = _compress(_plan(bsdiff_ops(old, new), segment_size))
-    algorithm = Algorithm.DELTA
-    chosen = delta
-    if allow_full:
+    algorithm, chosen = Algorithm.DELTA, delta
+    if allow_full and _full_may_pay(new, _body_size(delta)):
         full = _compress(_plan(_full_items(new), segment_size))
         if _body_size(full) < _body_size(delta):
             algorithm, chosen = Algorithm.FULL, full

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from delta_corpus import Pair, load_pairs  # noqa: E402
+from delta_corpus import Pair, load_pairs
 
 PY = sys.executable
 THIS = str(Path(__file__).resolve())
@@ -75,9 +75,33 @@ def _pow2_at_least(n: int) -> int:
 def create_cmd(tool: str, old: Path, new: Path, patch: Path) -> list[str]:
     if tool == "xdelta3":
         window = str(_pow2_at_least(old.stat().st_size))
-        return ["xdelta3", "-f", "-e", "-9", "-S", "djw", "-B", window, "-s", str(old), str(new), str(patch)]
+        return [
+            "xdelta3",
+            "-f",
+            "-e",
+            "-9",
+            "-S",
+            "djw",
+            "-B",
+            window,
+            "-s",
+            str(old),
+            str(new),
+            str(patch),
+        ]
     if tool == "zstd":
-        return ["zstd", "-q", "-f", "--ultra", "-22", "--long=31", f"--patch-from={old}", str(new), "-o", str(patch)]
+        return [
+            "zstd",
+            "-q",
+            "-f",
+            "--ultra",
+            "-22",
+            "--long=31",
+            f"--patch-from={old}",
+            str(new),
+            "-o",
+            str(patch),
+        ]
     return [PY, THIS, "--child", "create", tool, str(old), str(new), str(patch)]
 
 
@@ -86,7 +110,17 @@ def apply_cmd(tool: str, old: Path, patch: Path, out: Path) -> list[str]:
         window = str(_pow2_at_least(old.stat().st_size))
         return ["xdelta3", "-f", "-d", "-B", window, "-s", str(old), str(patch), str(out)]
     if tool == "zstd":
-        return ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={old}", str(patch), "-o", str(out)]
+        return [
+            "zstd",
+            "-q",
+            "-f",
+            "-d",
+            "--long=31",
+            f"--patch-from={old}",
+            str(patch),
+            "-o",
+            str(out),
+        ]
     return [PY, THIS, "--child", "apply", tool, str(old), str(patch), str(out)]
 
 
@@ -99,7 +133,9 @@ def child_create(tool: str, old: Path, new: Path, patch: Path) -> None:
         import hdiffpatch
 
         config = hdiffpatch.Lzma2Config(level=9, window=26)
-        patch.write_bytes(hdiffpatch.diff(old.read_bytes(), new.read_bytes(), config, validate=False))
+        patch.write_bytes(
+            hdiffpatch.diff(old.read_bytes(), new.read_bytes(), config, validate=False)
+        )
     elif tool == "detools":
         import detools
 
@@ -147,7 +183,11 @@ def apply_ours(old: Path, patch: Path, out: Path) -> None:
         DeltaDecoder(s, p).apply(o.write)
         o.flush()
         os.fsync(o.fileno())
-    print(json.dumps({"seconds": time.monotonic() - start, "rss_before": before, "hwm": _vm("VmHWM:")}))
+    print(
+        json.dumps(
+            {"seconds": time.monotonic() - start, "rss_before": before, "hwm": _vm("VmHWM:")}
+        )
+    )
 
 
 def plain_copy(src: Path, dst: Path) -> None:
@@ -160,12 +200,18 @@ def plain_copy(src: Path, dst: Path) -> None:
             d.write(chunk)
         d.flush()
         os.fsync(d.fileno())
-    print(json.dumps({"seconds": time.monotonic() - start, "rss_before": before, "hwm": _vm("VmHWM:")}))
+    print(
+        json.dumps(
+            {"seconds": time.monotonic() - start, "rss_before": before, "hwm": _vm("VmHWM:")}
+        )
+    )
 
 
 def compressed_sizes(new: Path, work: Path) -> dict[str, int]:
     z, x = work / "full.zst", work / "full.xz"
-    subprocess.run(["zstd", "-q", "-f", "--ultra", "-22", "--long=31", str(new), "-o", str(z)], check=True)
+    subprocess.run(
+        ["zstd", "-q", "-f", "--ultra", "-22", "--long=31", str(new), "-o", str(z)], check=True
+    )
     subprocess.run(["xz", "-9e", "-k", "-c", "-T1", str(new)], check=True, stdout=x.open("wb"))
     return {"zstd_full": z.stat().st_size, "xz_full": x.stat().st_size}
 
@@ -216,7 +262,9 @@ def bench_image(corpus_rootfs: Pair, work: Path) -> dict[str, Any]:
         _, _, copy_out = run_measured([PY, THIS, "--child", "copy", "-", str(new), "-", str(out)])
         _, _, apply_out = run_measured(apply_cmd("ours", old, patch, out))
         runs.append({"copy": json.loads(copy_out), "apply": json.loads(apply_out)})
-    ok = hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(new.read_bytes()).hexdigest()
+    ok = (
+        hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(new.read_bytes()).hexdigest()
+    )
     sizes = compressed_sizes(new, work)
     for p in (old, new, out):
         p.unlink()

@@ -31,7 +31,8 @@ def test_create_apply_info(tmp_path: Path) -> None:
     assert applied.exit_code == 0, applied.output
     assert out.read_bytes() == new.read_bytes()
     shown = runner.invoke(app, ["delta", "info", str(patch)])
-    assert shown.exit_code == 0 and "target sha256" in shown.output
+    assert shown.exit_code == 0
+    assert "target sha256" in shown.output
 
 
 def test_apply_to_another_old_image_fails_with_one_line(tmp_path: Path) -> None:
@@ -51,7 +52,8 @@ def test_apply_to_another_old_image_fails_with_one_line(tmp_path: Path) -> None:
     shorter = tmp_path / "short.img"
     shorter.write_bytes(old.read_bytes()[:-1])
     result = runner.invoke(app, ["delta", "apply", str(shorter), str(patch), str(out)])
-    assert result.exit_code == 2 and "[delta_source]" in result.output
+    assert result.exit_code == 2
+    assert "[delta_source]" in result.output
 
 
 def test_apply_a_malformed_patch_fails_with_one_line(tmp_path: Path) -> None:
@@ -65,7 +67,8 @@ def test_apply_a_malformed_patch_fails_with_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["delta", "apply", str(old), str(bad), str(out)])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
-    assert result.output.startswith("error: ") and "[delta_" in result.output
+    assert result.output.startswith("error: ")
+    assert "[delta_" in result.output
     assert not out.exists()
     junk = tmp_path / "junk.delta"
     junk.write_bytes(random.Random(1).randbytes(300))

@@ -83,25 +83,35 @@ def mutate(patch: bytes, ops: list[tuple[str, int, int]]) -> bytes:
     return bytes(data)
 
 
-def _fuzz(corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]) -> None:
+def _fuzz(
+    corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
+) -> None:
     source, patch, target = corpus[which]
     outcome(source, mutate(patch, ops), target)
 
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-SLOW = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+SLOW = settings(
+    max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FAST
 @given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=4))
-def test_mutated_patches_fail_cleanly(corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]) -> None:
+def test_mutated_patches_fail_cleanly(
+    corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
+) -> None:
     _fuzz(corpus, which, ops)
 
 
 @pytest.mark.slow
 @SLOW
 @given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=8))
-def test_mutated_patches_fail_cleanly_long(corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]) -> None:
+def test_mutated_patches_fail_cleanly_long(
+    corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
+) -> None:
     _fuzz(corpus, which, ops)
 
 
@@ -126,7 +136,13 @@ def test_claimed_lengths_do_not_drive_allocation(corpus: list[tuple[bytes, bytes
     tracemalloc.start()
     try:
         for _ in range(200):
-            ops = [("u64", rng.randrange(41), rng.choice([1 << 63, 1 << 40, 1 << 32, rng.getrandbits(64)]))]
+            ops = [
+                (
+                    "u64",
+                    rng.randrange(41),
+                    rng.choice([1 << 63, 1 << 40, 1 << 32, rng.getrandbits(64)]),
+                )
+            ]
             outcome(source, mutate(patch, ops), target)
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -39,8 +39,14 @@ def raw_patch(
     trailing: bytes = b"",
 ) -> bytes:
     """One segment, stored streams: lets a test write any instruction it likes."""
-    header = Header(algorithm, 1, len(source), hashlib.sha256(source).digest(), len(target),
-                    hashlib.sha256(target).digest())
+    header = Header(
+        algorithm,
+        1,
+        len(source),
+        hashlib.sha256(source).digest(),
+        len(target),
+        hashlib.sha256(target).digest(),
+    )
     at = HEADER_SIZE + SEGMENT_SIZE
     descs = []
     for data in (ops, diff, extra):
@@ -114,8 +120,14 @@ def test_wrong_target_hash_is_refused() -> None:
 @pytest.mark.parametrize(
     ("tweak", "message"),
     [
-        ({"stream": "extra", "raw_len": 1 << 40, "codec": 1, "dict_log2": 16}, "longer than the segment"),
-        ({"stream": "ops", "raw_len": 1 << 40, "codec": 1, "dict_log2": 16}, "instruction stream too long"),
+        (
+            {"stream": "extra", "raw_len": 1 << 40, "codec": 1, "dict_log2": 16},
+            "longer than the segment",
+        ),
+        (
+            {"stream": "ops", "raw_len": 1 << 40, "codec": 1, "dict_log2": 16},
+            "instruction stream too long",
+        ),
         ({"stream": "ops", "comp_len": 1 << 40}, "stored stream whose lengths differ"),
         ({"stream": "ops", "offset": 0}, "not laid out in order"),
         ({"stream": "diff", "codec": 1, "dict_log2": 30}, "dictionary"),
@@ -138,8 +150,18 @@ def test_trailing_bytes_after_the_streams_are_refused() -> None:
 def _header_with(**fields: int) -> bytes:
     values = {"segments": 1, "ssize": len(SOURCE), "tsize": 4, "version": 1, "alg": 1}
     values.update(fields)
-    return struct.pack("<8sHBBIQ32sQ32s", b"OTAGDLTA", values["version"], values["alg"], 0,
-                       values["segments"], values["ssize"], b"\0" * 32, values["tsize"], b"\0" * 32)
+    return struct.pack(
+        "<8sHBBIQ32sQ32s",
+        b"OTAGDLTA",
+        values["version"],
+        values["alg"],
+        0,
+        values["segments"],
+        values["ssize"],
+        b"\0" * 32,
+        values["tsize"],
+        b"\0" * 32,
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 from otaguard.delta import Algorithm, Checkpoint, DeltaDecoder, encode
 from otaguard.delta.container import HEADER_SIZE
 from otaguard.errors import DeltaFormatError, DeltaSourceMismatchError, DeltaTargetMismatchError
+
 from .kit import apply_bytes, make_patch, real_binary, rebuilt
 
 
@@ -58,7 +59,8 @@ def test_incompressible_new_image_falls_back_to_full(tmp_path: Path) -> None:
     _, _, patch = make_patch(tmp_path, old, new)
     data = patch.read_bytes()
     info = DeltaDecoder(None, io.BytesIO(data)).info
-    assert info.algorithm == Algorithm.FULL and not info.needs_source
+    assert info.algorithm == Algorithm.FULL
+    assert not info.needs_source
     assert len(data) <= len(new) + HEADER_SIZE + 200
     assert apply_bytes(None, data) == new  # no source needed
     assert apply_bytes(rng.randbytes(10), data) == new  # nor read
@@ -169,8 +171,12 @@ def test_expected_hashes_from_signed_metadata_are_enforced(tmp_path: Path) -> No
     good_target = hashlib.sha256(new).hexdigest()
     good_source = hashlib.sha256(old).hexdigest()
     with patch.open("rb") as p:
-        DeltaDecoder(io.BytesIO(old), p, expected_target_sha256=good_target,
-                     expected_source_sha256=good_source)
+        DeltaDecoder(
+            io.BytesIO(old),
+            p,
+            expected_target_sha256=good_target,
+            expected_source_sha256=good_source,
+        )
         with pytest.raises(DeltaTargetMismatchError):
             DeltaDecoder(io.BytesIO(old), p, expected_target_sha256="0" * 64)
         with pytest.raises(DeltaSourceMismatchError):

@@ -105,10 +105,7 @@ class StreamReader:
         size = min(size, self._left)
         if size <= 0:
             return b""
-        if self._dec is None:
-            data = self._read_input(size)
-        else:
-            data = self._decompress(size)
+        data = self._read_input(size) if self._dec is None else self._decompress(size)
         self._left -= len(data)
         return data
 

@@ -26,7 +26,6 @@ from otaguard.delta.container import (
     HEADER_SIZE,
     SEGMENT_SIZE,
     Algorithm,
-    Header,
     Segment,
     check_tiling,
     parse_header,
@@ -107,9 +106,10 @@ class DeltaDecoder:
         if expected_source_sha256 is not None and expected_source_sha256 != h.source_sha256.hex():
             raise DeltaSourceMismatchError("the patch was made for another source image")
         if h.algorithm == Algorithm.DELTA and source is not None:
-            if _file_size(source) != h.source_size:
+            size = _file_size(source)
+            if size != h.source_size:
                 raise DeltaSourceMismatchError(
-                    f"source is {_file_size(source)} bytes, the patch needs {h.source_size}"
+                    f"source is {size} bytes, the patch needs {h.source_size}"
                 )
 
     @property
@@ -156,7 +156,9 @@ class DeltaDecoder:
         while chunk := self._source.read(CHUNK):
             h.update(chunk)
         if h.digest() != self.header.source_sha256:
-            raise DeltaSourceMismatchError("the source image is not the one this patch was made from")
+            raise DeltaSourceMismatchError(
+                "the source image is not the one this patch was made from"
+            )
 
     def apply(
         self,
@@ -207,7 +209,9 @@ class DeltaDecoder:
         while left:
             chunk = written.read(min(CHUNK, left))
             if not chunk:
-                raise DeltaTargetMismatchError("the output written so far is shorter than the checkpoint")
+                raise DeltaTargetMismatchError(
+                    "the output written so far is shorter than the checkpoint"
+                )
             hasher.update(chunk)
             left -= len(chunk)
         return resume.segment, hasher

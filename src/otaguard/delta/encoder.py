@@ -77,7 +77,10 @@ def common_ends(old: bytes, new: bytes, block: int = 1 << 16) -> tuple[int, int]
     suffix = 0
     while suffix < limit - prefix:
         k = min(block, limit - prefix - suffix)
-        if old[len(old) - suffix - k : len(old) - suffix] != new[len(new) - suffix - k : len(new) - suffix]:
+        if (
+            old[len(old) - suffix - k : len(old) - suffix]
+            != new[len(new) - suffix - k : len(new) - suffix]
+        ):
             break
         suffix += k
     return prefix, suffix
@@ -162,7 +165,9 @@ def _plan(items: Iterator[tuple[Op, int, bytes]], segment_size: int) -> list[_Se
 def _full_may_pay(new: bytes, delta_size: int) -> bool:
     """Whether the image compressed alone could beat the delta: a fast LZMA pass (within a few
     percent of the best settings) spares the slow ones when the delta is clearly smaller."""
-    quick = len(lzma.compress(new, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}]))
+    quick = len(
+        lzma.compress(new, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}])
+    )
     return delta_size > quick * 0.7
 
 
@@ -171,7 +176,9 @@ def _full_items(new: bytes) -> Iterator[tuple[Op, int, bytes]]:
         yield Op.INSERT, len(new), new
 
 
-def _compress(plans: list[_SegmentPlan]) -> list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]:
+def _compress(
+    plans: list[_SegmentPlan],
+) -> list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]:
     out = []
     for p in plans:
         streams = [
@@ -187,7 +194,12 @@ def _body_size(packed: list[tuple[_SegmentPlan, list[tuple[Codec, int, int, byte
     return sum(len(s[3]) for _, streams in packed for s in streams)
 
 
-def _write(path: Path, header: Header, packed: list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]], raw: list[list[int]]) -> int:
+def _write(
+    path: Path,
+    header: Header,
+    packed: list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]],
+    raw: list[list[int]],
+) -> int:
     stream_at = header.table_end
     records, bodies = [], []
     output_offset = 0

@@ -323,6 +323,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent / "cache") as tmp:
         for pair in pairs:
             result["pairs"].append(bench_pair(pair, Path(tmp)))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")  # partial results survive
         if not args.no_image:
             rootfs = next(p for p in load_pairs() if p.name == "rootfs-tar")
             result["image"] = bench_image(rootfs, Path(tmp))

@@ -107,6 +107,7 @@ def test_mutated_patches_fail_cleanly(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @SLOW
 @given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=8))
 def test_mutated_patches_fail_cleanly_long(

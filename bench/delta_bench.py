@@ -244,7 +244,8 @@ def bench_pair(pair: Pair, work: Path) -> dict[str, Any]:
 def image_pair(corpus_rootfs: Pair, work: Path, size: int = 512 << 20) -> tuple[Path, Path]:
     rng = random.Random(14)
     old_fs, new_fs = Path(corpus_rootfs.old).read_bytes(), Path(corpus_rootfs.new).read_bytes()
-    filler = rng.randbytes(size - max(len(old_fs), len(new_fs)))
+    need = size - min(len(old_fs), len(new_fs))
+    filler = b"".join(rng.randbytes(min(64 << 20, need - at)) for at in range(0, need, 64 << 20))
     old, new = work / "image-old", work / "image-new"
     for path, fs in ((old, old_fs), (new, new_fs)):
         with path.open("wb") as f:

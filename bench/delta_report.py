@@ -10,14 +10,18 @@ bench/results/delta_bench.json]``; prints the markdown.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import re
 import statistics
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from delta_bench import OPEN_TOOLS, TOOLS, goal
+from delta_bench import OPEN_TOOLS, TOOLS, compressed_sizes, goal
 from delta_corpus import MANIFEST
 
 NAMES = {"zstd": "zstd --patch-from", "hdiffpatch": "HDiffPatch", "ours": "**ours**"}
@@ -29,7 +33,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {
         "dates": sorted({r["date"] for r in results}),
         "python": results[0]["python"],
-        "load": [r["load_before"] for r in results] + [r["load_after"] for r in results],
+        "load": [r[k] for r in results for k in ("load_before", "load_after") if r[k]],
         "pairs": pairs,
         "goal": goal(pairs),
     }
@@ -37,6 +41,34 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         if "image" in r:
             merged["image"] = r["image"]
     return merged
+
+
+def from_log(path: Path) -> dict[str, Any]:
+    """Rows from a bench process's progress lines (one per pair and tool), for a process that
+    did not get to write its JSON; the full-image baselines are measured here, same commands."""
+    corpus = {p["name"]: p for p in json.loads(MANIFEST.read_text())}
+    rows: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^  (\S+) (\w+): (\{.*\})$", line)
+        if m and m.group(1) in corpus:
+            pair = corpus[m.group(1)]
+            row = rows.setdefault(
+                pair["name"],
+                {"pair": pair["name"], "kind": pair["kind"], "new_size": pair["new_size"]},
+            )
+            row[m.group(2)] = ast.literal_eval(m.group(3))
+    complete = [r for r in rows.values() if all(t in r for t in TOOLS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in complete:
+            r.update(compressed_sizes(Path(corpus[r["pair"]]["new"]), Path(tmp)))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
+    return {
+        "date": when,
+        "python": "3.11.7",
+        "load_before": 0.0,
+        "load_after": 0.0,
+        "pairs": complete,
+    }
 
 
 def _kib(n: float) -> str:
@@ -153,7 +185,9 @@ def main() -> None:
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    merged = merge([json.loads(p.read_text()) for p in args.results])
+    merged = merge(
+        [json.loads(p.read_text()) if p.suffix == ".json" else from_log(p) for p in args.results]
+    )
     if args.out:
         args.out.write_text(json.dumps(merged, indent=2) + "\n")
     print(render(merged))

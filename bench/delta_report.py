@@ -62,13 +62,15 @@ def from_log(path: Path) -> dict[str, Any]:
         for r in complete:
             r.update(compressed_sizes(Path(corpus[r["pair"]]["new"]), Path(tmp)))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime))
-    return {
+    result = {
         "date": when,
         "python": "3.11.7",
         "load_before": 0.0,
         "load_after": 0.0,
         "pairs": complete,
     }
+    path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _kib(n: float) -> str:
@@ -156,7 +158,7 @@ def render(m: dict[str, Any]) -> str:
     g = m["goal"]
     verdict = "met" if g["met"] else "**not met**"
     out = [
-        f"Run {', '.join(m['dates'])}, Python {m['python']}, 2 vCPUs shared with other jobs (load average {min(m['load']):.1f}-{max(m['load']):.1f}).",
+        f"Run {', '.join(m['dates'])}, Python {m['python']}, 2 vCPUs shared with other jobs (load average {min(m['load'] or [0]):.1f}-{max(m['load'] or [0]):.1f}).",
         "",
         "Corpus (`bench/results/delta_corpus.json` has every sha256 in full):",
         "",

@@ -97,11 +97,11 @@ def size_table(m: dict[str, Any]) -> list[str]:
     head = (
         "| pair | new | zstd -22 full | xz -9e full | "
         + " | ".join(NAMES.get(t, t) for t in TOOLS)
-        + " | ours ÷ best open |"
+        + " | ours ÷ best open tool that round-tripped |"
     )
     lines = [head, "|" + "---|" * (5 + len(TOOLS))]
     for r in m["pairs"]:
-        best = min(r[t]["size"] for t in OPEN_TOOLS)
+        best = min(r[t]["size"] for t in OPEN_TOOLS if r[t]["roundtrip"])
         cells = [_kib(r[t]["size"]) + ("" if r[t]["roundtrip"] else " (FAILED)") for t in TOOLS]
         if r["ours"].get("algorithm") == "FULL":
             cells[-1] += " (full)"

@@ -11,8 +11,8 @@ segments (16 MiB of output by default) so a device can resume after a power cut.
 
 When the delta is not smaller than the image compressed alone (compressed inputs, unrelated
 images), ``encode`` writes a ``FULL`` patch instead: the image in the same container, no source
-needed. Memory: bsdiff4 holds both images and a suffix array of the source (about 10 bytes per
-source byte here); this runs where releases are signed, not on devices.
+needed. Memory: bsdiff4 holds both images and a suffix array of the source (about 20 bytes per
+source byte, measured); this runs where releases are signed, not on devices.
 """
 
 from __future__ import annotations

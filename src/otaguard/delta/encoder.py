@@ -241,7 +241,7 @@ def encode(
     algorithm, chosen = Algorithm.DELTA, delta
     if allow_full and _full_may_pay(new, _body_size(delta)):
         full = _compress(_plan(_full_items(new), segment_size))
-        if _body_size(full) < _body_size(delta):
+        if _body_size(full) <= _body_size(delta):  # a tie: no source needed is better
             algorithm, chosen = Algorithm.FULL, full
     header = Header(
         algorithm=algorithm,

@@ -200,3 +200,28 @@ class RangeNotSatisfiable(OTAGuardError):
     """An HTTP Range header asks for no byte of the representation (answered 416)."""
 
     code = "range_not_satisfiable"
+
+
+class DeltaError(OTAGuardError):
+    """A delta patch could not be made or applied. A device falls back to the full image."""
+
+    code = "delta"
+
+
+class DeltaFormatError(DeltaError):
+    """A patch is malformed: bad magic or version, a length over its limit, a truncated or
+    corrupt stream, an instruction outside the source or the target."""
+
+    code = "delta_format"
+
+
+class DeltaSourceMismatchError(DeltaError):
+    """The patch was made from another source image than the one it is applied to."""
+
+    code = "delta_source"
+
+
+class DeltaTargetMismatchError(DeltaError):
+    """The rebuilt image does not have the size or sha256 the patch (or the caller) expects."""
+
+    code = "delta_target"

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from otaguard.cli.agent import agent_app, bundle_app
+from otaguard.cli.delta import delta_app
 from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
@@ -39,6 +40,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(ca_app, name="ca")
 app.add_typer(device_app, name="device")
 install_management(app)  # login, logout, mgmt: the management API over HTTPS
+app.add_typer(delta_app, name="delta")
 console = Console()
 
 DataDir = Annotated[

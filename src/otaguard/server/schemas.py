@@ -257,7 +257,7 @@ class DeploymentTargetPage(BaseModel):
     offset: int
 
 
-DeploymentStateName = Literal["awaiting_approval", "active", "completed", "cancelled"]
+DeploymentStateName = Literal["awaiting_approval", "active", "completed", "cancelled", "aborted"]
 TargetStatusName = Literal["pending", "in_progress", "succeeded", "failed", "cancelled"]
 
 

@@ -19,6 +19,7 @@ from otaguard.identity.ratelimit import FailureWindow
 from otaguard.server import checkin as checkin_flow
 from otaguard.server.auth import AuditMiddleware
 from otaguard.server.context import ServerContext
+from otaguard.server.evaluator import run_evaluator
 from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
@@ -54,11 +55,14 @@ async def _keep_fresh(ctx: ServerContext) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = asyncio.create_task(_keep_fresh(app.state.ctx))
+    ctx = app.state.ctx
+    task = asyncio.create_task(_keep_fresh(ctx))
+    evaluator = asyncio.create_task(run_evaluator(ctx, ctx.settings.rollout_interval))
     try:
         yield
     finally:
         task.cancel()
+        evaluator.cancel()
         await run_in_threadpool(app.state.checkin_batcher.close)
 
 

@@ -64,6 +64,12 @@ class ServerSettings:
     # re-read from the database at most this often (0: on every request); a revocation made
     # through another server process counts here within this many seconds.
     revocation_refresh_seconds: float = 1.0
+    # Phased rollouts: how often the evaluator looks at running rollouts, and how long an
+    # installed device may stay silent before it counts against the release.
+    rollout_interval: float = 5.0
+    rollout_silent_seconds: float = 900.0
+    # New devices wait for an operator's accept before they are offered updates.
+    require_device_acceptance: bool = False
 
     @property
     def db_url(self) -> str:
@@ -83,6 +89,7 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store)
+        self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(

@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

@@ -411,12 +411,12 @@ class Rollouts:
                 progress = prog.request_advance(progress)
             else:
                 nxt = progress.phase + 1
-                if nxt < len(plan.phases) and plan.needs_approval(nxt):
-                    if progress.approved_phase != nxt:
-                        raise RolloutStateError(
-                            f"entering phase {plan.phases[nxt].name!r} needs a second "
-                            "person's approval (POST .../approve)"
-                        )
+                gated = nxt < len(plan.phases) and plan.needs_approval(nxt)
+                if gated and progress.approved_phase != nxt:
+                    raise RolloutStateError(
+                        f"entering phase {plan.phases[nxt].name!r} needs a second "
+                        "person's approval (POST .../approve)"
+                    )
                 progress = prog.advanced(plan, progress, now)
             _save(dep, progress, None)
             return progress

@@ -142,7 +142,8 @@ def test_a_bad_release_is_paused_in_its_first_phase(world: Any) -> None:
     assert c.get(f"/api/v1/deployments/{dep}/devices?status=cancelled").json()["total"] == 180
     assert c.post(f"/api/v1/deployments/{dep}/resume", json={}).status_code == 409
     audited = [e.action for e in ctx.identity.audit_entries()]
-    assert "rollout.pause" in audited and "deployment.control" in audited
+    assert "rollout.pause" in audited
+    assert "deployment.control" in audited
 
 
 def test_resume_acknowledges_and_pacing_limits_starts(world: Any) -> None:
@@ -212,7 +213,8 @@ def test_downgrade_start_at_acceptance_and_decommission(world: Any) -> None:
     check_in(ctx, ["d0000"], "3.0.0")
     body = {"name": "old", "target_name": NEW, "selector": {"devices": ["d0000", "d0001"]}}
     r = c.post("/api/v1/deployments", json=body)
-    assert r.status_code == 422 and "allow_downgrade" in r.json()["detail"]
+    assert r.status_code == 422
+    assert "allow_downgrade" in r.json()["detail"]
     r = c.post(
         "/api/v1/deployments",
         json={**body, "start_at": "2999-01-01T00:00:00Z", "allow_downgrade": True},
@@ -238,9 +240,11 @@ def test_alerts_are_listed_once_and_acknowledged(world: Any) -> None:
     assert len(ctx.store.monitoring.raise_alerts([alert])) == 1
     assert ctx.store.monitoring.raise_alerts([alert]) == []  # deduplicated by key
     page = c.get("/api/v1/alerts").json()
-    assert page["total"] == 1 and page["items"][0]["count"] == 2
+    assert page["total"] == 1
+    assert page["items"][0]["count"] == 2
     alert_id = page["items"][0]["id"]
     r = c.post(f"/api/v1/alerts/{alert_id}/acknowledge")
-    assert r.status_code == 200 and r.json()["acknowledged_by"] == "admin"
+    assert r.status_code == 200
+    assert r.json()["acknowledged_by"] == "admin"
     assert c.post(f"/api/v1/alerts/{alert_id}/acknowledge").status_code == 409
     assert c.get("/api/v1/alerts?acknowledged=false").json()["total"] == 0

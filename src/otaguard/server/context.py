@@ -68,8 +68,13 @@ class ServerSettings:
     # installed device may stay silent before it counts against the release.
     rollout_interval: float = 5.0
     rollout_silent_seconds: float = 900.0
-    # New devices wait for an operator's accept before they are offered updates.
-    require_device_acceptance: bool = False
+    # Anomaly scans look at this many seconds before each pass; versions devices may run
+    # without the repository having published them (factory images).
+    anomaly_window_seconds: float = 3600.0
+    factory_versions: list[str] = field(default_factory=list)
+    # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret_file: Path | None = None
 
     @property
     def db_url(self) -> str:

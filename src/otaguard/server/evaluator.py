@@ -9,11 +9,7 @@ Several server processes may run it: the deployment row is locked for each evalu
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-
-from starlette.concurrency import run_in_threadpool
 
 from otaguard.errors import OTAGuardError
 from otaguard.fleet.rollout import Action
@@ -50,11 +46,3 @@ def evaluate_all(ctx: ServerContext) -> list[Evaluation]:
         if result is not None:
             results.append(result)
     return results
-
-
-async def run_evaluator(ctx: ServerContext, interval: float) -> None:
-    """Evaluate every ``interval`` seconds for as long as the server runs."""
-    while True:
-        with contextlib.suppress(OTAGuardError):
-            await run_in_threadpool(evaluate_all, ctx)
-        await asyncio.sleep(interval)

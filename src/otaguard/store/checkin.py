@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -20,6 +21,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Connection, Row, Table, bindparam, select, update
 
 from otaguard.errors import AuthError, CompatibilityError, NotFoundError, OTAGuardError
+from otaguard.fleet.integrity import ManifestObservation
 from otaguard.fleet.progress import RolloutStatus
 from otaguard.fleet.status import DeploymentState, TargetStatus, is_offered
 from otaguard.store.base import utcnow
@@ -111,6 +113,7 @@ _DEVICES_FOR_CHECKIN = (
         _DEVICES.c.assignment_counter,
         _DEVICES.c.accepted,
         _DEVICES.c.decommissioned_at,
+        _DEVICES.c.security_version,
     )
     .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_DEVICES.c.id)
@@ -171,6 +174,7 @@ def _accept(
     rows: _DeviceRows,
     now: dt.datetime,
     outcomes: list[CheckinOutcome],
+    observed: deque[ManifestObservation],
 ) -> tuple[dict[str, dict[str, Any]], list[int]]:
     """Authenticate and verify each request against its locked device row. Refusals go into
     ``outcomes``; returns the reports to record (per device, its last) and the accepted
@@ -195,6 +199,12 @@ def _accept(
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
             continue
+        if report.security_version < row.security_version:  # for the anomaly scan
+            observed.append(
+                ManifestObservation(
+                    request.device_id, report.security_version, row.security_version, now
+                )
+            )
         reports[request.device_id] = {
             "b_id": request.device_id,
             "b_version": report.version,
@@ -243,6 +253,8 @@ class CheckIns:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: reports below the device's recorded security version, for the anomaly scan to take
+        self.observed: deque[ManifestObservation] = deque(maxlen=10_000)
 
     def check_in(
         self,
@@ -308,7 +320,7 @@ class CheckIns:
         with self.db.session(wait=wait) as s:
             conn = s.connection()  # Core statements built once (module level): the hot path
             rows = {row.id: row for row in conn.execute(_DEVICES_FOR_CHECKIN, {"ids": ids})}
-            reports, accepted = _accept(requests, rows, now, outcomes)
+            reports, accepted = _accept(requests, rows, now, outcomes, self.observed)
             if not reports:
                 return outcomes
             conn.execute(_RECORD_REPORT, list(reports.values()))  # one executemany

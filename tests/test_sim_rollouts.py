@@ -14,7 +14,7 @@ from otaguard.sim.light import LightFleet, RunResult, run_rollout
 from otaguard.sim.scenarios import scenario
 
 
-def run(demo_world: Demo, name: str, devices: int = 200) -> RunResult:
+def run(demo_world: Demo, name: str, devices: int = 200, max_rounds: int = 12) -> RunResult:
     d = demo_world
     _old, _ = d.release("1.0.0")
     new, _ = d.release("2.0.0")
@@ -32,7 +32,9 @@ def run(demo_world: Demo, name: str, devices: int = 200) -> RunResult:
         time.sleep(0.6)  # past the silence threshold
         scan_once(ctx, ServerMetrics(), None, since)
 
-    return run_rollout(fleet, target_name=new, new_version="2.0.0", before_evaluate=settle)
+    return run_rollout(
+        fleet, target_name=new, new_version="2.0.0", before_evaluate=settle, max_rounds=max_rounds
+    )
 
 
 def kinds(result: RunResult) -> set[str]:
@@ -76,5 +78,40 @@ def test_silent_devices_pause_the_rollout(demo_world: Demo) -> None:
     ],
 )
 def test_each_injected_anomaly_raises_its_alert(demo_world: Demo, name: str, alert: str) -> None:
-    result = run(demo_world, name, devices=100)
+    result = run(demo_world, name, devices=100, max_rounds=1)
     assert alert in kinds(result), result.summary()
+
+
+def test_sim_run_command_prints_what_the_rollout_did(
+    demo_world: Demo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from otaguard.cli.main import app
+
+    d = demo_world
+    new, _ = d.release("2.0.0")
+    d.release("1.0.0")
+    assert d.ctx is not None
+    assert d.ctx.settings.tls is not None
+    monkeypatch.setenv("OTAGUARD_TOKEN", d.ctx.admin_token)
+    args = [
+        "sim",
+        "run",
+        "clean",
+        "--server",
+        d.url,
+        "--target",
+        new,
+        "--new-version",
+        "2.0.0",
+        "--devices",
+        "30",
+        "--ca",
+        str(d.ctx.settings.tls.ca_cert),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "completed (all_succeeded)" in result.output
+    assert "alerts: 0" in result.output
+    assert d.ctx.admin_token not in result.output

@@ -17,6 +17,7 @@ from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
+from otaguard.cli.sim import sim_app
 from otaguard.errors import OTAGuardError
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ca_app, name="ca")
 app.add_typer(device_app, name="device")
+app.add_typer(sim_app, name="sim")
 console = Console()
 
 DataDir = Annotated[

@@ -248,3 +248,14 @@ def test_alerts_are_listed_once_and_acknowledged(world: Any) -> None:
     assert r.json()["acknowledged_by"] == "admin"
     assert c.post(f"/api/v1/alerts/{alert_id}/acknowledge").status_code == 409
     assert c.get("/api/v1/alerts?acknowledged=false").json()["total"] == 0
+
+
+def test_new_devices_wait_for_acceptance_when_the_server_asks(world: Any) -> None:
+    ctx, c = world
+    ctx.settings.require_device_acceptance = True
+    r = c.post("/api/v1/devices", json={"id": "new-1", "hardware": HW})
+    assert r.status_code == 201, r.text
+    dep = deploy(c, None, selector={"devices": ["new-1"]})
+    assert check_in(ctx, ["new-1"], "1.0.0") == {}  # not accepted yet: nothing offered
+    assert c.put("/api/v1/devices/new-1/acceptance", json={"accepted": True}).status_code == 200
+    assert check_in(ctx, ["new-1"], "1.0.0") == {"new-1": dep}

@@ -68,6 +68,8 @@ class ServerSettings:
     # installed device may stay silent before it counts against the release.
     rollout_interval: float = 5.0
     rollout_silent_seconds: float = 900.0
+    # New devices wait for an operator's accept before they are offered updates.
+    require_device_acceptance: bool = False
     # Anomaly scans look at this many seconds before each pass; versions devices may run
     # without the repository having published them (factory images).
     anomaly_window_seconds: float = 3600.0

@@ -142,8 +142,11 @@ class Store(Database):
         credential: str,
         tags: list[str] | None = None,
         manifest_key: str | None = None,
+        accepted: bool = True,
     ) -> DeviceView:
-        return self.devices.register_device(device_id, hardware, credential, tags, manifest_key)
+        return self.devices.register_device(
+            device_id, hardware, credential, tags, manifest_key, accepted
+        )
 
     def authenticate_device(self, device_id: str, credential: str) -> None:
         self.devices.authenticate_device(device_id, credential)

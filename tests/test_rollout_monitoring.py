@@ -161,3 +161,34 @@ def test_webhooks_are_signed_and_retried(tmp_path: Path) -> None:
     assert not verify(secret, body + b" ", header, now=time.time())
     stale = sign(secret, body, int(time.time()) - 3600)
     assert not verify(secret, body, stale, now=time.time())
+
+
+def test_a_failure_spike_on_one_hardware_type_is_raised(ctx: ServerContext) -> None:
+    metrics = ServerMetrics()
+    ctx.store.upsert_release(
+        "any/fw-1.1.0.img",
+        version="1.1.0",
+        hardware=[HW, "b2"],
+        security_version=1,
+        sha256="1" * 64,
+        length=1,
+        custom={},
+    )
+    for i in range(40):
+        ctx.store.register_device(f"b2-{i:02d}", "b2", f"credential-b2-{i:02d}-0123456789")
+    devices = [f"d{i:02d}" for i in range(30)] + [f"b2-{i:02d}" for i in range(40)]
+    dep = ctx.store.create_deployment(
+        name="x", target_name="any/fw-1.1.0.img", selector={"all": True}, created_by="t"
+    ).id
+    for n, device in enumerate(devices):
+        failed = device.startswith("b2") and n % 2 == 0
+        ctx.store.record_event(
+            device,
+            event=UpdateEvent.FAILED if failed else UpdateEvent.COMMITTED,
+            deployment_id=dep,
+            version="1.1.0",
+            slot="b",
+            detail={},
+        )
+    alerts = scan_once(ctx, metrics, None, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert [(a.kind, a.subject) for a in alerts] == [("failure_spike", "hardware:b2")]

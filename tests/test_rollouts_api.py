@@ -259,3 +259,17 @@ def test_new_devices_wait_for_acceptance_when_the_server_asks(world: Any) -> Non
     assert check_in(ctx, ["new-1"], "1.0.0") == {}  # not accepted yet: nothing offered
     assert c.put("/api/v1/devices/new-1/acceptance", json={"accepted": True}).status_code == 200
     assert check_in(ctx, ["new-1"], "1.0.0") == {"new-1": dep}
+
+
+def test_pacing_admits_devices_in_the_spread_order(world: Any) -> None:
+    """Strata (hardware, version) take turns even when pacing lets only a few start: the
+    first two admitted run different versions (in id order both would run 1.0.0)."""
+    ctx, c = world
+    check_in(ctx, [f"d{i:04d}" for i in range(100, FLEET)], "1.5.0")
+    body = plan()
+    body["limits"] = {"max_starts_per_minute": 2.0, "start_burst": 2}
+    dep = deploy(c, body)
+    assert evaluate(c, dep)["admitted"] == 2
+    offered = check_in(ctx, [f"d{i:04d}" for i in range(FLEET)], "1.0.0")
+    versions = {"1.0.0" if int(d[1:]) < 100 else "1.5.0" for d in offered}
+    assert versions == {"1.0.0", "1.5.0"}

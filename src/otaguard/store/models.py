@@ -116,6 +116,7 @@ class DeploymentTarget(Base):
     # Phased rollouts: the phase that releases this device, and whether pacing let it start
     # (only admitted targets are offered; without a plan every target is admitted at once).
     phase: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)  # place in the spread order
     admitted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (Index("ix_deployment_targets_device", "device_id", "status"),)

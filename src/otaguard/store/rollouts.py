@@ -24,7 +24,7 @@ from otaguard.errors import ForbiddenError, NotFoundError, RolloutStateError
 from otaguard.fleet import progress as prog
 from otaguard.fleet.health import HealthGate, HealthPolicy, HealthReport, compare_health
 from otaguard.fleet.pacing import TokenBucket, admit_starts, new_bucket
-from otaguard.fleet.phases import RolloutPlan
+from otaguard.fleet.phases import FleetDevice, RolloutPlan, assign_phases, spread_order
 from otaguard.fleet.plan_codec import (
     plan_from_json,
     plan_to_json,
@@ -234,17 +234,19 @@ class Rollouts:
     def set_plan(s: Session, dep: Deployment, plan: RolloutPlan, devices: list[Device]) -> None:
         """Give a new deployment (flushed, with its targets) a plan: phases assigned to its
         targets, none admitted until the evaluator lets them start."""
-        from otaguard.fleet.phases import FleetDevice, assign_phases
-
         fleet = [
             FleetDevice(d.id, d.hardware, d.current_version or "", frozenset(d.tags))
             for d in devices
         ]
         assignment = assign_phases(plan, str(dep.id), fleet)
+        # Pacing admits a phase's devices in the spread order too (hardware and versions
+        # take turns), not in id order.
+        rank = {device_id: i for i, device_id in enumerate(spread_order(str(dep.id), fleet))}
         for target in s.scalars(
             select(DeploymentTarget).where(DeploymentTarget.deployment_id == dep.id)
         ):
             target.phase = assignment.phase_of.get(target.device_id, len(plan.phases) - 1)
+            target.rank = rank.get(target.device_id)
             target.admitted = False
         dep.rollout_plan = plan_to_json(plan)
         dep.rollout_status = RolloutStatus.RUNNING.value
@@ -342,7 +344,7 @@ class Rollouts:
             s.scalars(
                 select(t.device_id)
                 .where(*mine, t.admitted.is_(False), t.phase <= progress.phase)
-                .order_by(t.phase, t.device_id)
+                .order_by(t.phase, t.rank, t.device_id)
                 .limit(admission.starts)
             )
         )

@@ -34,6 +34,7 @@ def upgrade() -> None:
         op.add_column("deployments", sa.Column(name, sa.JSON(), nullable=True))
     op.add_column("deployments", sa.Column("rollout_status", sa.String(16), nullable=True))
     op.add_column("deployment_targets", sa.Column("phase", sa.Integer(), nullable=True))
+    op.add_column("deployment_targets", sa.Column("rank", sa.Integer(), nullable=True))
     op.add_column(
         "deployment_targets",
         sa.Column("admitted", sa.Boolean(), server_default=sa.true(), nullable=False),
@@ -80,7 +81,7 @@ def downgrade() -> None:
     op.drop_table("health_reports")
     op.drop_table("alerts")
     # Plain DROP COLUMN (SQLite >= 3.35), for the same reason as in ``upgrade``.
-    for column in ("admitted", "phase"):
+    for column in ("admitted", "rank", "phase"):
         op.drop_column("deployment_targets", column)
     for column in (
         "rollout_bucket",

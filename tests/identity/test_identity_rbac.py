@@ -40,6 +40,12 @@ EXPECTED: dict[str, set[str]] = {
     "user.manage": {"admin"},
     "user.read": {"admin"},
     "audit.read": {"admin"},
+    # phased rollouts and monitoring (issue 12)
+    "alert.read": READ,
+    "deployment.control": {"deployer", "admin"},
+    "alert.acknowledge": {"deployer", "admin"},
+    "device.accept": {"deployer", "admin"},
+    "device.decommission": {"admin"},
 }
 
 

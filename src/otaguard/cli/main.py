@@ -19,6 +19,7 @@ from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.cli.manage import install as install_management
+from otaguard.cli.sim import sim_app
 from otaguard.errors import OTAGuardError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ app.add_typer(ca_app, name="ca")
 app.add_typer(device_app, name="device")
 install_management(app)  # login, logout, mgmt: the management API over HTTPS
 app.add_typer(delta_app, name="delta")
+app.add_typer(sim_app, name="sim")
 console = Console()
 
 DataDir = Annotated[

@@ -42,6 +42,7 @@ class DeploymentState(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    ABORTED = "aborted"  # a phased rollout stopped for good (by its limits or an operator)
 
 
 FAILURE_EVENTS = frozenset({UpdateEvent.ROLLED_BACK, UpdateEvent.REFUSED, UpdateEvent.FAILED})

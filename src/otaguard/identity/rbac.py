@@ -39,6 +39,11 @@ class Action(StrEnum):
     DEPLOYMENT_CREATE = "deployment.create"
     DEPLOYMENT_CANCEL = "deployment.cancel"
     DEPLOYMENT_APPROVE = "deployment.approve"
+    DEPLOYMENT_CONTROL = "deployment.control"  # pause, resume, abort, advance a rollout
+    ALERT_READ = "alert.read"
+    ALERT_ACKNOWLEDGE = "alert.acknowledge"
+    DEVICE_ACCEPT = "device.accept"  # let a newly enrolled device receive updates
+    DEVICE_DECOMMISSION = "device.decommission"
     # identities
     ENROLLMENT_TOKEN_CREATE = "enrollment.token.create"
     DEVICE_CERT_REVOKE = "device.certificate.revoke"
@@ -58,6 +63,7 @@ READS = frozenset(
         Action.DEPLOYMENT_READ,
         Action.GROUP_READ,
         Action.TOKEN_SELF,
+        Action.ALERT_READ,
     }
 )
 
@@ -67,7 +73,15 @@ READS = frozenset(
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: READS,
     Role.RELEASE_MANAGER: READS | {Action.ROOT_WRITE, Action.PUBLISH, Action.ARTIFACT_UPLOAD},
-    Role.DEPLOYER: READS | {Action.DEVICE_TAGS, Action.DEPLOYMENT_CREATE, Action.DEPLOYMENT_CANCEL},
+    Role.DEPLOYER: READS
+    | {
+        Action.DEVICE_TAGS,
+        Action.DEPLOYMENT_CREATE,
+        Action.DEPLOYMENT_CANCEL,
+        Action.DEPLOYMENT_CONTROL,
+        Action.ALERT_ACKNOWLEDGE,
+        Action.DEVICE_ACCEPT,
+    },
     Role.APPROVER: READS | {Action.DEPLOYMENT_APPROVE},
     Role.ADMIN: frozenset(Action) - {Action.DEPLOYMENT_APPROVE},
 }
@@ -87,6 +101,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     # device API
     ("POST", "/device/v1/checkin"): Access.DEVICE,
     ("POST", "/device/v1/events"): Access.DEVICE,
+    ("POST", "/device/v1/health"): Access.DEVICE,
     ("GET", "/device/v1/deployments/{deployment_id}/state"): Access.DEVICE,
     ("POST", "/device/v1/renew"): Access.DEVICE,
     ("POST", "/device/v1/enroll"): Access.ENROLLMENT,
@@ -126,6 +141,17 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/api/v1/deployments/{deployment_id}/devices"): Action.DEPLOYMENT_READ,
     ("POST", "/api/v1/deployments/{deployment_id}/cancel"): Action.DEPLOYMENT_CANCEL,
     ("POST", "/api/v1/deployments/{deployment_id}/approve"): Action.DEPLOYMENT_APPROVE,
+    ("GET", "/api/v1/deployments/{deployment_id}/rollout"): Action.DEPLOYMENT_READ,
+    ("POST", "/api/v1/deployments/{deployment_id}/pause"): Action.DEPLOYMENT_CONTROL,
+    ("POST", "/api/v1/deployments/{deployment_id}/resume"): Action.DEPLOYMENT_CONTROL,
+    ("POST", "/api/v1/deployments/{deployment_id}/abort"): Action.DEPLOYMENT_CONTROL,
+    ("POST", "/api/v1/deployments/{deployment_id}/advance"): Action.DEPLOYMENT_CONTROL,
+    ("POST", "/api/v1/deployments/{deployment_id}/evaluate"): Action.DEPLOYMENT_CONTROL,
+    ("GET", "/api/v1/alerts"): Action.ALERT_READ,
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Action.ALERT_ACKNOWLEDGE,
+    ("GET", "/api/v1/devices/{device_id}/timeline"): Action.DEVICE_READ,
+    ("PUT", "/api/v1/devices/{device_id}/acceptance"): Action.DEVICE_ACCEPT,
+    ("POST", "/api/v1/devices/{device_id}/decommission"): Action.DEVICE_DECOMMISSION,
     ("POST", "/api/v1/certificates/{serial}/revoke"): Action.DEVICE_CERT_REVOKE,
     ("GET", "/api/v1/groups"): Action.GROUP_READ,
     ("PUT", "/api/v1/groups/{tag}"): Action.GROUP_WRITE,

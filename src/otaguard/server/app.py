@@ -23,8 +23,10 @@ from otaguard.server.context import ServerContext
 from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
+from otaguard.server.monitor import run_monitor
 from otaguard.server.routes import ROUTERS
 from otaguard.server.routes.repository import STREAMED_BODIES
+from otaguard.server.webhooks import WebhookNotifier
 
 TIMESTAMP_REFRESH_SECONDS = 600.0
 #: largest JSON request body (uploads and metadata have their own, larger limits)
@@ -55,12 +57,30 @@ async def _keep_fresh(ctx: ServerContext) -> None:
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    task = asyncio.create_task(_keep_fresh(app.state.ctx))
+    ctx = app.state.ctx
+    notifier = _webhooks(ctx, app.state.metrics)
+    task = asyncio.create_task(_keep_fresh(ctx))
+    monitor = asyncio.create_task(run_monitor(ctx, app.state.metrics, notifier))
     try:
         yield
     finally:
         task.cancel()
+        monitor.cancel()
+        if notifier is not None:
+            await run_in_threadpool(notifier.close)
         await run_in_threadpool(app.state.checkin_batcher.close)
+
+
+def _webhooks(ctx: ServerContext, metrics: ServerMetrics) -> WebhookNotifier | None:
+    """The alert webhooks, when URLs and a secret file are configured."""
+    settings = ctx.settings
+    if not settings.webhook_urls or settings.webhook_secret_file is None:
+        return None
+    secret = settings.webhook_secret_file.read_bytes().strip()
+    on_result = metrics.webhook_deliveries.labels
+    return WebhookNotifier(
+        settings.webhook_urls, secret, on_result=lambda outcome: on_result(outcome).inc()
+    ).start()
 
 
 def _install_checkin(app: OTAGuardApp, ctx: ServerContext, metrics: ServerMetrics) -> None:

@@ -23,6 +23,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -229,12 +230,15 @@ async def check_in(
         manifest_verifier(body.manifest.model_dump(), claim_device, metrics),
         credential,
     )
+    started = time.perf_counter()
     outcome = await batcher.submit(request)
     if outcome.error is not None:
         if isinstance(outcome.error, AuthError):
             await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)
         raise outcome.error
-    return reply_for(ctx, metrics, claim_device, outcome.offer)
+    reply = reply_for(ctx, metrics, claim_device, outcome.offer)
+    metrics.checkin_seconds.observe(time.perf_counter() - started)
+    return reply
 
 
 def reply_for(

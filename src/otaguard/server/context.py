@@ -89,6 +89,19 @@ class ServerSettings:
     revocation_refresh_seconds: float = 1.0
     # Limits on what one client can make the listener hold (docs/SECURITY.md, "Limits").
     edge: EdgeLimits = field(default_factory=EdgeLimits)
+    # Phased rollouts: how often the evaluator looks at running rollouts, and how long an
+    # installed device may stay silent before it counts against the release.
+    rollout_interval: float = 5.0
+    rollout_silent_seconds: float = 900.0
+    # New devices wait for an operator's accept before they are offered updates.
+    require_device_acceptance: bool = False
+    # Anomaly scans look at this many seconds before each pass; versions devices may run
+    # without the repository having published them (factory images).
+    anomaly_window_seconds: float = 3600.0
+    factory_versions: list[str] = field(default_factory=list)
+    # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret_file: Path | None = None
 
     @property
     def db_url(self) -> str:
@@ -108,6 +121,7 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store)
+        self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -37,4 +37,26 @@ class ServerMetrics:
         )
         self.request_seconds = Histogram(
             "otaguard_request_seconds", "Request latency", ["route"], registry=self.registry
+        )
+        self.checkin_seconds = Histogram(
+            "otaguard_checkin_seconds",
+            "Check-in latency, from the verified claim to the reply (batch wait included)",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "otaguard_alerts", "Alerts raised (new keys), by kind", ["kind"], registry=self.registry
+        )
+        self.rollout_targets = Gauge(
+            "otaguard_rollout_targets",
+            "Devices of running rollouts per phase and status (pending, downloading, "
+            "installing, succeeded, failed, rolled_back, silent)",
+            ["deployment", "phase", "status"],
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "otaguard_webhook_deliveries",
+            "Alert webhook deliveries by outcome",
+            ["outcome"],
+            registry=self.registry,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from otaguard.fleet.status import UpdateEvent
 
@@ -206,6 +206,17 @@ class DeploymentIn(Strict):
     name: str = Field(pattern=NAME)
     target_name: str = Field(min_length=1, max_length=255)
     selector: Selector
+    plan: dict[str, Any] | None = Field(
+        default=None,
+        description="Phased rollout: phases (share, devices, tags, soak_seconds, criteria, "
+        "advance), limits, production, abort_failure_share (docs/DESIGN.md, Rollouts)",
+    )
+    start_at: AwareDatetime | None = Field(
+        default=None, description="No device is offered the release before this time"
+    )
+    allow_downgrade: bool = Field(
+        default=False, description="Deploy even to devices that run a newer version"
+    )
 
 
 class DeploymentOut(BaseModel):
@@ -218,6 +229,10 @@ class DeploymentOut(BaseModel):
     created_at: dt.datetime
     counts: dict[str, int]
     total: int
+    outcome: str | None = None
+    rollout_status: str | None = None
+    start_at: dt.datetime | None = None
+    allow_downgrade: bool = False
 
 
 class ExcludedDeviceOut(BaseModel):
@@ -257,7 +272,7 @@ class DeploymentTargetPage(BaseModel):
     offset: int
 
 
-DeploymentStateName = Literal["awaiting_approval", "active", "completed", "cancelled"]
+DeploymentStateName = Literal["awaiting_approval", "active", "completed", "cancelled", "aborted"]
 TargetStatusName = Literal["pending", "in_progress", "succeeded", "failed", "cancelled"]
 
 

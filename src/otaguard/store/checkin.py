@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -20,6 +21,8 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Connection, Row, Table, bindparam, select, update
 
 from otaguard.errors import AuthError, CompatibilityError, NotFoundError, OTAGuardError
+from otaguard.fleet.integrity import ManifestObservation
+from otaguard.fleet.progress import RolloutStatus
 from otaguard.fleet.status import DeploymentState, TargetStatus, is_offered
 from otaguard.store.base import utcnow
 from otaguard.store.credentials import secret_hash
@@ -108,6 +111,9 @@ _DEVICES_FOR_CHECKIN = (
         _DEVICES.c.credential_hash,
         _DEVICES.c.manifest_key,
         _DEVICES.c.assignment_counter,
+        _DEVICES.c.accepted,
+        _DEVICES.c.decommissioned_at,
+        _DEVICES.c.security_version,
     )
     .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_DEVICES.c.id)
@@ -115,7 +121,15 @@ _DEVICES_FOR_CHECKIN = (
 )
 #: per device, its targets in active deployments still waiting or running, newest first
 _OPEN_TARGETS = (
-    select(_TARGETS.c.device_id, _TARGETS.c.status, _DEPLOYMENTS.c.id, _DEPLOYMENTS.c.target_name)
+    select(
+        _TARGETS.c.device_id,
+        _TARGETS.c.status,
+        _DEPLOYMENTS.c.id,
+        _DEPLOYMENTS.c.target_name,
+        _TARGETS.c.admitted,
+        _DEPLOYMENTS.c.rollout_status,
+        _DEPLOYMENTS.c.start_at,
+    )
     .join(_DEPLOYMENTS, _DEPLOYMENTS.c.id == _TARGETS.c.deployment_id)
     .where(
         _TARGETS.c.device_id.in_(bindparam("ids", expanding=True)),
@@ -131,18 +145,27 @@ _RAISE_COUNTER = (
 )
 
 
-def _offers_for(conn: Connection, device_ids: list[str]) -> dict[str, tuple[int, str]]:
+def _released(row: Row[*tuple[Any, ...]], now: dt.datetime) -> bool:
+    """Has the rollout let this target start (phased: admitted, running; a device already
+    updating keeps its offer through a pause) and has the deployment's start time come?"""
+    if not row.admitted or (row.start_at is not None and row.start_at > now):
+        return False
+    running = row.rollout_status in (None, RolloutStatus.RUNNING.value)
+    return running or row.status == TargetStatus.IN_PROGRESS.value
+
+
+def _offers_for(
+    conn: Connection, device_ids: list[str], now: dt.datetime
+) -> dict[str, tuple[int, str]]:
     """Per device, the deployment to offer (id, target name): the newest active deployment
-    it is part of decides (none if that one no longer offers it)."""
+    it is part of decides (none if that one no longer offers it, or not yet)."""
     offered: dict[str, tuple[int, str]] = {}
     seen: set[str] = set()
-    for device_id, status, deployment_id, target_name in conn.execute(
-        _OPEN_TARGETS, {"ids": device_ids}
-    ):
-        if device_id not in seen:
-            seen.add(device_id)
-            if is_offered(TargetStatus(status)):
-                offered[device_id] = (deployment_id, target_name)
+    for row in conn.execute(_OPEN_TARGETS, {"ids": device_ids}):
+        if row.device_id not in seen:
+            seen.add(row.device_id)
+            if is_offered(TargetStatus(row.status)) and _released(row, now):
+                offered[row.device_id] = (row.id, row.target_name)
     return offered
 
 
@@ -151,6 +174,7 @@ def _accept(
     rows: _DeviceRows,
     now: dt.datetime,
     outcomes: list[CheckinOutcome],
+    observed: deque[ManifestObservation],
 ) -> tuple[dict[str, dict[str, Any]], list[int]]:
     """Authenticate and verify each request against its locked device row. Refusals go into
     ``outcomes``; returns the reports to record (per device, its last) and the accepted
@@ -175,6 +199,12 @@ def _accept(
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
             continue
+        if report.security_version < row.security_version:  # for the anomaly scan
+            observed.append(
+                ManifestObservation(
+                    request.device_id, report.security_version, row.security_version, now
+                )
+            )
         reports[request.device_id] = {
             "b_id": request.device_id,
             "b_version": report.version,
@@ -198,7 +228,10 @@ def _offer(
     """Give each accepted request its offer, if any, with the device's next assignment
     counter (a device twice in the batch gets two), and store the counters raised.
     ``reported``: the devices of the accepted requests, once each."""
-    offers = _offers_for(conn, reported)
+    eligible = [
+        d for d in reported if rows[d].accepted and rows[d].decommissioned_at is None
+    ]  # an operator has not yet accepted the device, or retired it: nothing to offer
+    offers = _offers_for(conn, eligible, utcnow()) if eligible else {}
     counters = {device_id: rows[device_id].assignment_counter for device_id in reported}
     for i in accepted:
         device_id = requests[i].device_id
@@ -220,6 +253,8 @@ class CheckIns:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: reports below the device's recorded security version, for the anomaly scan to take
+        self.observed: deque[ManifestObservation] = deque(maxlen=10_000)
 
     def check_in(
         self,
@@ -285,7 +320,7 @@ class CheckIns:
         with self.db.session(wait=wait) as s:
             conn = s.connection()  # Core statements built once (module level): the hot path
             rows = {row.id: row for row in conn.execute(_DEVICES_FOR_CHECKIN, {"ids": ids})}
-            reports, accepted = _accept(requests, rows, now, outcomes)
+            reports, accepted = _accept(requests, rows, now, outcomes, self.observed)
             if not reports:
                 return outcomes
             conn.execute(_RECORD_REPORT, list(reports.values()))  # one executemany

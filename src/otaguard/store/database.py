@@ -20,9 +20,11 @@ import from it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from otaguard.fleet.phases import RolloutPlan
 from otaguard.fleet.status import UpdateEvent
 from otaguard.store.checkin import (
     CheckinOutcome,
@@ -45,8 +47,10 @@ from otaguard.store.engine import (
     make_engine,
     schema_revision,
 )
+from otaguard.store.monitoring import Monitoring
 from otaguard.store.releases import Releases
 from otaguard.store.reports import MAX_DETAIL_CHARS, StatusReports
+from otaguard.store.rollouts import Rollouts
 from otaguard.store.tuf_metadata import SqlMetadataStore
 from otaguard.store.views import DeploymentView, DeviceView, EventView, ReleaseView
 
@@ -91,6 +95,8 @@ class Store(Database):
         self.deployments = Deployments(self)
         self.reports = StatusReports(self)
         self.releases = Releases(self)
+        self.rollouts = Rollouts(self)  # phased rollouts: used as ``store.rollouts.*``
+        self.monitoring = Monitoring(self)  # alerts, health, timelines: ``store.monitoring.*``
 
     # -- check-ins (checkin.py) -------------------------------------------------------------
     def check_in(
@@ -136,8 +142,11 @@ class Store(Database):
         credential: str,
         tags: list[str] | None = None,
         manifest_key: str | None = None,
+        accepted: bool = True,
     ) -> DeviceView:
-        return self.devices.register_device(device_id, hardware, credential, tags, manifest_key)
+        return self.devices.register_device(
+            device_id, hardware, credential, tags, manifest_key, accepted
+        )
 
     def authenticate_device(self, device_id: str, credential: str) -> None:
         self.devices.authenticate_device(device_id, credential)
@@ -229,6 +238,9 @@ class Store(Database):
         selector: dict[str, Any],
         created_by: str,
         production_tags: Collection[str] = (),
+        plan: RolloutPlan | None = None,
+        start_at: dt.datetime | None = None,
+        allow_downgrade: bool = False,
     ) -> DeploymentView:
         return self.deployments.create_deployment(
             name=name,
@@ -236,6 +248,9 @@ class Store(Database):
             selector=selector,
             created_by=created_by,
             production_tags=production_tags,
+            plan=plan,
+            start_at=start_at,
+            allow_downgrade=allow_downgrade,
         )
 
     def cancel_deployment(self, deployment_id: int) -> DeploymentView:

@@ -9,20 +9,24 @@ itself is in ``identity/approval_store.py``; reports move targets in ``store/rep
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from otaguard.errors import CompatibilityError, ConflictError, NotFoundError
 from otaguard.fleet.compatibility import Candidate, select_compatible
+from otaguard.fleet.phases import RolloutPlan
 from otaguard.fleet.status import DeploymentState, TargetStatus
 from otaguard.store.base import utcnow
 from otaguard.store.devices import device_filter
 from otaguard.store.engine import Database
 from otaguard.store.models import Deployment, DeploymentTarget, Device, Release
+from otaguard.store.rollouts import Rollouts
 from otaguard.store.views import DeploymentView
 
 _OPEN = [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
@@ -56,7 +60,22 @@ def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
         dep.created_by,
         dep.created_at,
         counts,
+        outcome=dep.outcome,
+        rollout_status=dep.rollout_status,
+        start_at=dep.start_at,
+        allow_downgrade=dep.allow_downgrade,
     )
+
+
+def is_downgrade(release_version: str, current: str | None) -> bool:
+    """Is ``release_version`` older than what a device runs (PEP 440 ordering; versions that
+    do not parse are not judged)?"""
+    if current is None:
+        return False
+    try:
+        return Version(release_version) < Version(current)
+    except InvalidVersion:
+        return False
 
 
 def _selected_devices(s: Session, selector: dict[str, Any]) -> tuple[list[Device], set[str]]:
@@ -84,13 +103,22 @@ class Deployments:
         selector: dict[str, Any],
         created_by: str,
         production_tags: Collection[str] = (),
+        plan: RolloutPlan | None = None,
+        start_at: dt.datetime | None = None,
+        allow_downgrade: bool = False,
     ) -> DeploymentView:
         """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
         ``devices``). Devices that could never install it are left out with a reason
         (``fleet.compatibility``: hardware, anti-rollback, unknown ids), reported in the
         returned view's ``excluded``; if none is left the deployment is refused. If the
         selector's tag or an included device's tag is in ``production_tags``, the deployment
-        waits for approval (two-person rule) and no device is offered it until then."""
+        waits for approval (two-person rule) and no device is offered it until then.
+
+        ``plan``: a phased rollout (``fleet.phases``); devices are offered the release as the
+        rollout evaluator admits them (a gated deployment's plan is a production plan: every
+        later phase needs the approval too). ``start_at``: no device is offered it before.
+        A release older than what an included device runs is refused unless
+        ``allow_downgrade``."""
         with self.db.session() as s:
             rel = s.get(Release, target_name)
             if rel is None:
@@ -110,6 +138,17 @@ class Deployments:
                 )
             production = set(production_tags)
             included = set(selection.included)
+            older = sorted(
+                d.id
+                for d in devices
+                if d.id in included and is_downgrade(rel.version, d.current_version)
+            )
+            if older and not allow_downgrade:
+                raise CompatibilityError(
+                    f"{target_name} (version {rel.version}) is older than what "
+                    f"{len(older)} selected device(s) run (e.g. {', '.join(older[:5])}); "
+                    "set allow_downgrade to deploy it anyway"
+                )
             gated = selector.get("tag") in production or any(
                 production.intersection(d.tags) for d in devices if d.id in included
             )
@@ -121,12 +160,19 @@ class Deployments:
                 state=(
                     DeploymentState.AWAITING_APPROVAL if gated else DeploymentState.ACTIVE
                 ).value,
+                start_at=start_at,
+                allow_downgrade=allow_downgrade,
             )
             s.add(dep)
             s.flush()
             for device_id in selection.included:
                 s.add(DeploymentTarget(deployment_id=dep.id, device_id=device_id))
             s.flush()
+            if plan is not None:
+                plan = replace(plan, production=plan.production or gated)
+                chosen = [d for d in devices if d.id in included]
+                Rollouts.set_plan(s, dep, plan, chosen)
+                s.flush()
             return replace(_deployment_view(s, dep), excluded=selection.excluded)
 
     def cancel_deployment(self, deployment_id: int) -> DeploymentView:

@@ -59,7 +59,10 @@ class Devices:
         credential: str,
         tags: list[str] | None = None,
         manifest_key: str | None = None,
+        accepted: bool = True,
     ) -> DeviceView:
+        """``accepted``: False when an operator must accept the device before it is offered
+        updates (``PUT /api/v1/devices/{id}/acceptance``)."""
         with self.db.session() as s:
             if s.get(Device, device_id) is not None:
                 raise ConflictError(f"device {device_id} is already registered")
@@ -68,6 +71,7 @@ class Devices:
                 hardware=hardware,
                 credential_hash=secret_hash(credential),
                 manifest_key=manifest_key,
+                accepted=accepted,
                 tag_rows=[DeviceTag(tag=t) for t in sorted(set(tags or []))],
             )
             s.add(d)

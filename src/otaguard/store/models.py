@@ -10,7 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from otaguard.store.base import Base, UtcDateTime, utcnow
@@ -32,6 +43,10 @@ class Device(Base):
     assignment_counter: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Accepted for updates (False: enrolled, waiting for an operator's accept when the server
+    # asks for that step); decommissioned devices are never offered anything again.
+    accepted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    decommissioned_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     tag_rows: Mapped[list[DeviceTag]] = relationship(
         cascade="all, delete-orphan", lazy="select", order_by="DeviceTag.tag"
     )
@@ -75,6 +90,16 @@ class Deployment(Base):
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # How it ended (fleet.progress.Outcome), once completed, aborted or cancelled.
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    start_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    allow_downgrade: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Phased rollout (None: every device at once): the plan and progress as plan_codec writes
+    # them, the status copied out of the progress (the check-in reads it), the pacing bucket.
+    rollout_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    rollout_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    rollout_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    rollout_bucket: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class DeploymentTarget(Base):
@@ -88,6 +113,11 @@ class DeploymentTarget(Base):
     last_event: Mapped[str | None] = mapped_column(String(32), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Phased rollouts: the phase that releases this device, and whether pacing let it start
+    # (only admitted targets are offered; without a plan every target is admitted at once).
+    phase: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)  # place in the spread order
+    admitted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     __table_args__ = (Index("ix_deployment_targets_device", "device_id", "status"),)
 

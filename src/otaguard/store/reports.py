@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from otaguard.errors import NotFoundError
+from otaguard.fleet.progress import PhaseCounts, outcome_of
 from otaguard.fleet.status import (
     FINAL_TARGET_STATUSES,
     DeploymentState,
@@ -76,16 +77,24 @@ def _apply_to_deployment(
         return
     # Lock order everywhere: device, then its target rows, then the deployment.
     dep = s.get(Deployment, deployment_id, with_for_update=True)
-    if dep is not None:
-        statuses = [
-            TargetStatus(x)
-            for x in s.scalars(
-                select(DeploymentTarget.status)
-                .where(DeploymentTarget.deployment_id == deployment_id)
-                .distinct()
+    if dep is None or dep.rollout_plan is not None:
+        return  # a phased rollout is completed by its evaluator (store/rollouts.py)
+    counts = {
+        TargetStatus(x): int(n)
+        for x, n in s.execute(
+            select(DeploymentTarget.status, func.count())
+            .where(DeploymentTarget.deployment_id == deployment_id)
+            .group_by(DeploymentTarget.status)
+        )
+    }
+    dep.state = deployment_state_after(DeploymentState(dep.state), counts).value
+    if dep.state == DeploymentState.COMPLETED.value:
+        dep.outcome = outcome_of(
+            PhaseCounts(
+                succeeded=counts.get(TargetStatus.SUCCEEDED, 0),
+                failed=counts.get(TargetStatus.FAILED, 0),
             )
-        ]
-        dep.state = deployment_state_after(DeploymentState(dep.state), statuses).value
+        ).value
 
 
 class StatusReports:

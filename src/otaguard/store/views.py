@@ -77,6 +77,12 @@ class DeploymentView:
     counts: dict[str, int]
     #: devices the selector picked that were left out, and why (set on creation only)
     excluded: tuple[Exclusion, ...] = ()
+    #: how it ended (``fleet.progress.Outcome``), once it did
+    outcome: str | None = None
+    #: a phased rollout's status (None: no plan, every device at once)
+    rollout_status: str | None = None
+    start_at: dt.datetime | None = None
+    allow_downgrade: bool = False
 
     @property
     def total(self) -> int:

@@ -14,20 +14,25 @@ from otaguard.server.routes import (
     device_api,
     devices,
     identity,
+    monitoring,
     operations,
     pki,
     releases,
     repository,
+    rollouts,
 )
 
 #: every router of the application, in the order they are matched and documented
 ROUTERS: tuple[APIRouter, ...] = (
     device_api.router,
+    monitoring.device_router,
     repository.tuf_router,
     repository.router,
     releases.router,
     devices.router,
     deployments.router,
+    rollouts.router,
+    monitoring.router,
     identity.router,
     pki.device_router,
     pki.router,

@@ -3,10 +3,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from otaguard.errors import CompatibilityError
+from otaguard.fleet.plan_codec import plan_from_json
 from otaguard.server import schemas
+from otaguard.server.auth import audit_detail
 from otaguard.server.routes.params import ERROR_RESPONSES, DeploymentIdPath, Operator
 from otaguard.server.state import Ctx
 
@@ -19,20 +21,27 @@ def _dep_out(d: Any) -> schemas.DeploymentOut:
 
 @router.post("/deployments", response_model=schemas.DeploymentCreated, status_code=201)
 def create_deployment(
-    body: schemas.DeploymentIn, user: Operator, ctx: Ctx
+    body: schemas.DeploymentIn, user: Operator, ctx: Ctx, request: Request
 ) -> schemas.DeploymentCreated:
     """Deploy a release to the devices the selector picks. Devices that could never
     install it are left out and listed in ``excluded`` with the reason; 422 when none is
-    left (nothing is created)."""
+    left (nothing is created), or when the release is older than what a selected device
+    runs and ``allow_downgrade`` is not set. With a ``plan``, devices are released phase by
+    phase (``GET .../rollout``); a malformed plan is refused (400) listing every problem."""
     selector = body.selector.model_dump(exclude_none=True)
     if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices")):
         raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
+    plan = plan_from_json(body.plan) if body.plan is not None else None
+    audit_detail(request, phased=plan is not None, allow_downgrade=body.allow_downgrade)
     dep = ctx.store.create_deployment(
         name=body.name,
         target_name=body.target_name,
         selector=selector,
         created_by=user,
         production_tags=ctx.identity.production_groups(),
+        plan=plan,
+        start_at=body.start_at,
+        allow_downgrade=body.allow_downgrade,
     )
     return schemas.DeploymentCreated(
         **_dep_out(dep).model_dump(),

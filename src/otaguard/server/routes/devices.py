@@ -20,7 +20,12 @@ def register_device(body: schemas.DeviceIn, _user: Operator, ctx: Ctx) -> schema
     manifest_key = check_public_key(key.model_dump(exclude_none=True)) if key is not None else None
     credential = secrets.token_urlsafe(32)
     ctx.store.register_device(
-        body.id, body.hardware, credential, body.tags, manifest_key=manifest_key
+        body.id,
+        body.hardware,
+        credential,
+        body.tags,
+        manifest_key=manifest_key,
+        accepted=not ctx.settings.require_device_acceptance,
     )
     return schemas.DeviceCreated(id=body.id, credential=credential)
 

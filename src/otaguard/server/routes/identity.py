@@ -108,7 +108,13 @@ def approve(
     """Second person of the two-person rule: an approver who did not create the
     deployment releases it to its devices."""
     me = principal_of(request)
-    ctx.identity.approve(deployment_id, me)
+    if ctx.store.deployment_state(deployment_id) == "active" and ctx.store.rollouts.has_rollout(
+        deployment_id
+    ):
+        # a running phased rollout: the approval lets it enter its next phase
+        ctx.store.rollouts.approve_phase(deployment_id, me)
+    else:
+        ctx.identity.approve(deployment_id, me)
     return sch.ApprovalOut(
         deployment_id=deployment_id,
         approved_by=me.name,

@@ -14,8 +14,8 @@ from typing import Annotated
 import httpx
 import typer
 
-from otaguard.agent.transport import tls_context
 from otaguard.errors import ConfigError
+from otaguard.net.tls import tls_context
 from otaguard.sim.light import LightFleet, run_rollout
 from otaguard.sim.scenarios import SCENARIOS, scenario
 

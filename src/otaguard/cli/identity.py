@@ -96,7 +96,7 @@ def user_add(
     """Add an operator with roles (and a password, hashed with argon2id)."""
     password = None if no_password else _password(password_stdin)
     with _identity(data_dir, database) as ident:
-        u = ident.add_user(name, role, password)
+        u = ident.add_user(name, role, password, by=_actor())
         ident.audit(actor=_actor(), action="user.add", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 
@@ -108,10 +108,11 @@ def user_passwd(
     data_dir: DataDir = Path("otaguard-data/server"),
     database: Database = None,
 ) -> None:
-    """Set an operator's password (also lifts a lock-out)."""
+    """Set an operator's password (also lifts a lock-out; revokes their tokens; they cannot
+    approve until they set their own password)."""
     password = _password(password_stdin)
     with _identity(data_dir, database) as ident:
-        ident.set_password(name, password)
+        ident.set_password(name, password, by=_actor())
         ident.audit(actor=_actor(), action="user.passwd", target=name)
     console.print(f"password of {name} set")
 
@@ -125,7 +126,7 @@ def user_role(
 ) -> None:
     """Replace an operator's roles."""
     with _identity(data_dir, database) as ident:
-        u = ident.set_roles(name, role)
+        u = ident.set_roles(name, role, by=_actor())
         ident.audit(actor=_actor(), action="user.role", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 

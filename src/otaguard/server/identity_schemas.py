@@ -60,6 +60,11 @@ class PasswordIn(Strict):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class OwnPasswordIn(Strict):
+    current: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=1, max_length=1024)
+
+
 class UserOut(BaseModel):
     name: str
     roles: list[str]

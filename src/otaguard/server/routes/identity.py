@@ -27,16 +27,16 @@ def login(body: sch.LoginIn, request: Request, ctx: Ctx, metrics: Metrics) -> sc
         metrics.auth_failures.labels("login").inc()
         raise RateLimitedError("too many failed attempts from this address; try later")
     try:
-        issued = ctx.identity.login(body.username, body.password, scopes=body.scopes)
+        issued = ctx.identity.login(body.username, body.password, client=client, scopes=body.scopes)
     except AuthError as exc:
         metrics.auth_failures.labels("login").inc()
         failures.failure(client, time.monotonic())
-        ctx.identity.audit(
-            actor=f"user:{body.username}",
+        ctx.identity.audit(  # the actor is the address: the name is only what it claimed
+            actor=f"client:{client}",
             action="auth.login",
             target=body.username,
             outcome="failed",
-            detail={"reason": str(exc), "client": client},
+            detail={"reason": str(exc), "client": client, "claimed": body.username},
         )
         raise
     ctx.identity.audit(
@@ -46,6 +46,17 @@ def login(body: sch.LoginIn, request: Request, ctx: Ctx, metrics: Metrics) -> sc
         detail={"token": issued.id, "client": client},
     )
     return sch.TokenOut(id=issued.id, token=issued.token, expires_at=issued.expires_at)
+
+
+@router.put("/auth/password", status_code=204)
+def change_own_password(
+    body: sch.OwnPasswordIn, request: Request, _user: Operator, ctx: Ctx
+) -> None:
+    """Replace your own password (the current one proves it is you). Needed once after an
+    administrator set or reset it, before you may approve deployments again."""
+    ctx.identity.change_own_password(
+        principal_of(request).name, body.current, body.new, client=client_address(request)
+    )
 
 
 @router.post("/auth/tokens", response_model=sch.TokenOut, status_code=201)
@@ -82,22 +93,26 @@ def list_users(_user: Operator, ctx: Ctx) -> list[sch.UserOut]:
 
 
 @router.post("/users", response_model=sch.UserOut, status_code=201)
-def add_user(body: sch.UserIn, _user: Operator, ctx: Ctx) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.add_user(body.name, body.roles, body.password).__dict__)
+def add_user(body: sch.UserIn, user: Operator, ctx: Ctx) -> sch.UserOut:
+    return sch.UserOut(
+        **ctx.identity.add_user(body.name, body.roles, body.password, by=user).__dict__
+    )
 
 
 @router.put("/users/{name}/roles", response_model=sch.UserOut)
 def set_roles(
-    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.RolesIn, _user: Operator, ctx: Ctx
+    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.RolesIn, user: Operator, ctx: Ctx
 ) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.set_roles(name, body.roles).__dict__)
+    return sch.UserOut(**ctx.identity.set_roles(name, body.roles, by=user).__dict__)
 
 
 @router.put("/users/{name}/password", response_model=sch.UserOut)
 def set_password(
-    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.PasswordIn, _user: Operator, ctx: Ctx
+    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.PasswordIn, user: Operator, ctx: Ctx
 ) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.set_password(name, body.password).__dict__)
+    """Administrative reset: revokes the account's tokens; it cannot approve until its user
+    sets their own password (``PUT /api/v1/auth/password``)."""
+    return sch.UserOut(**ctx.identity.set_password(name, body.password, by=user).__dict__)
 
 
 @router.get("/groups", response_model=sch.GroupsOut)

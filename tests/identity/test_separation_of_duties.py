@@ -45,6 +45,12 @@ def _approve(world: World, dep: int, h: dict[str, str]) -> tuple[int, str]:
     return r.status_code, r.json().get("detail", "")
 
 
+def _refused(world: World, dep: int, h: dict[str, str], why: str) -> None:
+    status, detail = _approve(world, dep, h)
+    assert status == 403, detail
+    assert why in detail
+
+
 def _own_password(world: World, name: str) -> dict[str, str]:
     """``name`` sets their own password (as a real user does once) and logs in."""
     h = _login(world, name)
@@ -60,8 +66,7 @@ def test_control_an_approver_with_their_own_password_approves(world: World) -> N
 
 def test_password_set_by_someone_else_cannot_approve(world: World) -> None:
     dep = _pending(world, "u-deployer")
-    status, detail = _approve(world, dep, _login(world, "u-approver"))
-    assert status == 403 and "set by someone else" in detail
+    _refused(world, dep, _login(world, "u-approver"), "set by someone else")
 
 
 def test_admin_reset_then_login_as_approver_is_refused(world: World) -> None:
@@ -82,12 +87,10 @@ def test_admin_reset_then_login_as_approver_is_refused(world: World) -> None:
         world.client.get("/api/v1/auth/tokens", headers=world.auth("approver")).status_code == 401
     )
     h = _login(world, "u-approver")
-    status, detail = _approve(world, dep, h)
-    assert status == 403 and "set by someone else" in detail
+    _refused(world, dep, h, "set by someone else")
     # ... and after "setting their own" password (the admin knows the current one) still not
     h = _own_password(world, "u-approver")
-    status, detail = _approve(world, dep, h)
-    assert status == 403 and "reset by u-admin" in detail
+    _refused(world, dep, h, "reset by u-admin")
 
 
 def test_admin_grants_self_deployer_resets_approver_and_approves(world: World) -> None:
@@ -101,8 +104,7 @@ def test_admin_grants_self_deployer_resets_approver_and_approves(world: World) -
     world.client.put(
         "/api/v1/users/u-approver/password", headers=admin, json={"password": PASSWORD}
     )
-    status, detail = _approve(world, dep, _own_password(world, "u-approver"))
-    assert (status == 403 and "u-admin" in detail) or "manages the approver" in detail
+    _refused(world, dep, _own_password(world, "u-approver"), "manages the approver")
 
 
 def test_second_account_for_oneself_cannot_approve_own_deployment(world: World) -> None:
@@ -117,8 +119,7 @@ def test_second_account_for_oneself_cannot_approve_own_deployment(world: World) 
     )
     assert r.status_code == 201
     dep = _pending(world, "u-admin")
-    status, detail = _approve(world, dep, _own_password(world, "alt-me"))
-    assert status == 403 and "manages the approver" in detail
+    _refused(world, dep, _own_password(world, "alt-me"), "manages the approver")
 
 
 def test_role_grant_to_self_does_not_let_the_creator_approve(world: World) -> None:
@@ -129,8 +130,7 @@ def test_role_grant_to_self_does_not_let_the_creator_approve(world: World) -> No
         json={"roles": ["admin", "deployer", "approver"]},
     )
     dep = _pending(world, "u-admin")
-    status, detail = _approve(world, dep, _own_password(world, "u-admin"))
-    assert status == 403 and "creator" in detail
+    _refused(world, dep, _own_password(world, "u-admin"), "creator")
 
 
 def test_approver_who_manages_the_creator_cannot_approve(world: World) -> None:
@@ -139,8 +139,7 @@ def test_approver_who_manages_the_creator_cannot_approve(world: World) -> None:
     ident.set_roles("u-admin", ["admin", "approver"], by="u-admin")
     ident.add_user("dep2", ["deployer"], by="u-admin")
     dep = _pending(world, "dep2")
-    status, detail = _approve(world, dep, _own_password(world, "u-admin"))
-    assert status == 403 and "manages the account" in detail
+    _refused(world, dep, _own_password(world, "u-admin"), "manages the account")
 
 
 def test_token_made_for_another_name_is_the_callers_own(world: World) -> None:

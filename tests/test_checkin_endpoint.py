@@ -119,11 +119,13 @@ def test_refused_identities_are_counted_and_audited(world: Any) -> None:
     wrong = client.post(CHECKIN, json=body, headers={"Authorization": "Bearer not-the-secret"})
     assert (anonymous.status_code, wrong.status_code) == (401, 401)
     assert anonymous.json()["error"] == wrong.json()["error"] == "auth"
-    refused = [a for a in audit_actions(d) if a[1] == "device.auth.refused"]
-    assert (
-        refused
-        == [(f"device:{dev.config.device_id}", "device.auth.refused", f"POST {CHECKIN}")] * 2
-    )
+    # aggregated per address and window (issue 11): the actor is the address, the device id
+    # only what the request claimed; the summary row carries the count
+    d.ctx.refusals.flush()
+    refused = [e for e in d.ctx.identity.audit_entries() if e.action == "device.auth.refused"]
+    assert [(e.actor, e.target) for e in refused] == [("client:127.0.0.1", f"POST {CHECKIN}")] * 2
+    assert [e.detail["count"] for e in refused] == [1, 2]
+    assert {e.detail["claimed"] for e in refused} == {dev.config.device_id}
     assert "not-the-secret" not in repr(list(d.ctx.identity.audit_entries()))
     assert d.ctx.store.get_device(dev.config.device_id).last_seen is None
 

@@ -122,3 +122,19 @@ def test_throttle_rule() -> None:
     assert p.account_locked_until_after_failure(3, NOW) is None
     assert p.account_locked_until_after_failure(4, NOW) == NOW + dt.timedelta(minutes=1)
     assert p.account_locked_until_after_failure(5, NOW) is None
+
+
+def test_a_limited_address_with_a_valid_token_is_served(world: World) -> None:
+    """Before: a rate-limited address got 429 even with a valid token. The limit counts
+    failures only; a valid token is checked first (one hash lookup) and served. 429s are
+    audited once per address and window."""
+    world.client.app.state.auth_failures.limit = 2
+    guess = {"Authorization": "Bearer otg_guess"}
+    for _ in range(2):
+        assert world.client.get("/api/v1/releases", headers=guess).status_code == 401
+    for _ in range(5):
+        assert world.client.get("/api/v1/releases", headers=guess).status_code == 429
+    assert world.client.get("/api/v1/releases", headers=world.auth("viewer")).status_code == 200
+    world.ctx.refusals.flush()
+    limited = [e for e in world.ctx.identity.audit_entries() if e.action == "auth.rate_limited"]
+    assert [e.detail["count"] for e in limited] == [1, 5]

@@ -232,7 +232,7 @@ async def check_in(
     outcome = await batcher.submit(request)
     if outcome.error is not None:
         if isinstance(outcome.error, AuthError):
-            await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)
+            raise await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)
         raise outcome.error
     return reply_for(ctx, metrics, claim_device, outcome.offer)
 

@@ -14,6 +14,7 @@ from otaguard.crypto.tls import TLSFiles, ensure_local_tls
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
+from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
 
@@ -80,9 +81,13 @@ class ServerContext:
     admin_token: str
     identity: IdentityStore = field(init=False)
     device_ca: DeviceAuthority = field(init=False)
+    refusals: RefusalLog = field(init=False)
+    device_refusals: DeviceRefusals = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store)
+        self.refusals = RefusalLog(self.identity.audit)
+        self.device_refusals = DeviceRefusals(self.refusals)
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(
@@ -117,4 +122,5 @@ class ServerContext:
         )
 
     def close(self) -> None:
+        self.refusals.flush()
         self.store.close()

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
-from otaguard.errors import AuthError, RateLimitedError
+from otaguard.errors import AuthError
 from otaguard.server import identity_schemas as sch
-from otaguard.server.auth import client_address, principal_of
+from otaguard.server.auth import client_address, principal_of, rate_limited
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics, failures_of
 
@@ -23,9 +23,8 @@ def login(body: sch.LoginIn, request: Request, ctx: Ctx, metrics: Metrics) -> sc
     account and rate-limit the client address."""
     client = client_address(request)
     failures = failures_of(request)
-    if failures.blocked(client, time.monotonic()):
-        metrics.auth_failures.labels("login").inc()
-        raise RateLimitedError("too many failed attempts from this address; try later")
+    if failures.blocked(client, time.monotonic()):  # checking a password is what costs
+        raise rate_limited(request, "auth.login.rate_limited", "login")
     try:
         issued = ctx.identity.login(body.username, body.password, client=client, scopes=body.scopes)
     except AuthError as exc:

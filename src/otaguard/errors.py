@@ -115,6 +115,11 @@ class ManifestError(AuthError):
     code = "manifest"
 
 
+class ManifestReplayError(ManifestError):
+    """A signed version manifest that is not newer than the device's last accepted one (a
+    replay, or a device clock that went back): nothing is recorded."""
+
+
 class ForbiddenError(AuthError):
     """Authenticated, but not allowed to do this (role, token scope, two-person rule)."""
 

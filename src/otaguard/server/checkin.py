@@ -36,6 +36,7 @@ from otaguard.director.manifest import VersionManifest, verify_manifest
 from otaguard.errors import (
     AuthError,
     ManifestError,
+    ManifestReplayError,
     OTAGuardError,
     PayloadTooLargeError,
     StoreBusyError,
@@ -230,6 +231,8 @@ async def check_in(
         credential,
     )
     outcome = await batcher.submit(request)
+    if isinstance(outcome.error, ManifestReplayError):
+        metrics.manifest_failures.inc()
     if outcome.error is not None:
         if isinstance(outcome.error, AuthError):
             raise await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)

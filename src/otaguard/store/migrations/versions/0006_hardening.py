@@ -33,25 +33,20 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_name", "client", name=op.f("pk_login_throttle")),
     )
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("managed_by", sa.JSON(), nullable=False, server_default="[]"))
-        batch.add_column(sa.Column("reset_by", sa.JSON(), nullable=False, server_default="[]"))
-        batch.add_column(
-            sa.Column(
-                "password_set_by_other", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-    with op.batch_alter_table("devices") as batch:
-        batch.add_column(sa.Column("manifest_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("manifest_nonce", sa.String(64), nullable=True))
+    # plain ALTER TABLE (no batch: recreating a table on SQLite would cascade to its children)
+    op.add_column("users", sa.Column("managed_by", sa.JSON(), nullable=False, server_default="[]"))
+    op.add_column("users", sa.Column("reset_by", sa.JSON(), nullable=False, server_default="[]"))
+    op.add_column(
+        "users",
+        sa.Column("password_set_by_other", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("devices", sa.Column("manifest_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("devices", sa.Column("manifest_nonce", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("devices") as batch:
-        batch.drop_column("manifest_nonce")
-        batch.drop_column("manifest_at")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("password_set_by_other")
-        batch.drop_column("reset_by")
-        batch.drop_column("managed_by")
+    for column in ("manifest_nonce", "manifest_at"):
+        op.drop_column("devices", column)
+    for column in ("password_set_by_other", "reset_by", "managed_by"):
+        op.drop_column("users", column)
     op.drop_table("login_throttle")

@@ -102,6 +102,18 @@ class ConflictError(StoreError):
     code = "conflict"
 
 
+class RequestFormatError(OTAGuardError):
+    """A request body that is not what the route reads: not valid UTF-8 JSON (400)."""
+
+    code = "bad_request"
+
+
+class UnsupportedMediaTypeError(RequestFormatError):
+    """A request body of a content type the route does not read (415)."""
+
+    code = "unsupported_media_type"
+
+
 class AuthError(OTAGuardError):
     """Authentication or authorization failed."""
 

@@ -39,11 +39,14 @@ from otaguard.errors import (
     ManifestReplayError,
     OTAGuardError,
     PayloadTooLargeError,
+    RequestFormatError,
     StoreBusyError,
+    UnsupportedMediaTypeError,
 )
 from otaguard.server import schemas
 from otaguard.server.auth import identify_device, refuse_device
 from otaguard.server.context import ServerContext
+from otaguard.server.device_identity import scope_header
 from otaguard.server.metrics import ServerMetrics
 from otaguard.store.database import CheckinOutcome, CheckinRequest, Offer
 
@@ -285,6 +288,28 @@ def validation_reply(exc: ValidationError) -> ErrorReply:
     )
 
 
+def parse_checkin(content_type: str | None, body: bytes) -> schemas.CheckIn:
+    """The check-in body, read the same way on both paths (lean layer and FastAPI route).
+
+    Raises:
+        UnsupportedMediaTypeError: not ``Content-Type: application/json`` (415).
+        RequestFormatError: not valid UTF-8 JSON (400).
+        pydantic.ValidationError: JSON that does not match the schema (422,
+            ``validation_reply``).
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaTypeError(
+            "check-in bodies are JSON: send Content-Type: application/json"
+        )
+    try:
+        return schemas.CheckIn.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            raise RequestFormatError("request body is not valid UTF-8 JSON") from None
+        raise
+
+
 class CheckinEndpoint:
     """The ASGI handler of ``POST /device/v1/checkin`` (``handles`` tells which requests it
     takes; ``server/app.py`` puts it in front of the framework's middleware stack).
@@ -347,7 +372,7 @@ class CheckinEndpoint:
             raise await run_in_threadpool(
                 refuse_device, self.ctx, self.metrics, scope, exc
             ) from None
-        checkin = schemas.CheckIn.model_validate_json(body)
+        checkin = parse_checkin(scope_header(scope, "content-type"), body)
         reply = await check_in(
             self.ctx, self.metrics, self.batcher, scope, claim.device_id, claim.credential, checkin
         )

@@ -80,11 +80,17 @@ class IdentityStore:
     """Identities and access on ``store``: each method below is the same-named method of
     ``operators``, ``audit_log``, ``device_ca`` or ``approvals``."""
 
-    def __init__(self, store: Database, lockout: LockoutPolicy | None = None) -> None:
+    def __init__(
+        self,
+        store: Database,
+        lockout: LockoutPolicy | None = None,
+        *,
+        audit_key: bytes | None = None,
+    ) -> None:
         self.store = store
         self.lockout = lockout or LockoutPolicy()
         self.operators = Operators(store, self.lockout)
-        self.audit_log = AuditLog(store)
+        self.audit_log = AuditLog(store, audit_key)
         self.device_ca = DeviceCaRecords(store)
         self.approvals = Approvals(store, self.operators.duty_facts)
         self.logins = Logins(store, self.lockout)

@@ -35,6 +35,15 @@ def read_or_create_secret(path: Path, env: str | None = None) -> str:
     return value
 
 
+AUDIT_KEY_FILE = "audit-mac.key"
+
+
+def audit_key(data_dir: Path) -> bytes:
+    """The key the audit log's entries are MACed with: a 0600 file in the data directory,
+    outside the database (created on first use)."""
+    return read_or_create_secret(data_dir / AUDIT_KEY_FILE).encode()
+
+
 @dataclass
 class ServerSettings:
     data_dir: Path
@@ -85,7 +94,7 @@ class ServerContext:
     device_refusals: DeviceRefusals = field(init=False)
 
     def __post_init__(self) -> None:
-        self.identity = IdentityStore(self.store)
+        self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.refusals = RefusalLog(self.identity.audit)
         self.device_refusals = DeviceRefusals(self.refusals)
         # Key material from the CA directory, state (tokens, certificates, CRL) in the

@@ -97,6 +97,7 @@ class AuditEntryOut(BaseModel):
     detail: dict[str, Any]
     prev_hash: str
     hash: str
+    mac: str = ""  # HMAC-SHA256 of hash under the server's audit key ("": written without)
 
 
 # -- device enrollment and certificates (server/routes/pki.py) ----------------------

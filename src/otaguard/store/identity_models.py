@@ -80,6 +80,8 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of ``hash`` under the server's audit key (outside the database)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class EnrollmentToken(Base):

@@ -153,7 +153,7 @@ def audit(_user: Operator, ctx: Ctx, after: int = 0, limit: int = 1000) -> list[
     for e in ctx.identity.audit_entries():
         if e.seq <= after:
             continue
-        out.append({**e.body(), "hash": e.hash})
+        out.append({**e.body(), "hash": e.hash, "mac": e.mac})
         if len(out) >= max(1, min(limit, 10_000)):
             break
     return out

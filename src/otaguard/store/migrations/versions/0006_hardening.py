@@ -1,5 +1,6 @@
 """Hardening (issue 11): per-(account, address) login throttle, separation-of-duties facts on
-operators, and each device's last accepted signed manifest (clock, nonce) against replay.
+operators, each device's last accepted signed manifest (clock, nonce) against replay, and
+the audit entries' MAC under a key kept outside the database.
 
 Revision ID: 0006
 Revises: 0005
@@ -42,9 +43,11 @@ def upgrade() -> None:
     )
     op.add_column("devices", sa.Column("manifest_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("devices", sa.Column("manifest_nonce", sa.String(64), nullable=True))
+    op.add_column("audit_log", sa.Column("mac", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("audit_log", "mac")
     for column in ("manifest_nonce", "manifest_at"):
         op.drop_column("devices", column)
     for column in ("password_set_by_other", "reset_by", "managed_by"):

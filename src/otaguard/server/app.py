@@ -21,6 +21,7 @@ from otaguard.server import checkin as checkin_flow
 from otaguard.server import schemas
 from otaguard.server.auth import AuditMiddleware
 from otaguard.server.context import ServerContext
+from otaguard.server.head import HeadAsGet
 from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
@@ -110,4 +111,5 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(AuditMiddleware, ctx=ctx)
+    app.add_middleware(HeadAsGet)  # outermost: routing and policy see a GET
     return app

@@ -101,9 +101,6 @@ class IdentityStore:
     ) -> UserView:
         return self.operators.add_user(name, roles, password, by=by)
 
-    def ensure_user(self, name: str, roles: list[str]) -> None:
-        self.operators.ensure_user(name, roles)
-
     def set_roles(self, name: str, roles: list[str], *, by: str | None = None) -> UserView:
         return self.operators.set_roles(name, roles, by=by)
 

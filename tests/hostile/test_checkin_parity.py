@@ -36,9 +36,9 @@ CASES = [
 
 @pytest.mark.parametrize(("content_type", "body", "status", "code"), CASES)
 def test_malformed_check_ins_get_the_same_answer_on_both_paths(
-    world: World, content_type: str | None, body: bytes, status: int, code: str | None
+    shared_world: World, content_type: str | None, body: bytes, status: int, code: str | None
 ) -> None:
-    d, dev, client = world
+    d, dev, client = shared_world
     headers = {"Content-Type": content_type} if content_type else {}
     request = client.build_request("POST", CHECKIN, content=body, headers=headers)
     if content_type is None:

@@ -19,6 +19,7 @@ Writes ``bench/results/checkin_throughput.json``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -40,18 +41,33 @@ HERE = Path(__file__).resolve().parent
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 LUA = r"""
+-- Each wrk thread takes its own devices (``id``, set in ``setup``), and each device has two
+-- manifests (same clock, different nonces) sent in turn: the server refuses a manifest equal
+-- to the last one it accepted from that device (replay), as a real agent never sends.
 local lines = {}
 local i = 0
+local threads = {}
+setup = function(thread)
+  thread:set("id", #threads)
+  threads[#threads + 1] = thread
+end
 init = function(args)
+  local n = 0
+  local count = tonumber(args[2]) or 1
   for line in io.lines(args[1]) do
+    n = n + 1
     local dev, cred, body = line:match("([^\t]*)\t([^\t]*)\t(.*)")
+    local device_index = math.floor((n - 1) / 2)
+    if (device_index % count) == (id or 0) then
     lines[#lines + 1] = wrk.format(METHOD, PATH, {
       ["Content-Type"] = "application/json",
       ["X-OTAGuard-Device"] = dev,
       ["Authorization"] = "Bearer " .. cred,
     }, METHOD ~= "GET" and body or nil)
+    end
   end
-  i = math.random(#lines)
+  -- start at a random device's first manifest: a device's two alternate from there
+  if #lines >= 2 then i = 2 * math.random(0, math.floor(#lines / 2) - 1) end
 end
 request = function()
   i = i % #lines + 1
@@ -122,13 +138,15 @@ def postgres_database() -> Iterator[str | None]:
 
 def checkin_lines(base: str, ca: Path, admin_token: str, devices: int) -> list[str]:
     """Register ``devices`` devices, each with its own manifest key; one wrk request line
-    (device, credential, body: the device's signed DSSE version manifest) each."""
+    (device, credential, body: the device's signed DSSE version manifest) per device and
+    manifest, two manifests a device (see ``LUA``)."""
     from otaguard.api_client import ManagementClient
     from otaguard.crypto.keys import generate_signer
     from otaguard.director.manifest import VersionManifest, sign_manifest
 
     api = ManagementClient(base, admin_token, ca)
     lines = []
+    signed_at = dt.datetime.now(dt.UTC)  # one clock for all: a device's two differ by nonce
     try:
         for i in range(devices):
             device_id = f"bench-{i:05d}"
@@ -140,16 +158,19 @@ def checkin_lines(base: str, ca: Path, admin_token: str, devices: int) -> list[s
                 ["bench"],
                 manifest_key={"keyid": pub.keyid, **pub.to_dict()},
             )
-            manifest = VersionManifest.create(
-                device_id=device_id,
-                hardware="bench-board",
-                version="1.0.0",
-                slot="a",
-                security_version=0,
-                agent_version="bench",
-            )
-            body = json.dumps({"manifest": sign_manifest(manifest, key)}, separators=(",", ":"))
-            lines.append(f"{device_id}\t{credential}\t{body}")
+            for _turn in range(2):  # sent in turn: never the last accepted one again
+                manifest = VersionManifest.create(
+                    device_id=device_id,
+                    hardware="bench-board",
+                    version="1.0.0",
+                    slot="a",
+                    security_version=0,
+                    agent_version="bench",
+                    now=signed_at,
+                )
+                envelope = sign_manifest(manifest, key)
+                body = json.dumps({"manifest": envelope}, separators=(",", ":"))
+                lines.append(f"{device_id}\t{credential}\t{body}")
     finally:
         api.close()
     return lines
@@ -193,6 +214,7 @@ def run_wrk(
             url,
             "--",
             str(lines_file),
+            str(threads),
         ],
         capture_output=True,
         text=True,

@@ -109,6 +109,18 @@ class ConflictError(StoreError):
     code = "conflict"
 
 
+class RequestFormatError(OTAGuardError):
+    """A request body that is not what the route reads: not valid UTF-8 JSON (400)."""
+
+    code = "bad_request"
+
+
+class UnsupportedMediaTypeError(RequestFormatError):
+    """A request body of a content type the route does not read (415)."""
+
+    code = "unsupported_media_type"
+
+
 class AuthError(OTAGuardError):
     """Authentication or authorization failed."""
 
@@ -120,6 +132,11 @@ class ManifestError(AuthError):
     key registered for the device: nothing it reports is recorded."""
 
     code = "manifest"
+
+
+class ManifestReplayError(ManifestError):
+    """A signed version manifest that is not newer than the device's last accepted one (a
+    replay, or a device clock that went back): nothing is recorded."""
 
 
 class ForbiddenError(AuthError):

@@ -230,11 +230,17 @@ def test_device_enroll_cli(world: tuple[Demo, Dev, Dev], tmp_path: Path) -> None
     args = ["device", "enroll", "--server", demo.url]
     args += ["--server-ca", str(demo.ctx.settings.tls.ca_cert), "--device", "dev-b"]
     args += ["--key", str(tmp_path / "cli.key"), "--cert-out", str(tmp_path / "cli.pem")]
-    r = CliRunner().invoke(app, [*args, "--token", token, "--key-type", "ed25519"])
+    on_line = CliRunner().invoke(app, [*args, "--token", token])  # a secret in argv: refused
+    assert on_line.exit_code != 0
+    assert "visible to other users" in on_line.output
+    assert not (tmp_path / "cli.pem").exists()
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    r = CliRunner().invoke(app, [*args, "--token-file", str(token_file), "--key-type", "ed25519"])
     assert r.exit_code == 0, r.output
     dev = Dev("dev-b", tmp_path / "cli.pem", tmp_path / "cli.key", _b.manifest_key, "")
     with _client(demo, dev) as c:
         assert _event(c, "cli").status_code == 201
-    again = CliRunner().invoke(app, [*args, "--token", token])
+    again = CliRunner().invoke(app, [*args, "--token-file", "-"], input=token)
     assert again.exit_code == 2
     assert "refused" in again.output

@@ -128,6 +128,7 @@ def test_cli_export_is_json_lines_and_verify_catches_reordering(tmp_path: Path) 
         "detail",
         "prev_hash",
         "hash",
+        "mac",
     }
     assert _verify(data, "--file", str(out))[0] == 0
     rows[1], rows[2] = rows[2], rows[1]

@@ -4,6 +4,7 @@ enroll`` (the device side: own key, CSR, one-time token, certificate)."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -247,26 +248,55 @@ def ca_crl(
             typer.echo(authority.crl_pem().decode())
 
 
+def _enrollment_token(token_file: str | None, token: str | None) -> str:
+    """The enrollment token from a file or stdin (docs/KEYS.md: secrets never on a command
+    line, where ``ps`` and shell history show them)."""
+    if token is not None:
+        raise ConfigError(
+            "refusing --token: a secret on the command line is visible to other users (ps) "
+            "and kept in shell history; put it in a file (--token-file FILE) or pipe it "
+            "(--token-file -)"
+        )
+    if token_file is None:
+        raise ConfigError("the enrollment token is needed: --token-file FILE, or - for stdin")
+    try:
+        text = sys.stdin.read() if token_file == "-" else Path(token_file).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the enrollment token: {exc}") from None
+    value = text.strip()
+    if not value or len(value) > 512:
+        raise ConfigError("the enrollment token file is empty or not a token")
+    return value
+
+
 @device_app.command("enroll")
 def device_enroll(
     server: Annotated[str, typer.Option(help="Server URL, https://host:port")],
     server_ca: Annotated[Path, typer.Option(help="Pinned server TLS CA (PEM)")],
     device: Annotated[str, typer.Option(help="This device's id")],
-    token: Annotated[str, typer.Option(help="One-time factory enrollment token")],
     key: Annotated[Path, typer.Option(help="Device key file (created 0600 if missing)")],
     cert_out: Annotated[Path, typer.Option(help="Where to write the device certificate")],
+    token_file: Annotated[
+        str | None,
+        typer.Option(help="File holding the one-time factory enrollment token ('-': stdin)"),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(hidden=True, help="Refused: use --token-file")
+    ] = None,
     key_type: Annotated[str, typer.Option(help="ecdsa-p256 or ed25519")] = "ecdsa-p256",
 ) -> None:
-    """Make (or reuse) this device's key, send a CSR with the token, store the certificate."""
+    """Make (or reuse) this device's key, send a CSR with the token, store the certificate.
+    The token is read from ``--token-file`` (or stdin), never taken as an argument."""
     from otaguard.identity.enroll import enroll
 
     with cli_errors():
+        secret = _enrollment_token(token_file, token)
         if key_type not in ("ecdsa-p256", "ed25519"):
             raise ConfigError("--key-type must be ecdsa-p256 or ed25519")
         kt: KeyType = "ed25519" if key_type == "ed25519" else "ecdsa-p256"
         private = load_or_create_key(key, kt)
         try:
-            pem = enroll(server, server_ca, device, token, make_csr(private, device))
+            pem = enroll(server, server_ca, device, secret, make_csr(private, device))
         except httpx.HTTPStatusError as exc:
             raise AuthError(f"enrollment refused: {exc.response.text}") from None
         cert_out.write_text(pem)

@@ -51,13 +51,13 @@ def local_actor() -> str:
 @contextmanager
 def _identity(data_dir: Path, database: str | None) -> Iterator[IdentityStore]:
     from otaguard.identity.store import IdentityStore
-    from otaguard.server.context import ServerSettings
+    from otaguard.server.context import ServerSettings, audit_key
     from otaguard.store.database import Store
 
     store = Store(ServerSettings(data_dir=data_dir, database_url=database).db_url)
     try:
         store.migrate()
-        yield IdentityStore(store)
+        yield IdentityStore(store, audit_key=audit_key(data_dir))
     except OTAGuardError as exc:
         raise _fail(exc) from exc
     finally:
@@ -96,7 +96,7 @@ def user_add(
     """Add an operator with roles (and a password, hashed with argon2id)."""
     password = None if no_password else _password(password_stdin)
     with _identity(data_dir, database) as ident:
-        u = ident.add_user(name, role, password)
+        u = ident.add_user(name, role, password, by=local_actor())
         ident.audit(actor=local_actor(), action="user.add", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 
@@ -108,10 +108,11 @@ def user_passwd(
     data_dir: DataDir = Path("otaguard-data/server"),
     database: Database = None,
 ) -> None:
-    """Set an operator's password (also lifts a lock-out)."""
+    """Set an operator's password (also lifts a lock-out; revokes their tokens; they cannot
+    approve until they set their own password)."""
     password = _password(password_stdin)
     with _identity(data_dir, database) as ident:
-        ident.set_password(name, password)
+        ident.set_password(name, password, by=local_actor())
         ident.audit(actor=local_actor(), action="user.passwd", target=name)
     console.print(f"password of {name} set")
 
@@ -125,7 +126,7 @@ def user_role(
 ) -> None:
     """Replace an operator's roles."""
     with _identity(data_dir, database) as ident:
-        u = ident.set_roles(name, role)
+        u = ident.set_roles(name, role, by=local_actor())
         ident.audit(actor=local_actor(), action="user.role", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 
@@ -208,6 +209,14 @@ def audit_export(
     console.print(f"{n} audit entries exported")
 
 
+def _key(data_dir: Path) -> bytes | None:
+    """The audit MAC key if the data directory has one (verification never creates it)."""
+    from otaguard.server.context import AUDIT_KEY_FILE
+
+    path = data_dir / AUDIT_KEY_FILE
+    return path.read_text().strip().encode() if path.exists() else None
+
+
 @audit_app.command("verify")
 def audit_verify(
     jsonl: Annotated[
@@ -221,7 +230,9 @@ def audit_verify(
     data_dir: DataDir = Path("otaguard-data/server"),
     database: Database = None,
 ) -> None:
-    """Check the hash chain: exits 1 naming each edited, deleted or reordered entry."""
+    """Check the hash chain and each entry's MAC (key: the data directory's audit-mac.key):
+    exits 1 naming each entry and what is wrong with it (content changed, MAC wrong or
+    missing, link broken, sequence, head)."""
     from otaguard.identity.audit import AuditEntry
 
     if jsonl is not None:
@@ -233,15 +244,16 @@ def audit_verify(
             ]
         except (OSError, ValueError, KeyError) as exc:
             raise _fail(exc) from exc
-        problems = verify_chain(entries, expected_head=expect_head)
+        problems = verify_chain(entries, expected_head=expect_head, key=_key(data_dir))
     else:
         with _identity(data_dir, database) as ident:
             entries = list(ident.audit_entries())
-            problems = verify_chain(entries, expected_head=expect_head)
+            problems = verify_chain(entries, expected_head=expect_head, key=_key(data_dir))
     for p in problems:
         console.print(f"[red]entry {p.seq}:[/] {p.problem}")
     if problems:
         raise typer.Exit(code=1)
     head = entries[-1].hash if entries else "(empty)"
-    console.print(f"audit log intact: {len(entries)} entries, head {head}")
+    macs = "MACs verified" if _key(data_dir) else "no MAC key here: MACs not checked"
+    console.print(f"audit log intact: {len(entries)} entries, head {head} ({macs})")
     typer.echo(head)

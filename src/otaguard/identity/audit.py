@@ -5,11 +5,17 @@ Each entry is hashed (SHA-256) over its canonical JSON (the OLPC canonical form 
 entry's hash, so editing an entry changes its hash, and deleting or reordering entries breaks
 the link of the next one or the sequence. Truncating the tail is caught against a head hash
 recorded elsewhere (``verify_chain(..., expected_head=...)``).
+
+A hash chain alone is no anchor: whoever can write the table can rewrite an entry and
+recompute every hash after it. So each entry also carries a MAC (HMAC-SHA256 over its hash)
+under a key kept outside the database (a 0600 file on the server host, ``audit_mac_key``):
+a database administrator without that file cannot produce entries that verify.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +39,7 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
     prev_hash: str = GENESIS
     hash: str = ""
+    mac: str = ""  # HMAC-SHA256(key, hash); "" when written without a key
 
     def body(self) -> dict[str, Any]:
         return {
@@ -47,7 +54,7 @@ class AuditEntry:
         }
 
     def to_json(self) -> str:
-        return json.dumps({**self.body(), "hash": self.hash}, sort_keys=True)
+        return json.dumps({**self.body(), "hash": self.hash, "mac": self.mac}, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AuditEntry:
@@ -61,6 +68,7 @@ class AuditEntry:
             detail=dict(d.get("detail") or {}),
             prev_hash=str(d["prev_hash"]),
             hash=str(d.get("hash", "")),
+            mac=str(d.get("mac") or ""),
         )
 
 
@@ -86,9 +94,14 @@ def entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def entry_mac(key: bytes, entry_hash_hex: str) -> str:
+    return hmac.new(key, entry_hash_hex.encode(), hashlib.sha256).hexdigest()
+
+
 def chain(
     prev: AuditEntry | None,
     *,
+    key: bytes | None = None,
     at: str,
     actor: str,
     action: str,
@@ -96,7 +109,8 @@ def chain(
     outcome: str,
     detail: Mapping[str, Any],
 ) -> AuditEntry:
-    """The entry following ``prev`` (None: the first), with its hash."""
+    """The entry following ``prev`` (None: the first), with its hash (and its MAC under
+    ``key``)."""
     entry = AuditEntry(
         seq=1 if prev is None else prev.seq + 1,
         at=at,
@@ -107,7 +121,9 @@ def chain(
         detail=clean_detail(detail),
         prev_hash=GENESIS if prev is None else prev.hash,
     )
-    return AuditEntry(**{**entry.__dict__, "hash": entry_hash(entry)})
+    digest = entry_hash(entry)
+    mac = entry_mac(key, digest) if key else ""
+    return AuditEntry(**{**entry.__dict__, "hash": digest, "mac": mac})
 
 
 @dataclass(frozen=True)
@@ -116,32 +132,69 @@ class ChainProblem:
     problem: str
 
 
+def _entry_problems(
+    e: AuditEntry, prev_hash: str, expected_seq: int, key: bytes | None, macs_started: bool
+) -> list[ChainProblem]:
+    problems: list[ChainProblem] = []
+    if e.seq != expected_seq:
+        problems.append(ChainProblem(e.seq, f"sequence {e.seq} where {expected_seq} was expected"))
+    if e.prev_hash != prev_hash:
+        problems.append(
+            ChainProblem(e.seq, "link broken: does not link to the previous entry's hash")
+        )
+    if entry_hash(e) != e.hash:
+        problems.append(ChainProblem(e.seq, "content changed: does not match its hash (edited)"))
+    elif key is not None and e.mac and not hmac.compare_digest(e.mac, entry_mac(key, e.hash)):
+        problems.append(
+            ChainProblem(e.seq, "MAC wrong: rewritten without the MAC key (hash recomputed)")
+        )
+    elif key is not None and not e.mac and macs_started:
+        problems.append(ChainProblem(e.seq, "MAC missing after MAC-protected entries"))
+    return problems
+
+
+def _head_problem(entries: list[AuditEntry], expected_head: str) -> ChainProblem | None:
+    last = entries[-1] if entries else None
+    if last is not None and last.hash == expected_head:
+        return None
+    if last is None:
+        return ChainProblem(0, "log is empty: the recorded head's entries were removed")
+    at = next((e.seq for e in entries if e.hash == expected_head), None)
+    if at is not None:
+        return ChainProblem(
+            last.seq,
+            f"the recorded head is entry {at}: {last.seq - at} entries were appended after it",
+        )
+    return ChainProblem(
+        last.seq,
+        "the recorded head is not in the chain: entries up to it were rewritten, or entries "
+        "were removed from the end",
+    )
+
+
 def verify_chain(
-    entries: Iterable[AuditEntry], *, expected_head: str | None = None
+    entries: Iterable[AuditEntry],
+    *,
+    expected_head: str | None = None,
+    key: bytes | None = None,
 ) -> list[ChainProblem]:
     """Every break in the chain, in order (empty: intact). Entries are taken in the order
-    given (storage order), which must be sequence order from 1."""
+    given (storage order), which must be sequence order from 1. With ``key``, every entry
+    from the first one with a MAC on must carry a MAC that verifies (entries before it were
+    written before the server had a key)."""
     problems: list[ChainProblem] = []
     prev_hash = GENESIS
     expected_seq = 1
-    last: AuditEntry | None = None
+    macs_started = False
+    seen: list[AuditEntry] = []
     for e in entries:
-        if e.seq != expected_seq:
-            problems.append(
-                ChainProblem(e.seq, f"sequence {e.seq} where {expected_seq} was expected")
-            )
-        if e.prev_hash != prev_hash:
-            problems.append(ChainProblem(e.seq, "does not link to the previous entry"))
-        if entry_hash(e) != e.hash:
-            problems.append(ChainProblem(e.seq, "content does not match its hash (edited)"))
+        problems += _entry_problems(e, prev_hash, expected_seq, key, macs_started)
+        macs_started = macs_started or bool(e.mac)
         prev_hash = e.hash
         expected_seq = e.seq + 1
-        last = e
-    if expected_head is not None and (last is None or last.hash != expected_head):
-        problems.append(
-            ChainProblem(
-                last.seq if last else 0,
-                "last entry is not the recorded head (entries removed from the end?)",
-            )
-        )
+        seen.append(e)
+    if expected_head is not None:
+        head = _head_problem(seen, expected_head)
+        if head is not None:
+            problems.append(head)
     return problems

@@ -18,7 +18,7 @@ from otaguard.store.base import utcnow
 from otaguard.store.engine import Database
 from otaguard.store.identity_models import AuditRecord
 
-_AUDIT_COLUMNS = (*chain.FIELDS, "prev_hash", "hash")
+_AUDIT_COLUMNS = (*chain.FIELDS, "prev_hash", "hash", "mac")
 #: pg_advisory_xact_lock key held while appending to the audit log
 AUDIT_LOCK = 0x07A6_A0D1
 
@@ -34,14 +34,17 @@ def _entry(r: AuditRecord) -> chain.AuditEntry:
         detail=dict(r.detail or {}),
         prev_hash=r.prev_hash,
         hash=r.hash,
+        mac=r.mac or "",
     )
 
 
 class AuditLog:
-    """The hash-chained audit log on one ``Database``."""
+    """The hash-chained audit log on one ``Database``; entries carry a MAC under ``mac_key``
+    (kept outside the database) when given."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, mac_key: bytes | None = None) -> None:
         self.db = db
+        self.mac_key = mac_key
 
     def audit(
         self,
@@ -59,6 +62,7 @@ class AuditLog:
             last = s.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).first()
             entry = chain.chain(
                 _entry(last) if last else None,
+                key=self.mac_key,
                 at=utcnow().isoformat(),
                 actor=actor[:200],
                 action=action[:100],

@@ -1,11 +1,13 @@
-"""Operators, their roles and API tokens: accounts, password login with lock-out, scoped
-expiring tokens, and who a bearer token belongs to.
+"""Operators, their roles and API tokens: accounts, scoped expiring tokens, and who a bearer
+token belongs to (password login is in ``login_store.py``).
 
 Why a module of its own: this is the management API's authentication, with rules that must
-hold whatever calls it (a locked account is refused before its password is checked, a failed
-login counts towards lock-out, a token is stored only as its hash, a revoked or expired token
-or one of a disabled operator is refused). The decisions are in the pure ``rbac`` and
-``passwords`` modules; this one reads and writes the rows, one transaction per method.
+hold whatever calls it (a token is stored only as its hash; a revoked or expired token or one
+of a disabled operator is refused; reserved names and the bootstrap token's identity cannot be
+claimed by an account; a password set or reset by someone else revokes the account's tokens
+and keeps it from approving until its user sets their own). The decisions are in the pure
+``rbac`` and ``passwords`` modules; this one reads and writes the rows, one transaction per
+method.
 """
 
 from __future__ import annotations
@@ -15,28 +17,33 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from otaguard.errors import AuthError, ConfigError, ConflictError, NotFoundError
-from otaguard.identity.passwords import (
-    LockoutPolicy,
-    hash_password,
-    is_locked,
-    verify_password,
+from otaguard.identity.passwords import LockoutPolicy, hash_password
+from otaguard.identity.rbac import (
+    ALL_SCOPES,
+    DutyFacts,
+    Principal,
+    Role,
+    parse_roles,
+    parse_scopes,
 )
-from otaguard.identity.rbac import ALL_SCOPES, Principal, Role, parse_roles, parse_scopes
 from otaguard.store.base import utcnow
 from otaguard.store.credentials import secret_hash
 from otaguard.store.engine import Database
-from otaguard.store.identity_models import OperatorToken, User
+from otaguard.store.identity_models import LoginThrottle, OperatorToken, User
 from otaguard.store.models import ApiToken
 
 DEFAULT_TOKEN_TTL = dt.timedelta(days=30)
 MAX_TOKEN_TTL = dt.timedelta(days=365)
 LOGIN_TOKEN_TTL = dt.timedelta(hours=12)
 TOKEN_PREFIX = "otg_"
+#: names no account may take: the bootstrap admin token's identity and names the audit log
+#: uses for actors that are not operators (compared case-insensitively)
+RESERVED_NAMES = frozenset({"admin", "anonymous", "bootstrap"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,10 @@ def _roles(names: list[str]) -> frozenset[Role]:
         raise ConfigError(str(exc)) from exc
 
 
+def _added(names: list[str], name: str) -> list[str]:
+    return names if name in names else [*names, name]
+
+
 def _user(s: Session, name: str, *, lock: bool = False) -> User:
     u = s.get(User, name, with_for_update=lock)
     if u is None:
@@ -83,7 +94,7 @@ def _user(s: Session, name: str, *, lock: bool = False) -> User:
     return u
 
 
-def _issue(
+def issue_token(
     s: Session, user: str, scopes: list[str], ttl: dt.timedelta, label: str, now: dt.datetime
 ) -> IssuedToken:
     try:
@@ -114,13 +125,34 @@ class Operators:
         self.lockout = lockout
 
     # -- users ------------------------------------------------------------------------------
-    def add_user(self, name: str, roles: list[str], password: str | None = None) -> UserView:
+    def add_user(
+        self, name: str, roles: list[str], password: str | None = None, *, by: str | None = None
+    ) -> UserView:
+        """A new account. ``by``: the operator creating it (None: the server host's CLI); a
+        password given here was set by someone else, so the account cannot approve until
+        its user sets their own.
+
+        Raises:
+            ConflictError: the name exists, is reserved, or is a bootstrap token's identity.
+            ConfigError: unknown role or weak password.
+        """
         _roles(roles)
+        if name.lower() in RESERVED_NAMES:
+            raise ConflictError(f"user name {name} is reserved")
         pw = hash_password(password) if password is not None else None
         with self.db.session() as s:
             if s.get(User, name) is not None:
                 raise ConflictError(f"user {name} exists")
-            u = User(name=name, roles=sorted(set(roles)), password_hash=pw)
+            if s.scalars(select(ApiToken).where(ApiToken.name == name)).first() is not None:
+                raise ConflictError(f"user name {name} is reserved (a bootstrap token's)")
+            u = User(
+                name=name,
+                roles=sorted(set(roles)),
+                password_hash=pw,
+                managed_by=[by or "cli"],
+                reset_by=[],
+                password_set_by_other=pw is not None,
+            )
             s.add(u)
             try:
                 s.flush()
@@ -128,27 +160,50 @@ class Operators:
                 raise ConflictError(f"user {name} exists") from exc
             return _user_view(u)
 
-    def ensure_user(self, name: str, roles: list[str]) -> None:
-        """Create ``name`` with ``roles`` unless it exists (the server's bootstrap admin)."""
-        with self.db.session() as s:
-            if s.get(User, name) is None:
-                s.add(User(name=name, roles=sorted(set(roles))))
-
-    def set_roles(self, name: str, roles: list[str]) -> UserView:
+    def set_roles(self, name: str, roles: list[str], *, by: str | None = None) -> UserView:
+        """New roles, effective on the account's next request (tokens read roles live);
+        ``by`` is remembered as one who manages the account (separation of duties)."""
         _roles(roles)
         with self.db.session() as s:
             u = _user(s, name, lock=True)
             u.roles = sorted(set(roles))
+            if by != name:
+                u.managed_by = _added(u.managed_by, by or "cli")
             return _user_view(u)
 
-    def set_password(self, name: str, password: str) -> UserView:
+    def set_password(self, name: str, password: str, *, by: str | None = None) -> UserView:
+        """An administrative password (re)set by ``by`` (None: the server host's CLI): revokes
+        every token of the account, unlocks it, and marks the password as set by someone
+        else (no approvals until its user sets their own, ``Logins.change_own_password``)."""
         pw = hash_password(password)
+        now = utcnow()
         with self.db.session() as s:
             u = _user(s, name, lock=True)
+            who = by or "cli"
+            if u.password_hash is not None:
+                u.reset_by = _added(u.reset_by, who)
+            u.managed_by = _added(u.managed_by, who)
             u.password_hash = pw
+            u.password_set_by_other = True
             u.failed_logins = 0
             u.locked_until = None
+            s.execute(delete(LoginThrottle).where(LoginThrottle.user_name == name))
+            s.execute(
+                update(OperatorToken)
+                .where(OperatorToken.user_name == name, OperatorToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
             return _user_view(u)
+
+    def duty_facts(self, name: str) -> DutyFacts:
+        """Who manages ``name``'s account (empty facts for the bootstrap identity)."""
+        with self.db.session(write=False) as s:
+            u = s.get(User, name)
+            if u is None:
+                return DutyFacts(False, frozenset(), frozenset())
+            return DutyFacts(
+                bool(u.password_set_by_other), frozenset(u.managed_by), frozenset(u.reset_by)
+            )
 
     def get_user(self, name: str) -> UserView:
         with self.db.session(write=False) as s:
@@ -158,45 +213,7 @@ class Operators:
         with self.db.session(write=False) as s:
             return [_user_view(u) for u in s.scalars(select(User).order_by(User.name))]
 
-    # -- login and tokens -------------------------------------------------------------------
-    def login(
-        self,
-        name: str,
-        password: str,
-        *,
-        scopes: list[str] | None = None,
-        ttl: dt.timedelta = LOGIN_TOKEN_TTL,
-        now: dt.datetime | None = None,
-    ) -> IssuedToken:
-        """Check a password; on success issue a token. Failures count towards lock-out; a
-        locked account is refused without checking the password.
-
-        Raises:
-            AuthError: refused: the account is locked, or the name, the password or the
-                account (disabled) is wrong; the failure was counted. Retrying only helps
-                after the lock-out ends.
-            ConfigError: ``scopes`` names an unknown scope (nothing issued).
-        """
-        now = now or utcnow()
-        with self.db.session() as s:
-            u = s.get(User, name, with_for_update=True)
-            if u is not None and is_locked(u.locked_until, now):
-                raise AuthError("account locked after repeated failed logins; try later")
-            ok = verify_password(u.password_hash if u else None, password)
-            if u is None or not ok or u.disabled:
-                if u is not None:
-                    u.failed_logins += 1
-                    u.locked_until = (
-                        self.lockout.locked_until_after_failure(u.failed_logins, now)
-                        or u.locked_until
-                    )
-                failed = AuthError("wrong user name or password")
-            else:
-                u.failed_logins = 0
-                u.locked_until = None
-                return _issue(s, u.name, scopes or [ALL_SCOPES], ttl, "login", now)
-        raise failed
-
+    # -- tokens (login: login_store.py) -----------------------------------------------------
     def create_token(
         self,
         user: str,
@@ -211,7 +228,7 @@ class Operators:
             )
         with self.db.session() as s:
             _user(s, user)
-            return _issue(s, user, scopes, ttl, label, utcnow())
+            return issue_token(s, user, scopes, ttl, label, utcnow())
 
     def authenticate(self, token: str, *, now: dt.datetime | None = None) -> Principal:
         """The operator a bearer token belongs to (roles and token scopes).
@@ -233,14 +250,12 @@ class Operators:
                 if u is None or u.disabled:
                     raise AuthError("API token of a disabled user")
                 return Principal(u.name, _roles(list(u.roles)), frozenset(row.scopes), row.id)
-            # Bootstrap tokens the server itself writes (the admin-token file): full rights of
-            # the user of that name, admin if there is none.
+            # Bootstrap tokens the server itself writes (the admin-token file): always admin,
+            # whatever account may carry the same name (no account can claim or demote it).
             legacy = s.get(ApiToken, digest)
             if legacy is None or not hmac.compare_digest(legacy.token_hash, digest):
                 raise AuthError("invalid API token")
-            u = s.get(User, legacy.name)
-            roles = _roles(list(u.roles)) if u else frozenset({Role.ADMIN})
-            return Principal(legacy.name, roles, frozenset({ALL_SCOPES}), None)
+            return Principal(legacy.name, frozenset({Role.ADMIN}), frozenset({ALL_SCOPES}), None)
 
     def list_tokens(self, user: str | None = None) -> list[TokenView]:
         with self.db.session(write=False) as s:

@@ -52,12 +52,25 @@ def needs_rehash(stored_hash: str) -> bool:
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """``max_failures`` consecutive failed logins lock the account for ``lock_for``; each
-    further lock doubles, up to ``max_lock``."""
+    """``max_failures`` consecutive failed logins from one address lock that address out of
+    the account for ``lock_for``; each further lock doubles, up to ``max_lock``.
+    ``account_max_failures`` consecutive failures from all addresses together lock the account
+    for ``account_lock_for`` (each time that many more fail), except for addresses that have
+    logged in to it before (``identity/login_store.py``)."""
 
     max_failures: int = 5
     lock_for: dt.timedelta = dt.timedelta(minutes=15)
     max_lock: dt.timedelta = dt.timedelta(hours=24)
+    account_max_failures: int = 50
+    account_lock_for: dt.timedelta = dt.timedelta(minutes=1)
+
+    def account_locked_until_after_failure(
+        self, failures: int, now: dt.datetime
+    ) -> dt.datetime | None:
+        """``failures`` (account-wide, this one counted). None: not locked (yet)."""
+        if failures < self.account_max_failures or failures % self.account_max_failures:
+            return None
+        return now + self.account_lock_for
 
     def locked_until_after_failure(self, failures: int, now: dt.datetime) -> dt.datetime | None:
         """``failures`` counts this one. None: not locked (yet)."""

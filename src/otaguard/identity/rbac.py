@@ -160,6 +160,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("PUT", "/api/v1/users/{name}/roles"): Action.USER_MANAGE,
     ("PUT", "/api/v1/users/{name}/password"): Action.USER_MANAGE,
     ("POST", "/api/v1/auth/tokens"): Action.TOKEN_SELF,
+    ("PUT", "/api/v1/auth/password"): Action.TOKEN_SELF,
     ("GET", "/api/v1/auth/tokens"): Action.TOKEN_SELF,
     ("DELETE", "/api/v1/auth/tokens/{token_id}"): Action.TOKEN_SELF,
     ("GET", "/api/v1/audit"): Action.AUDIT_READ,
@@ -269,13 +270,49 @@ def request_action(method: str, path: str) -> Action | Access | None:
     return found.pop() if len(found) == 1 else None
 
 
-def may_approve(*, approver: str, approver_roles: Collection[Role], created_by: str) -> Decision:
-    """Two-person rule: a production deployment is approved by an approver who did not create
-    it."""
+@dataclass(frozen=True)
+class DutyFacts:
+    """What separation of duties needs to know about one operator's account."""
+
+    password_set_by_other: bool  # set or reset by someone else, not yet replaced by the user
+    managed_by: frozenset[str]  # who created the account, set its roles or its password
+    reset_by: frozenset[str]  # who reset a password the account already had
+
+
+NO_FACTS = DutyFacts(False, frozenset(), frozenset())
+
+
+def may_approve(
+    *,
+    approver: str,
+    approver_roles: Collection[Role],
+    created_by: str,
+    approver_facts: DutyFacts = NO_FACTS,
+    creator_facts: DutyFacts = NO_FACTS,
+) -> Decision:
+    """Two-person rule (docs/SECURITY.md, "Separation of duties"): a production deployment is
+    approved by an approver who is not its creator, whose password is their own, and whose
+    account neither the creator manages nor was reset by someone who manages the creator's;
+    nor may the approver manage the creator's account (they could act as the creator)."""
     if not role_allows(approver_roles, Action.DEPLOYMENT_APPROVE):
         return Decision(False, "approval needs the approver role")
     if approver == created_by:
         return Decision(False, "the creator of a deployment cannot approve it")
+    if approver_facts.password_set_by_other:
+        return Decision(
+            False, "the approver's password was set by someone else; they must set their own"
+        )
+    if created_by in approver_facts.managed_by:
+        return Decision(False, "the creator of the deployment manages the approver's account")
+    if approver in creator_facts.managed_by:
+        return Decision(False, "the approver manages the account of the deployment's creator")
+    shared = approver_facts.reset_by & (creator_facts.managed_by | {created_by})
+    if shared:
+        return Decision(
+            False,
+            f"the approver's password was reset by {sorted(shared)[0]}, who manages the "
+            "creator's account",
+        )
     return Decision(True, "allowed")
 
 

@@ -1,7 +1,8 @@
 """Persistence of identities and access, on the server's ``Store``: one object the server
 and the CLI hold, handing each method to the module that owns its concern:
 
-- ``operator_store.py``: operators, roles, password login with lock-out, API tokens;
+- ``operator_store.py``: operators, roles, API tokens;
+- ``login_store.py``: password login with lock-out per (account, address);
 - ``audit_store.py``: the hash-chained audit log;
 - ``device_ca_store.py``: enrollment tokens, issued device certificates, the CRL;
 - ``approval_store.py``: production groups and deployment approvals (two-person rule).
@@ -32,6 +33,7 @@ from otaguard.identity.device_ca_store import (
     ImportedToken,
     SignCrl,
 )
+from otaguard.identity.login_store import Logins
 from otaguard.identity.operator_store import (
     DEFAULT_TOKEN_TTL,
     LOGIN_TOKEN_TTL,
@@ -78,26 +80,40 @@ class IdentityStore:
     """Identities and access on ``store``: each method below is the same-named method of
     ``operators``, ``audit_log``, ``device_ca`` or ``approvals``."""
 
-    def __init__(self, store: Database, lockout: LockoutPolicy | None = None) -> None:
+    def __init__(
+        self,
+        store: Database,
+        lockout: LockoutPolicy | None = None,
+        *,
+        audit_key: bytes | None = None,
+    ) -> None:
         self.store = store
         self.lockout = lockout or LockoutPolicy()
         self.operators = Operators(store, self.lockout)
-        self.audit_log = AuditLog(store)
+        self.audit_log = AuditLog(store, audit_key)
         self.device_ca = DeviceCaRecords(store)
-        self.approvals = Approvals(store)
+        self.approvals = Approvals(store, self.operators.duty_facts)
+        self.logins = Logins(store, self.lockout)
 
     # -- users (operator_store.py) ----------------------------------------------------------
-    def add_user(self, name: str, roles: list[str], password: str | None = None) -> UserView:
-        return self.operators.add_user(name, roles, password)
+    def add_user(
+        self, name: str, roles: list[str], password: str | None = None, *, by: str | None = None
+    ) -> UserView:
+        return self.operators.add_user(name, roles, password, by=by)
 
-    def ensure_user(self, name: str, roles: list[str]) -> None:
-        self.operators.ensure_user(name, roles)
+    def set_roles(self, name: str, roles: list[str], *, by: str | None = None) -> UserView:
+        return self.operators.set_roles(name, roles, by=by)
 
-    def set_roles(self, name: str, roles: list[str]) -> UserView:
-        return self.operators.set_roles(name, roles)
+    def set_password(self, name: str, password: str, *, by: str | None = None) -> UserView:
+        """``Operators.set_password``: an administrative reset (revokes the account's tokens,
+        no approvals until its user sets their own password)."""
+        return self.operators.set_password(name, password, by=by)
 
-    def set_password(self, name: str, password: str) -> UserView:
-        return self.operators.set_password(name, password)
+    def change_own_password(
+        self, name: str, current: str, new: str, *, client: str = "unknown"
+    ) -> None:
+        """``Logins.change_own_password``: raises ``AuthError`` when refused."""
+        self.logins.change_own_password(name, current, new, client=client)
 
     def get_user(self, name: str) -> UserView:
         return self.operators.get_user(name)
@@ -105,19 +121,20 @@ class IdentityStore:
     def list_users(self) -> list[UserView]:
         return self.operators.list_users()
 
-    # -- login and tokens (operator_store.py) -----------------------------------------------
+    # -- login (login_store.py) and tokens (operator_store.py) ------------------------------
     def login(
         self,
         name: str,
         password: str,
         *,
+        client: str = "unknown",
         scopes: list[str] | None = None,
         ttl: dt.timedelta = LOGIN_TOKEN_TTL,
         now: dt.datetime | None = None,
     ) -> IssuedToken:
-        """``Operators.login``: raises ``AuthError`` (refused, counted towards lock-out) or
-        ``ConfigError`` (unknown scope)."""
-        return self.operators.login(name, password, scopes=scopes, ttl=ttl, now=now)
+        """``Logins.login``: raises ``AuthError`` (refused, counted towards the lock-out of
+        (``name``, ``client``)) or ``ConfigError`` (unknown scope)."""
+        return self.logins.login(name, password, client=client, scopes=scopes, ttl=ttl, now=now)
 
     def create_token(
         self,

@@ -8,6 +8,7 @@ limit, audit log), the error handlers, and the lean check-in layer in front of i
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -17,9 +18,11 @@ from otaguard import __version__
 from otaguard.errors import OTAGuardError
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.server import checkin as checkin_flow
+from otaguard.server import schemas
 from otaguard.server.auth import AuditMiddleware
 from otaguard.server.console import install_console
 from otaguard.server.context import ServerContext
+from otaguard.server.head import HeadAsGet
 from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
@@ -45,6 +48,18 @@ class OTAGuardApp(FastAPI):
             await endpoint(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """The document, with the check-in body's schema (that route reads its body itself,
+        as the lean layer does, so FastAPI does not list the model on its own)."""
+        if self.openapi_schema is None:
+            doc = super().openapi()
+            body = schemas.CheckIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            known = doc.setdefault("components", {}).setdefault("schemas", {})
+            for name, sub in body.pop("$defs", {}).items():
+                known.setdefault(name, sub)
+            known.setdefault("CheckIn", body)
+        return self.openapi_schema or {}
 
 
 async def _keep_fresh(ctx: ServerContext) -> None:
@@ -120,4 +135,5 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
         app.include_router(router)
     install_console(app)
     app.add_middleware(AuditMiddleware, ctx=ctx)
+    app.add_middleware(HeadAsGet)  # outermost: routing and policy see a GET
     return app

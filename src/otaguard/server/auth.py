@@ -89,17 +89,19 @@ def refuse_operator(request: Request, exc: AuthError, actor: str = "anonymous") 
 
 def operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     """The dependency authenticating and authorizing an operator; returns the operator's name
-    (the principal is kept in ``request.state`` for handlers that need roles)."""
+    (the principal is kept in ``request.state`` for handlers that need roles). A valid token
+    is served even from a rate-limited address (the check is one hash lookup); a failure
+    from one is answered 429, audited once per address and window."""
     ctx = context_of(request)
-    if failures_of(request).blocked(client_address(request), time.monotonic()):
-        metrics_of(request).auth_failures.labels("management").inc()
-        raise RateLimitedError("too many failed attempts from this address; try later")
     token = bearer_token(authorization)
-    if token is None:
-        raise refuse_operator(request, AuthError("missing bearer API token"))
     try:
+        if token is None:
+            raise AuthError("missing bearer API token")
         principal = ctx.identity.authenticate(token)
     except AuthError as exc:
+        client = client_address(request)
+        if failures_of(request).blocked(client, time.monotonic()):
+            raise rate_limited(request, "auth.rate_limited") from None
         raise refuse_operator(request, exc) from None
     method, path = route_of(request)
     action = request_action(method, path)
@@ -113,6 +115,20 @@ def operator(request: Request, authorization: Annotated[str | None, Header()] = 
     request.state.otaguard_principal = principal
     request.state.otaguard_action = action.value
     return principal.name
+
+
+def rate_limited(request: Request, action: str, label: str = "management") -> RateLimitedError:
+    """Count and audit (aggregated per address and window) a 429."""
+    metrics_of(request).auth_failures.labels(label).inc()
+    method, path = route_of(request)
+    context_of(request).refusals.refused(
+        action,
+        client_address(request),
+        target=f"{method} {path}",
+        outcome="rate_limited",
+        detail={},
+    )
+    return RateLimitedError("too many failed attempts from this address; try later")
 
 
 def principal_of(request: Request) -> Principal:
@@ -152,18 +168,11 @@ def identify_device(ctx: ServerContext, scope: Scope) -> DeviceClaim:
 def refuse_device(
     ctx: ServerContext, metrics: ServerMetrics, scope: Scope, exc: AuthError
 ) -> AuthError:
-    """Count and audit a refused device request; returns ``exc`` for the caller to raise."""
-    claimed = scope_header(scope, "x-otaguard-device")
-    client = scope.get("client")
+    """Count and audit (aggregated per address: ``server/refusals.py``) a refused device
+    request; returns the error to raise: ``exc``, or ``RateLimitedError`` once the address
+    has failed too often."""
     metrics.auth_failures.labels("device").inc()
-    ctx.identity.audit(
-        actor=f"device:{claimed}" if claimed else "anonymous",
-        action="device.auth.refused",
-        target=f"{scope.get('method', '')} {scope.get('path', '')}",
-        outcome=exc.code,
-        detail={"reason": str(exc), "client": str(client[0]) if client else "unknown"},
-    )
-    return exc
+    return ctx.device_refusals.refuse(scope, exc, scope_header(scope, "x-otaguard-device"))
 
 
 def device(
@@ -255,5 +264,6 @@ __all__ = [
     "device_claim",
     "identify_device",
     "operator",
+    "rate_limited",
     "refuse_device",
 ]

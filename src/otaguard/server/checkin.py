@@ -37,13 +37,17 @@ from otaguard.director.manifest import VersionManifest, verify_manifest
 from otaguard.errors import (
     AuthError,
     ManifestError,
+    ManifestReplayError,
     OTAGuardError,
     PayloadTooLargeError,
+    RequestFormatError,
     StoreBusyError,
+    UnsupportedMediaTypeError,
 )
 from otaguard.server import schemas
 from otaguard.server.auth import identify_device, refuse_device
 from otaguard.server.context import ServerContext
+from otaguard.server.device_identity import scope_header
 from otaguard.server.metrics import ServerMetrics
 from otaguard.store.database import CheckinOutcome, CheckinRequest, Offer
 
@@ -232,9 +236,11 @@ async def check_in(
     )
     started = time.perf_counter()
     outcome = await batcher.submit(request)
+    if isinstance(outcome.error, ManifestReplayError):
+        metrics.manifest_failures.inc()
     if outcome.error is not None:
         if isinstance(outcome.error, AuthError):
-            await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)
+            raise await run_in_threadpool(refuse_device, ctx, metrics, scope, outcome.error)
         raise outcome.error
     reply = reply_for(ctx, metrics, claim_device, outcome.offer)
     metrics.checkin_seconds.observe(time.perf_counter() - started)
@@ -284,6 +290,28 @@ def validation_reply(exc: ValidationError) -> ErrorReply:
     return ErrorReply(
         422, {"error": "validation", "detail": summary or "invalid request", "errors": errors}
     )
+
+
+def parse_checkin(content_type: str | None, body: bytes) -> schemas.CheckIn:
+    """The check-in body, read the same way on both paths (lean layer and FastAPI route).
+
+    Raises:
+        UnsupportedMediaTypeError: not ``Content-Type: application/json`` (415).
+        RequestFormatError: not valid UTF-8 JSON (400).
+        pydantic.ValidationError: JSON that does not match the schema (422,
+            ``validation_reply``).
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaTypeError(
+            "check-in bodies are JSON: send Content-Type: application/json"
+        )
+    try:
+        return schemas.CheckIn.model_validate_json(body)
+    except ValidationError as exc:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            raise RequestFormatError("request body is not valid UTF-8 JSON") from None
+        raise
 
 
 class CheckinEndpoint:
@@ -348,7 +376,7 @@ class CheckinEndpoint:
             raise await run_in_threadpool(
                 refuse_device, self.ctx, self.metrics, scope, exc
             ) from None
-        checkin = schemas.CheckIn.model_validate_json(body)
+        checkin = parse_checkin(scope_header(scope, "content-type"), body)
         reply = await check_in(
             self.ctx, self.metrics, self.batcher, scope, claim.device_id, claim.credential, checkin
         )

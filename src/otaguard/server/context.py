@@ -15,6 +15,7 @@ from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
 from otaguard.server.edge_limits import EdgeLimits
+from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
 
@@ -55,6 +56,15 @@ def private_sqlite_file(db_url: str) -> None:
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if file.exists():
             file.chmod(0o600)
+
+
+AUDIT_KEY_FILE = "audit-mac.key"
+
+
+def audit_key(data_dir: Path) -> bytes:
+    """The key the audit log's entries are MACed with: a 0600 file in the data directory,
+    outside the database (created on first use)."""
+    return read_or_create_secret(data_dir / AUDIT_KEY_FILE).encode()
 
 
 @dataclass
@@ -118,10 +128,14 @@ class ServerContext:
     admin_token: str
     identity: IdentityStore = field(init=False)
     device_ca: DeviceAuthority = field(init=False)
+    refusals: RefusalLog = field(init=False)
+    device_refusals: DeviceRefusals = field(init=False)
 
     def __post_init__(self) -> None:
-        self.identity = IdentityStore(self.store)
+        self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
+        self.refusals = RefusalLog(self.identity.audit)
+        self.device_refusals = DeviceRefusals(self.refusals)
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(
@@ -157,4 +171,5 @@ class ServerContext:
         )
 
     def close(self) -> None:
+        self.refusals.flush()
         self.store.close()

@@ -21,10 +21,12 @@ from otaguard.errors import (
     RateLimitedError,
     RepositoryError,
     StoreError,
+    UnsupportedMediaTypeError,
     VerificationError,
 )
 
 _STATUS_OF = {
+    UnsupportedMediaTypeError: 415,
     ForbiddenError: 403,
     RateLimitedError: 429,
     AuthError: 401,

@@ -60,6 +60,11 @@ class PasswordIn(Strict):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class OwnPasswordIn(Strict):
+    current: str = Field(min_length=1, max_length=1024)
+    new: str = Field(min_length=1, max_length=1024)
+
+
 class UserOut(BaseModel):
     name: str
     roles: list[str]
@@ -92,6 +97,7 @@ class AuditEntryOut(BaseModel):
     detail: dict[str, Any]
     prev_hash: str
     hash: str
+    mac: str = ""  # HMAC-SHA256 of hash under the server's audit key ("": written without)
 
 
 # -- device enrollment and certificates (server/routes/pki.py) ----------------------

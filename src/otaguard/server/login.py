@@ -39,16 +39,16 @@ def password_login(
         metrics.auth_failures.labels("login").inc()
         raise RateLimitedError("too many failed attempts from this address; try later")
     try:
-        issued = ctx.identity.login(username, password, scopes=scopes, ttl=ttl)
+        issued = ctx.identity.login(username, password, client=client, scopes=scopes, ttl=ttl)
     except AuthError as exc:
         metrics.auth_failures.labels("login").inc()
         failures.failure(client, time.monotonic())
-        ctx.identity.audit(
-            actor=f"user:{username}",
+        ctx.identity.audit(  # the actor is the address: the name is only what it claimed
+            actor=f"client:{client}",
             action="auth.login",
             target=username,
             outcome="failed",
-            detail={"reason": str(exc), "client": client, "via": via},
+            detail={"reason": str(exc), "client": client, "claimed": username, "via": via},
         )
         raise
     ctx.identity.audit(

@@ -5,7 +5,8 @@ Why a module of its own: this is the statement mix every device runs every poll 
 it is written in SQLAlchemy Core with statements built once at import (no ORM unit of work, no
 statement compilation per request), a fixed number of round trips per *batch* (lock the
 devices, record the reports in one executemany, find the offers, raise the assignment
-counters), and nothing per request but Python. Keep it that way: no extra query or call per
+counters), and nothing per request but Python. The replay check (a signed manifest must be
+newer than the device's last accepted one) compares against the locked row already read. Keep it that way: no extra query or call per
 request inside ``CheckIns.check_in_many``.
 """
 
@@ -18,13 +19,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, func, select, update
 
-from otaguard.errors import AuthError, CompatibilityError, NotFoundError, OTAGuardError
+from otaguard.errors import (
+    AuthError,
+    CompatibilityError,
+    ManifestReplayError,
+    NotFoundError,
+    OTAGuardError,
+)
 from otaguard.fleet.integrity import ManifestObservation
 from otaguard.fleet.progress import RolloutStatus
 from otaguard.fleet.status import DeploymentState, TargetStatus, is_offered
-from otaguard.store.base import utcnow
+from otaguard.store.base import UtcDateTime, utcnow
 from otaguard.store.credentials import secret_hash
 from otaguard.store.engine import Database
 from otaguard.store.models import Deployment, DeploymentTarget, Device
@@ -43,6 +50,10 @@ class DeviceReport(Protocol):
     def security_version(self) -> int: ...
     @property
     def agent_version(self) -> str | None: ...
+    @property
+    def nonce(self) -> str | None: ...
+    @property
+    def time(self) -> dt.datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,8 @@ class Reported:
     slot: str | None
     security_version: int
     agent_version: str | None
+    nonce: str | None = None
+    time: dt.datetime | None = None  # unsigned: no replay check
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,8 @@ _RECORD_REPORT = (
         security_version=bindparam("b_security"),
         agent_version=bindparam("b_agent"),
         last_seen=bindparam("b_seen"),
+        manifest_at=func.coalesce(bindparam("b_mat", type_=UtcDateTime()), _DEVICES.c.manifest_at),
+        manifest_nonce=func.coalesce(bindparam("b_mnonce"), _DEVICES.c.manifest_nonce),
     )
 )
 _DEVICES_FOR_CHECKIN = (
@@ -114,6 +129,8 @@ _DEVICES_FOR_CHECKIN = (
         _DEVICES.c.accepted,
         _DEVICES.c.decommissioned_at,
         _DEVICES.c.security_version,
+        _DEVICES.c.manifest_at,
+        _DEVICES.c.manifest_nonce,
     )
     .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_DEVICES.c.id)
@@ -169,6 +186,20 @@ def _offers_for(
     return offered
 
 
+def is_replay(
+    when: dt.datetime | None,
+    nonce: str | None,
+    last_when: dt.datetime | None,
+    last_nonce: str | None,
+) -> bool:
+    """A signed manifest older than the device's last accepted one, or that one again (same
+    second and nonce). Manifests carry whole seconds: another nonce in the same second is
+    a new report. Unsigned reports (no time) are not checked."""
+    if when is None or last_when is None:
+        return False
+    return when < last_when or (when == last_when and nonce == last_nonce)
+
+
 def _accept(
     requests: Sequence[CheckinRequest],
     rows: _DeviceRows,
@@ -181,6 +212,7 @@ def _accept(
     requests' indexes."""
     reports: dict[str, dict[str, Any]] = {}
     accepted: list[int] = []
+    last = {d: (r.manifest_at, r.manifest_nonce) for d, r in rows.items()}
     for i, request in enumerate(requests):
         row = rows.get(request.device_id)
         try:
@@ -195,6 +227,10 @@ def _accept(
             if report.hardware != row.hardware:
                 raise CompatibilityError(
                     f"device reports hardware {report.hardware!r}, registered as {row.hardware!r}"
+                )
+            if is_replay(report.time, report.nonce, *last[request.device_id]):
+                raise ManifestReplayError(
+                    f"manifest of {report.time} is not newer than the last accepted one"
                 )
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
@@ -212,7 +248,11 @@ def _accept(
             "b_security": report.security_version,
             "b_agent": report.agent_version,
             "b_seen": now,
+            "b_mat": report.time,
+            "b_mnonce": report.nonce,
         }
+        if report.time is not None:
+            last[request.device_id] = (report.time, report.nonce)
         accepted.append(i)
     return reports, accepted
 

@@ -28,6 +28,27 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    # Separation of duties (docs/SECURITY.md): operators who created this account, set its
+    # roles or its password; operators who reset a password it had; and whether its current
+    # password was set by someone else (it cannot approve until it sets its own).
+    managed_by: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reset_by: Mapped[list[str]] = mapped_column(JSON, default=list)
+    password_set_by_other: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account from one client address: the lock-out is per (account,
+    address), so an attacker's address cannot lock a user out of another address."""
+
+    __tablename__ = "login_throttle"
+
+    user_name: Mapped[str] = mapped_column(
+        ForeignKey("users.name", ondelete="CASCADE"), primary_key=True
+    )
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_success: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class OperatorToken(Base):
@@ -59,6 +80,8 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of ``hash`` under the server's audit key (outside the database)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class EnrollmentToken(Base):

@@ -42,6 +42,9 @@ class Device(Base):
     update_state: Mapped[str] = mapped_column(String(32), default="idle")
     assignment_counter: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The last accepted signed manifest's clock and nonce: an older one is a replay.
+    manifest_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    manifest_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Accepted for updates (False: enrolled, waiting for an operator's accept when the server
     # asks for that step); decommissioned devices are never offered anything again.

@@ -8,6 +8,8 @@ documents it and serves when that layer is switched off, with the same functions
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from otaguard.errors import NotFoundError
 from otaguard.server import checkin as checkin_flow
@@ -23,18 +25,38 @@ def batcher_of(request: Request) -> checkin_flow.CheckinBatcher:
     return cast(checkin_flow.CheckinBatcher, request.app.state.checkin_batcher)
 
 
-@router.post("/checkin", response_model=schemas.CheckInReply)
+_CHECKIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CheckIn"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/checkin",
+    response_model=schemas.CheckInReply,
+    openapi_extra=_CHECKIN_BODY,
+    responses={415: {"description": "Not application/json"}},
+)
 async def checkin(
     request: Request,
-    body: schemas.CheckIn,
     claim: Annotated[DeviceClaim, Depends(device_claim)],
     ctx: Ctx,
     metrics: Metrics,
-) -> schemas.CheckInReply:
+) -> schemas.CheckInReply | JSONResponse:
     """Report what the device runs in a version manifest it signed (DSSE envelope); get
     back what to do. The manifest is verified with the device's registered key before
     anything is recorded. (Served by ``server/checkin.py``'s lean layer unless it is
-    switched off; the same functions answer either way.)"""
+    switched off; the same functions answer either way, the body read by the same
+    ``parse_checkin``: 415 unless JSON, 400 for invalid UTF-8/JSON, 422 for the schema.)"""
+    try:
+        body = checkin_flow.parse_checkin(request.headers.get("content-type"), await request.body())
+    except ValidationError as exc:
+        refused = checkin_flow.validation_reply(exc)
+        return JSONResponse(refused.body, status_code=refused.status)
     return await checkin_flow.check_in(
         ctx,
         metrics,

@@ -3,12 +3,13 @@ approvals (two-person rule), the audit log. Every change an operator makes throu
 is audited by ``server/auth.py``'s ``AuditMiddleware``."""
 
 import datetime as dt
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 
 from otaguard.server import identity_schemas as sch
-from otaguard.server.auth import client_address, principal_of
+from otaguard.server.auth import client_address, principal_of, rate_limited
 from otaguard.server.login import password_login
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics, failures_of
@@ -20,16 +21,31 @@ router = APIRouter(prefix="/api/v1", tags=["identity"], responses=ERROR_RESPONSE
 def login(body: sch.LoginIn, request: Request, ctx: Ctx, metrics: Metrics) -> sch.TokenOut:
     """Password login (argon2id); returns an API token (12 h). Repeated failures lock the
     account and rate-limit the client address."""
+    client = client_address(request)
+    failures = failures_of(request)
+    if failures.blocked(client, time.monotonic()):  # checking a password is what costs
+        raise rate_limited(request, "auth.login.rate_limited", "login")
     issued = password_login(
         ctx,
         metrics,
-        failures_of(request),
-        client=client_address(request),
+        failures,
+        client=client,
         username=body.username,
         password=body.password,
         scopes=body.scopes,
     )
     return sch.TokenOut(id=issued.id, token=issued.token, expires_at=issued.expires_at)
+
+
+@router.put("/auth/password", status_code=204)
+def change_own_password(
+    body: sch.OwnPasswordIn, request: Request, _user: Operator, ctx: Ctx
+) -> None:
+    """Replace your own password (the current one proves it is you). Needed once after an
+    administrator set or reset it, before you may approve deployments again."""
+    ctx.identity.change_own_password(
+        principal_of(request).name, body.current, body.new, client=client_address(request)
+    )
 
 
 @router.post("/auth/tokens", response_model=sch.TokenOut, status_code=201)
@@ -66,22 +82,26 @@ def list_users(_user: Operator, ctx: Ctx) -> list[sch.UserOut]:
 
 
 @router.post("/users", response_model=sch.UserOut, status_code=201)
-def add_user(body: sch.UserIn, _user: Operator, ctx: Ctx) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.add_user(body.name, body.roles, body.password).__dict__)
+def add_user(body: sch.UserIn, user: Operator, ctx: Ctx) -> sch.UserOut:
+    return sch.UserOut(
+        **ctx.identity.add_user(body.name, body.roles, body.password, by=user).__dict__
+    )
 
 
 @router.put("/users/{name}/roles", response_model=sch.UserOut)
 def set_roles(
-    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.RolesIn, _user: Operator, ctx: Ctx
+    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.RolesIn, user: Operator, ctx: Ctx
 ) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.set_roles(name, body.roles).__dict__)
+    return sch.UserOut(**ctx.identity.set_roles(name, body.roles, by=user).__dict__)
 
 
 @router.put("/users/{name}/password", response_model=sch.UserOut)
 def set_password(
-    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.PasswordIn, _user: Operator, ctx: Ctx
+    name: Annotated[str, Path(pattern=sch.NAME)], body: sch.PasswordIn, user: Operator, ctx: Ctx
 ) -> sch.UserOut:
-    return sch.UserOut(**ctx.identity.set_password(name, body.password).__dict__)
+    """Administrative reset: revokes the account's tokens; it cannot approve until its user
+    sets their own password (``PUT /api/v1/auth/password``)."""
+    return sch.UserOut(**ctx.identity.set_password(name, body.password, by=user).__dict__)
 
 
 @router.get("/groups", response_model=sch.GroupsOut)
@@ -129,7 +149,7 @@ def audit(_user: Operator, ctx: Ctx, after: int = 0, limit: int = 1000) -> list[
     for e in ctx.identity.audit_entries():
         if e.seq <= after:
             continue
-        out.append({**e.body(), "hash": e.hash})
+        out.append({**e.body(), "hash": e.hash, "mac": e.mac})
         if len(out) >= max(1, min(limit, 10_000)):
             break
     return out

@@ -155,7 +155,7 @@ class AgentCore:
             deployment_id=deployment_id
             if deployment_id is not None
             else self.journal.deployment_id,
-            running=RunningImage(boot.header.version, boot.slot)
+            running=RunningImage(self.current_version(), boot.slot)
             if boot
             else RunningImage(None, None),
         )
@@ -182,7 +182,15 @@ class AgentCore:
         return state is not None and state.cancelled
 
     def current_version(self) -> str | None:
-        return self.boot.header.version if self.boot else None
+        """What the booted slot runs: the release the journal says it holds (else what the
+        boot reported, e.g. the simulated boot ROM); never read from the image."""
+        return self.slot_version(self.boot.slot) if self.boot else None
+
+    def slot_version(self, slot: str) -> str | None:
+        known = self.journal.slot_versions.get(slot)
+        if known is None and self.boot is not None and self.boot.slot == slot:
+            return self.boot.version
+        return known
 
     def poll_delay(self) -> float:
         """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter."""

@@ -14,7 +14,7 @@ import logging
 from tuf.api.metadata import TargetFile
 
 from otaguard.agent.core import AgentCore
-from otaguard.agent.journal import EndUpdate, SetReason
+from otaguard.agent.journal import EndUpdate, SetReason, SlotHolds
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.reporting import final_report, installed_reports
 from otaguard.agent.retry import RetryBudget, StreamVerdict, backoff_cap, stream_verdict
@@ -23,6 +23,7 @@ from otaguard.device.slots import other_slot
 from otaguard.errors import DownloadError, VerificationError
 from otaguard.fleet.status import UpdateEvent
 from otaguard.net.download import DownloadCancelled
+from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger(__name__)
 
@@ -82,30 +83,25 @@ class Installer(AgentCore):
         url = f"/tuf/targets/{target.get_prefixed_paths()[0]}"
         budget = RetryBudget(self.config.max_download_attempts, self.config.max_download_requests)
         while True:
-            offset = min(j.bytes_written, target.length)
+            before = min(j.bytes_written, target.length)
             try:
                 if budget.requests == 0 and self.cancelled(force=True):
                     raise DownloadCancelled("the server cancelled the deployment")
                 budget.start_request()
-                self.stream.fetch(
-                    self.repo_client,
-                    url,
-                    length=target.length,
-                    slot=slot,
-                    offset=offset,
-                    clock=self.clock,
-                    cancelled=self.cancelled,
-                )
+                self.fetch(target, url, slot, before)
                 if self.downloaded(target, slot):
                     return
                 raise DownloadError("connection closed before the whole target arrived")
             except DownloadCancelled as exc:
                 self.transition(Event.CANCEL, SetReason(f"download stopped: {exc}"))
                 return
+            except VerificationError as exc:
+                self.transition(Event.ERROR, SetReason(f"verification failed: {exc}"))
+                return
             except DownloadError as exc:
                 log.info("download attempt %d failed: %s", budget.requests, exc)
                 if budget.after_failure(
-                    progressed=j.bytes_written > offset, permanent=exc.permanent
+                    progressed=j.bytes_written > before, permanent=exc.permanent
                 ):
                     reason = f"download failed after {budget.requests} request(s): {exc}"
                     self.transition(Event.ERROR, SetReason(reason))
@@ -118,6 +114,30 @@ class Installer(AgentCore):
                     budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
                 )
                 self.sleep(self.rng.uniform(0, cap))
+
+    def fetch(self, target: TargetFile, url: str, slot: str, offset: int) -> None:
+        """One request: the artifact into the slot, from ``offset`` (a raw image) or
+        decompressed from byte 0 (a compressed one, see ``SlotStream.fetch_compressed``)."""
+        info = ReleaseInfo.of_target(target)
+        if info.compression is not None and info.image_length is not None:
+            self.stream.fetch_compressed(
+                self.repo_client,
+                url,
+                length=target.length,
+                slot=slot,
+                compression=(info.compression, info.image_length),
+                cancelled=self.cancelled,
+            )
+            return
+        self.stream.fetch(
+            self.repo_client,
+            url,
+            length=target.length,
+            slot=slot,
+            offset=offset,
+            clock=self.clock,
+            cancelled=self.cancelled,
+        )
 
     def downloaded(self, target: TargetFile, slot: str) -> bool:
         """After a request ended cleanly: move on when the whole target is in (DOWNLOADED, or
@@ -147,10 +167,10 @@ class Installer(AgentCore):
         target = self.target()
         slot = j.target_slot
         assert slot is not None
+        want, length = self.slot_content(target)
         try:
-            self.slots.truncate(slot, target.length)
-            got = self.stream.read_back(slot, target.length)
-            want = target.hashes.get("sha256", "")
+            self.slots.truncate(slot, length)
+            got = self.stream.read_back(slot, length)
             if got != want:
                 raise VerificationError(
                     "slot content does not match the maker-signed sha256 "
@@ -166,7 +186,20 @@ class Installer(AgentCore):
             reason = "the server cancelled the deployment before install"
             self.transition(Event.CANCEL, SetReason(reason))
             return
-        self.transition(Event.VERIFIED, reports=((UpdateEvent.VERIFIED, {}),))
+        self.transition(
+            Event.VERIFIED,
+            SlotHolds(slot, j.new_version),
+            reports=((UpdateEvent.VERIFIED, {}),),
+        )
+
+    @staticmethod
+    def slot_content(target: TargetFile) -> tuple[str, int]:
+        """The signed sha256 and length of what the slot must hold once the target is in: the
+        artifact itself, or the image a compressed artifact decompresses to."""
+        info = ReleaseInfo.of_target(target)
+        if info.compression is not None and info.image_sha256 and info.image_length is not None:
+            return info.image_sha256, info.image_length
+        return target.hashes.get("sha256", ""), target.length
 
     def install(self) -> None:
         """Point the boot env at the new slot, on trial, tagged with this attempt."""

@@ -99,11 +99,8 @@ class AgentService:
         return out
 
     def boot(self) -> Outcome:
-        boot = boot_info(self.env, self.slots, self.layout.cmdline_file)
-        log.info(
-            "booted",
-            extra={"slot": boot.slot, "version": boot.header.version, "trial": boot.trial},
-        )
+        boot = boot_info(self.env, self.layout.cmdline_file, self.agent.journal.slot_versions)
+        log.info("booted", extra={"slot": boot.slot, "version": boot.version, "trial": boot.trial})
         return self._cycle(lambda: self.agent.after_boot(boot))
 
     def state(self) -> str:
@@ -180,8 +177,8 @@ def status(config: AgentConfig, layout: DeviceLayout) -> dict[str, Any]:
         info["boot_env"] = {
             k: values.get(k) for k in ("boot_slot", "upgrade_available", "bootcount", "bootlimit")
         }
-        boot = boot_info(env, layout.open_slots(), layout.cmdline_file)
-        info["running"] = {"slot": boot.slot, "version": boot.header.version}
+        boot = boot_info(env, layout.cmdline_file, journal.slot_versions)
+        info["running"] = {"slot": boot.slot, "version": boot.version}
     except Exception as exc:  # status must print what it can
         info["error"] = str(exc)
     info["security_version"] = layout.open_otp().value()

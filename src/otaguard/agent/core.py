@@ -84,6 +84,8 @@ class AgentCore:
         )
         self.stream = SlotStream(slots, config, self.keeper)
         self.last_cancel_check = float("-inf")
+        # True while confirming a trial boot (``agent confirm``): reports stay in the outbox.
+        self.offline = False
 
     @property
     def journal(self) -> Journal:
@@ -166,6 +168,8 @@ class AgentCore:
         Delivery is at least once and in order: a power cut between a send and the journal save
         that drops it from the outbox sends it again, followed by everything after it.
         """
+        if self.offline:
+            return not self.journal.outbox
         return self.keeper.flush(self.api.send_report)
 
     def cancelled(self, *, force: bool = False) -> bool:

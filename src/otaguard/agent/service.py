@@ -103,6 +103,13 @@ class AgentService:
         log.info("booted", extra={"slot": boot.slot, "version": boot.version, "trial": boot.trial})
         return self._cycle(lambda: self.agent.after_boot(boot))
 
+    def confirm(self) -> Outcome:
+        """Reconcile with this boot and finish a trial (health check, commit or roll back)
+        without contacting the server: the final report waits in the journal's outbox."""
+        boot = boot_info(self.env, self.layout.cmdline_file, self.agent.journal.slot_versions)
+        self.agent.offline = True
+        return self._cycle(lambda: self.agent.after_boot(boot))
+
     def state(self) -> str:
         return self.agent.journal.state.value
 

@@ -96,6 +96,17 @@ class DeviceLayout:
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
+    def missing_files(self) -> list[str]:
+        """``key (path)`` for every device file this layout needs that does not exist."""
+        needed: list[tuple[str, Path | None]] = []
+        if self.slots == "block":
+            needed += [("slot_a", self.slot_a), ("slot_b", self.slot_b)]
+        if self.boot_env == "grub":
+            needed.append(("grub_env", self.grub_env))
+        else:
+            needed += [("uboot_env", p) for p in self.uboot_env]
+        return [f"{k} ({p})" for k, p in needed if p is not None and not p.exists()]
+
     def open_slots(self, storage: Storage | None = None) -> Slots:
         if self.slots == "block":
             assert self.slot_a is not None

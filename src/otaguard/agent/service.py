@@ -42,7 +42,13 @@ class AgentStopped(BaseException):
 
 
 def load_config(path: Path) -> tuple[AgentConfig, DeviceLayout]:
-    return AgentConfig.from_toml(path), DeviceLayout.from_toml(path)
+    """The agent's config and device layout, checked whole: every value, and every file it
+    names (all missing ones listed in one ``ConfigError``)."""
+    config, layout = AgentConfig.from_toml(path), DeviceLayout.from_toml(path)
+    missing = config.missing_files() + layout.missing_files()
+    if missing:
+        raise ConfigError(f"{path}: missing files: {'; '.join(missing)}")
+    return config, layout
 
 
 class AgentService:

@@ -254,5 +254,32 @@ def export_static_command(
     )
 
 
+#: Top-level modules only the server side needs (``pip install 'otaguard[server]'``).
+SERVER_MODULES = frozenset(
+    {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "argon2", "psycopg",
+     "prometheus_client", "multipart", "python_multipart", "httptools"}
+)  # fmt: skip
+
+
+def server_extra_missing(exc: ImportError) -> str | None:
+    """The message for a command run without the server's packages, or None if ``exc`` is
+    something else."""
+    name = (exc.name or "").split(".")[0]
+    if name not in SERVER_MODULES:
+        return None
+    return (
+        f"this command runs the server side and needs its packages (missing: {name}); "
+        "install them with: pip install 'otaguard[server]'"
+    )
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ImportError as exc:
+        message = server_extra_missing(exc)
+        if message is None:
+            raise
+        console.print("[bold red]error:[/] ", end="")
+        console.print(message, markup=False)
+        raise SystemExit(2) from None

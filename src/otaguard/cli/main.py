@@ -17,6 +17,7 @@ from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
+from otaguard.cli.provision import device_provision as device_provision  # registers it
 from otaguard.errors import OTAGuardError
 
 app = typer.Typer(

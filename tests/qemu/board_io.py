@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qemu.machine import boot, boot_env, read_partition, write_partition  # noqa: E402
+from qemu.machine import boot, boot_env, read_partition, write_partition
 
 
 def pull(disk: Path, work: Path) -> None:

@@ -23,7 +23,7 @@ import pytest
 import zstandard
 from typer.testing import CliRunner
 
-from agent_kit import write_agent_toml
+from kit.agent import write_agent_toml
 from otaguard.cli.main import app
 from otaguard.demo import HARDWARE, Demo
 from otaguard.device.bootloader import DEFAULT_BOOTLIMIT

@@ -9,18 +9,10 @@ from typing import Any
 
 import httpx
 
-from otaguard.errors import OTAGuardError, RepositoryError
+from otaguard.errors import ApiError, RepositoryError
 from otaguard.net.tls import tls_context
 from otaguard.repo.images import sha256_of
 from otaguard.repo.maker import MakerRepository
-
-
-class ApiError(OTAGuardError):
-    code = "api"
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
 
 
 def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:

@@ -162,3 +162,41 @@ class RolloutStateError(ConflictError):
     one that is not paused, act on one that has ended)."""
 
     code = "rollout_state"
+
+
+class DownloadCancelled(DownloadError):
+    """The transfer was stopped on purpose (the server cancelled the deployment)."""
+
+    code = "cancelled"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class BundleError(VerificationError):
+    """The bundle file is not a well-formed OTAGuard bundle."""
+
+    code = "bundle"
+
+
+class ApiError(OTAGuardError):
+    """The management API answered with an error status (``status``, the server's detail)."""
+
+    code = "api"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+
+
+class InvalidTransition(OTAGuardError):
+    """The agent's state machine has no transition for this state and event (a bug, or a
+    journal edited by hand)."""
+
+    code = "state"
+
+
+class RangeNotSatisfiable(OTAGuardError):
+    """An HTTP Range header asks for no byte of the representation (answered 416)."""
+
+    code = "range_not_satisfiable"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kit import MitmTransport, Scene
 
+from kit.attacks import MitmTransport, Scene
 from otaguard.demo import Demo
 
 

@@ -12,9 +12,9 @@ attacker's image, and ``test_..._without_signature_check`` shows this test then 
 from __future__ import annotations
 
 import pytest
-from kit import Scene, assert_refused
 from tuf.api import _payload
 
+from kit.attacks import Scene, assert_refused
 from otaguard.crypto.keys import generate_signer
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kit import Scene, assert_refused
 
+from kit.attacks import Scene, assert_refused
 from otaguard.agent import acceptance
 from otaguard.director.assignment import sign_assignment, verify_assignment
 from otaguard.repo.roles import utcnow

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kit import Endless, Scene, assert_refused
 
+from kit.attacks import Endless, Scene, assert_refused
 from otaguard.agent import slot_stream
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kit import Scene, assert_refused, replace_body
 
+from kit.attacks import Scene, assert_refused, replace_body
 from otaguard.agent import acceptance
 from otaguard.demo import HARDWARE
 from otaguard.device.image import build_image

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from kit import Scene, assert_refused
 from tuf.api import _payload
 from tuf.api.metadata import Metadata, MetaFile, Timestamp
 
+from kit.attacks import Scene, assert_refused
 from otaguard.crypto.keys import generate_signer
 from otaguard.repo.roles import TIMESTAMP, expiry_for
 

@@ -17,10 +17,10 @@ import datetime as dt
 
 import httpx
 import pytest
-from kit import Scene, assert_refused
 from tuf.api import _payload
 from tuf.api.metadata import Metadata, Timestamp
 
+from kit.attacks import Scene, assert_refused
 from otaguard.repo.roles import utcnow
 
 

@@ -11,9 +11,9 @@ signature, the device installs the attacker's image and
 from __future__ import annotations
 
 import pytest
-from kit import Scene, assert_refused
 from tuf.api import _payload
 
+from kit.attacks import Scene, assert_refused
 from otaguard.repo.roles import TARGETS
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from kit import Scene, assert_refused, replace_body
 
+from kit.attacks import Scene, assert_refused, replace_body
 from otaguard.agent import slot_stream
 
 

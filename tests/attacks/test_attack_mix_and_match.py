@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kit import Scene, assert_refused
 from tuf.api.metadata import Metadata
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
+
+from kit.attacks import Scene, assert_refused
 
 
 def attack(scene: Scene) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from kit import Scene, assert_refused
+
+from kit.attacks import Scene, assert_refused
 
 
 def attack(scene: Scene, before_attack: Callable[[], None] = lambda: None) -> None:

@@ -20,9 +20,8 @@ from otaguard.agent.reporting import final_report, installed_reports
 from otaguard.agent.retry import RetryBudget, StreamVerdict, backoff_cap, stream_verdict
 from otaguard.agent.statemachine import Event, State
 from otaguard.device.slots import other_slot
-from otaguard.errors import DownloadError, VerificationError
+from otaguard.errors import DownloadCancelled, DownloadError, VerificationError
 from otaguard.fleet.status import UpdateEvent
-from otaguard.net.download import DownloadCancelled
 from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger(__name__)

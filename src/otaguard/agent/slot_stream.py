@@ -25,7 +25,8 @@ from otaguard.agent.config import AgentConfig
 from otaguard.agent.journal_keeper import JournalKeeper
 from otaguard.agent.readback import SlotReadBack
 from otaguard.device.slots import Slots
-from otaguard.net.download import WRITE_CHUNK, DownloadCancelled, download_into, hash_prefix
+from otaguard.errors import DownloadCancelled
+from otaguard.net.download import WRITE_CHUNK, download_into, hash_prefix
 from otaguard.repo.compression import Decompressor
 
 

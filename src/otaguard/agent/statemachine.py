@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from otaguard.errors import OTAGuardError
+from otaguard.errors import InvalidTransition
 
 
 class State(StrEnum):
@@ -94,10 +94,6 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.ROLLED_BACK, Event.REPORTED): State.IDLE,
     (State.FAILED, Event.REPORTED): State.IDLE,
 }
-
-
-class InvalidTransition(OTAGuardError):
-    code = "state"
 
 
 def next_state(state: State, event: Event) -> State:

@@ -29,18 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from otaguard.errors import VerificationError
+from otaguard.errors import BundleError
 
 MANIFEST = "otaguard-bundle.json"
 FORMAT = 1
 MAX_MANIFEST = 1 << 20
 CHUNK = 1 << 20
-
-
-class BundleError(VerificationError):
-    """The bundle file is not a well-formed OTAGuard bundle."""
-
-    code = "bundle"
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,8 @@ class Manifest:
                 source=str(data.get("source", "")),
                 files={str(k): str(v) for k, v in files.items()},
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the interpreter's recursion limit.
             raise BundleError(f"bundle manifest is malformed: {exc}") from exc
 
 
@@ -113,10 +108,17 @@ class BundleReader:
             raise
 
     def _index(self) -> dict[str, tarfile.TarInfo]:
+        try:
+            infos = self._tar.getmembers()
+        except tarfile.TarError as exc:  # a damaged header after the first member
+            raise BundleError(f"{self.path} is not a readable bundle: {exc}") from exc
+        end = self.path.stat().st_size
         members: dict[str, tarfile.TarInfo] = {}
-        for info in self._tar.getmembers():
-            if not info.isreg():
+        for info in infos:
+            if not info.isreg() or info.issparse():
                 raise BundleError(f"bundle member {info.name!r} is not a regular file")
+            if info.offset_data + info.size > end:  # reads would fail half way
+                raise BundleError(f"bundle member {info.name!r} is cut short")
             if info.name in members:
                 raise BundleError(f"bundle member {info.name!r} appears twice")
             members[info.name] = info

@@ -67,7 +67,7 @@ def _audit(
 ) -> None:
     """Write what ``ca init`` did to the server's audit log as ``cli:<login>``, when a server
     database is known; say so when there is none. Never given secrets."""
-    from otaguard.cli.identity import _actor
+    from otaguard.cli.identity import local_actor
     from otaguard.identity.store import IdentityStore
     from otaguard.store.database import Store
 
@@ -78,7 +78,7 @@ def _audit(
     store = Store(url)
     try:
         store.migrate()
-        IdentityStore(store).audit(actor=_actor(), action=action, target=target, detail=detail)
+        IdentityStore(store).audit(actor=local_actor(), action=action, target=target, detail=detail)
     finally:
         store.close()
 
@@ -96,7 +96,7 @@ def _with_state(
 ) -> Iterator[tuple[DeviceAuthority, Callable[..., None]]]:
     """The CA in ``directory`` attached to the server database (where tokens, issued
     certificates and revocations live), and a function auditing to it as ``cli:<login>``."""
-    from otaguard.cli.identity import _actor
+    from otaguard.cli.identity import local_actor
     from otaguard.identity.store import IdentityStore
     from otaguard.store.database import Store
 
@@ -115,7 +115,7 @@ def _with_state(
         authority.attach(identity, refresh_seconds=0)
 
         def audit(*, action: str, target: str, detail: dict[str, Any]) -> None:
-            identity.audit(actor=_actor(), action=action, target=target, detail=detail)
+            identity.audit(actor=local_actor(), action=action, target=target, detail=detail)
 
         yield authority, audit
     finally:
@@ -186,12 +186,12 @@ def ca_token(
     database: AuditDatabase = None,
 ) -> None:
     """Create a one-time factory enrollment token (printed once; only its hash is kept)."""
-    from otaguard.cli.identity import _actor
+    from otaguard.cli.identity import local_actor
     from otaguard.identity.store import token_fingerprint
 
     with cli_errors(), _with_state(directory, data_dir, database) as (authority, audit):
         token = authority.create_token(
-            device, hardware, dt.timedelta(hours=ttl_hours), created_by=_actor()
+            device, hardware, dt.timedelta(hours=ttl_hours), created_by=local_actor()
         )
         audit(
             action="enrollment.token.create",

@@ -41,7 +41,7 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def _actor() -> str:
+def local_actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # pragma: no cover - no login name
@@ -97,7 +97,7 @@ def user_add(
     password = None if no_password else _password(password_stdin)
     with _identity(data_dir, database) as ident:
         u = ident.add_user(name, role, password)
-        ident.audit(actor=_actor(), action="user.add", target=name, detail={"roles": u.roles})
+        ident.audit(actor=local_actor(), action="user.add", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 
 
@@ -112,7 +112,7 @@ def user_passwd(
     password = _password(password_stdin)
     with _identity(data_dir, database) as ident:
         ident.set_password(name, password)
-        ident.audit(actor=_actor(), action="user.passwd", target=name)
+        ident.audit(actor=local_actor(), action="user.passwd", target=name)
     console.print(f"password of {name} set")
 
 
@@ -126,7 +126,7 @@ def user_role(
     """Replace an operator's roles."""
     with _identity(data_dir, database) as ident:
         u = ident.set_roles(name, role)
-        ident.audit(actor=_actor(), action="user.role", target=name, detail={"roles": u.roles})
+        ident.audit(actor=local_actor(), action="user.role", target=name, detail={"roles": u.roles})
     console.print(f"user {name}: {', '.join(u.roles)}")
 
 
@@ -154,7 +154,7 @@ def token_create(
             user, scopes=scope or ["*"], ttl=dt.timedelta(days=ttl_days), label=label
         )
         ident.audit(
-            actor=_actor(),
+            actor=local_actor(),
             action="token.create",
             target=user,
             detail={"token": issued.id, "scopes": scope or ["*"], "ttl_days": ttl_days},
@@ -172,7 +172,7 @@ def token_revoke(
     """Revoke an API token by its id (``token list``)."""
     with _identity(data_dir, database) as ident:
         ident.revoke_token(token_id)
-        ident.audit(actor=_actor(), action="token.revoke", target=token_id)
+        ident.audit(actor=local_actor(), action="token.revoke", target=token_id)
     console.print(f"token {token_id} revoked")
 
 

@@ -17,6 +17,7 @@ from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
+from otaguard.cli.manage import install as install_management
 from otaguard.cli.provision import device_provision as device_provision  # registers it
 from otaguard.errors import OTAGuardError
 
@@ -35,6 +36,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ca_app, name="ca")
 app.add_typer(device_app, name="device")
+install_management(app)  # login, logout, mgmt: the management API over HTTPS
 console = Console()
 
 DataDir = Annotated[

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from otaguard.crypto.keys import write_private
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=397)
+# TLS 1.2 suites a server offers: forward secrecy (ECDHE) and AEAD ciphers only, no CBC (its
+# MAC-then-encrypt construction is what Lucky13 and POODLE-style padding oracles attack). TLS
+# 1.3 suites are all AEAD and are not set by this string.
+TLS12_SERVER_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class TLSFiles:
     ca_cert: Path
     cert: Path
     key: Path
+
+
+def restrict_ciphers(context: ssl.SSLContext) -> None:
+    """Limit ``context``'s TLS 1.2 suites to ``TLS12_SERVER_CIPHERS``."""
+    context.set_ciphers(TLS12_SERVER_CIPHERS)
 
 
 def _now() -> dt.datetime:

@@ -187,7 +187,7 @@ def _parse_payload(payload: bytes) -> VersionManifest:
         raise ManifestError(f"manifest payload larger than {MAX_PAYLOAD_BYTES} bytes")
     try:
         data = json.loads(payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ManifestError("manifest payload is not JSON") from exc
     if not isinstance(data, dict):
         raise ManifestError("manifest payload must be a JSON object")

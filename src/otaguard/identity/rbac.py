@@ -100,7 +100,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/openapi.json"): Access.PUBLIC,
     ("GET", "/docs"): Access.PUBLIC,
     ("GET", "/docs/oauth2-redirect"): Access.PUBLIC,
-    ("GET", "/redoc"): Access.PUBLIC,
+    ("GET", "/docs/assets/{name}"): Access.PUBLIC,
     ("POST", "/api/v1/auth/login"): Access.PUBLIC,
     # management API
     ("GET", "/api/v1/repository/online-keys"): Action.KEYS_READ,

@@ -24,15 +24,6 @@ def _is_permanent(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 425, 429)
 
 
-class DownloadCancelled(DownloadError):
-    """The transfer was stopped on purpose (the server cancelled the deployment)."""
-
-    code = "cancelled"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, permanent=True)
-
-
 @dataclass
 class DownloadProgress:
     written: int  # bytes handed to ``write`` by this request

@@ -85,6 +85,8 @@ def create_app(ctx: ServerContext) -> OTAGuardApp:
         version=__version__,
         lifespan=_lifespan,
         description="Secure OTA updates: device API, management API and TUF repository.",
+        docs_url=None,  # served by routes/api_docs.py from local assets, never a CDN
+        redoc_url=None,
     )
     metrics = ServerMetrics()
     app.state.ctx = ctx

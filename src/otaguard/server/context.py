@@ -14,6 +14,7 @@ from otaguard.crypto.tls import TLSFiles, ensure_local_tls
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
+from otaguard.server.edge_limits import EdgeLimits
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
 
@@ -32,6 +33,28 @@ def read_or_create_secret(path: Path, env: str | None = None) -> str:
     value = secrets.token_urlsafe(32)
     write_private(path, value.encode())
     return value
+
+
+def make_private_dir(path: Path) -> None:
+    """``path`` exists and only its owner can list or enter it (0700): it holds the database
+    (password hashes, tokens' digests), the online keys and the device CA."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+
+
+def private_sqlite_file(db_url: str) -> None:
+    """For a SQLite URL: create the database file 0600 before SQLite does (SQLite gives its
+    -wal and -shm files the main file's mode), and take group and other rights from an
+    existing one and its -wal/-shm."""
+    prefix = "sqlite:///"
+    if not db_url.startswith(prefix) or db_url == prefix or ":memory:" in db_url:
+        return
+    path = Path(db_url.removeprefix(prefix).split("?", 1)[0])
+    if path.parent.is_dir():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 @dataclass
@@ -64,6 +87,8 @@ class ServerSettings:
     # re-read from the database at most this often (0: on every request); a revocation made
     # through another server process counts here within this many seconds.
     revocation_refresh_seconds: float = 1.0
+    # Limits on what one client can make the listener hold (docs/SECURITY.md, "Limits").
+    edge: EdgeLimits = field(default_factory=EdgeLimits)
 
     @property
     def db_url(self) -> str:
@@ -92,7 +117,8 @@ class ServerContext:
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerContext:
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data)
+        private_sqlite_file(settings.db_url)
         store = Store(settings.db_url)
         store.migrate()
         keys = settings.keys_dir or data / "keys"

@@ -8,19 +8,25 @@ import re
 
 from starlette.responses import Response, StreamingResponse
 
+from otaguard.errors import RangeNotSatisfiable
 from otaguard.store.blobs import BlobStore
 
-_SINGLE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+# ASCII digits only (``\d`` would also take other scripts' digits, which ``int`` accepts).
+_SINGLE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.ASCII)
 
-
-class RangeNotSatisfiable(Exception):
-    """The Range header asks for no byte of the representation."""
+# Larger than any representation we serve: a position with more significant digits than this
+# is "past the end" without ever being converted.
+_MAX_DIGITS = 19
+_BEYOND: int = 10**_MAX_DIGITS
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The inclusive byte span ``(first, last)`` one ``bytes=`` range asks for, or ``None`` to
     send the whole representation (no header, a malformed one, or several ranges: a server may
-    ignore Range). Raises ``RangeNotSatisfiable`` when it selects nothing."""
+    ignore Range). Raises ``RangeNotSatisfiable`` when it selects nothing. Any string is
+    answered in time linear in its length, without any other exception (RFC 9110 §14.2: a
+    server may ignore a Range it cannot or will not honour; positions past the end are
+    clamped or unsatisfiable as §14.1.2 says, whatever their number of digits)."""
     if header is None:
         return None
     m = _SINGLE.match(header)
@@ -30,17 +36,33 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - n), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if last != "" and int(last) < start:
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if last != "" and _smaller(last, first):
         return None  # invalid range: ignored
     if start >= size:
         raise RangeNotSatisfiable
     return start, end
+
+
+def _position(digits: str) -> int:
+    """The value of a run of ASCII digits, or ``_BEYOND`` when it has more than
+    ``_MAX_DIGITS`` significant ones: the header is the client's, and ``int`` of an unbounded
+    digit string costs quadratic time (Python refuses more than 4,300 digits outright)."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS:
+        return _BEYOND
+    return int(significant or "0")
+
+
+def _smaller(a: str, b: str) -> bool:
+    """Whether digit string ``a`` is a smaller number than ``b``, exactly, at any length."""
+    a, b = a.lstrip("0"), b.lstrip("0")
+    return (len(a), a) < (len(b), b)
 
 
 def blob_response(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -10,13 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from otaguard.crypto.tls import TLSFiles
+from otaguard.crypto.tls import TLSFiles, restrict_ciphers
 from otaguard.errors import ConfigError
 from otaguard.server.app import create_app
 from otaguard.server.context import ServerContext
+from otaguard.server.edge import edge_protocol
+from otaguard.server.edge_limits import EdgeLimits
 from otaguard.server.peercert import with_peer_certificate
+
+# The interpreter's GIL hand-over interval while a server runs in the process (default 5 ms).
+# The event loop thread holds the GIL between short C calls that release it (TLS reads,
+# handshakes), and a thread-pool thread answering a sync route waits up to the whole interval
+# for each hand-over: under a flood of TLS connections /healthz took 5-6 x its idle time with
+# the server at 10 % CPU; at 0.5 ms, under 2 x (docs/BENCHMARKS.md, "Hostile load").
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Set the GIL hand-over interval for a server process (process-wide, so only where a
+    server is started)."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
 
 def uvicorn_config(
@@ -30,18 +46,19 @@ def uvicorn_config(
     forwarded_allow_ips: str | None = None,
     client_ca: Path | None = None,
     access_log: bool = True,
+    limits: EdgeLimits | None = None,
 ) -> uvicorn.Config:
-    """The server stack every OTAGuard listener uses: uvicorn, TLS 1.2 minimum; behind a proxy,
+    """The server stack every OTAGuard listener uses: uvicorn with httptools behind the edge
+    limits (``server/edge.py``), TLS 1.2 minimum with AEAD suites only; behind a proxy,
     X-Forwarded-* trusted only from ``forwarded_allow_ips`` (default 127.0.0.1). With
     ``client_ca`` the handshake asks for (but does not require) a client certificate verified
     against it, and requests carry it (``server/peercert.py``)."""
+    limits = limits or EdgeLimits()
+    http: type[asyncio.Protocol] = edge_protocol(limits)
     mtls: dict[str, Any] = {}
     if client_ca is not None:
-        mtls = {
-            "ssl_cert_reqs": ssl.CERT_OPTIONAL,
-            "ssl_ca_certs": str(client_ca),
-            "http": with_peer_certificate(AutoHTTPProtocol),
-        }
+        mtls = {"ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": str(client_ca)}
+        http = with_peer_certificate(http)
     config = uvicorn.Config(
         app,
         host=host,
@@ -52,14 +69,16 @@ def uvicorn_config(
         access_log=access_log,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
-        timeout_keep_alive=30,
-        limit_concurrency=2048,
+        timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]
+        limit_concurrency=limits.max_concurrency,
+        http=http,
         **mtls,
     )
     config.load()
     if config.ssl is None:  # pragma: no cover - uvicorn always builds it when given a cert
         raise ConfigError("uvicorn did not create a TLS context")
     config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    restrict_ciphers(config.ssl)
     return config
 
 
@@ -77,6 +96,7 @@ def _config(ctx: ServerContext, *, log_level: str = "warning") -> uvicorn.Config
         forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
         client_ca=ctx.device_ca.chain_path,
         access_log=ctx.settings.access_log,
+        limits=ctx.settings.edge,
     )
 
 
@@ -92,12 +112,14 @@ class RunningServer:
 
 
 def serve_forever(ctx: ServerContext, *, log_level: str = "info") -> None:
+    tune_interpreter()
     uvicorn.Server(_config(ctx, log_level=log_level)).run()
 
 
 def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServer:
     """Start the server in a daemon thread; return once it accepts connections."""
     config = _config(ctx)
+    tune_interpreter()
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="otaguard-server", daemon=True)
     thread.start()

@@ -9,6 +9,7 @@ and the store facade, never the device side (``agent``, ``device``).
 from fastapi import APIRouter
 
 from otaguard.server.routes import (
+    api_docs,
     deployments,
     device_api,
     devices,
@@ -32,4 +33,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     pki.router,
     pki.ca_router,
     operations.router,
+    api_docs.router,
 )

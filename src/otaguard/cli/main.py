@@ -193,10 +193,33 @@ def server(
             "(0: on every request); revocations made through this server apply at once.",
         ),
     ] = 1.0,
+    tls_hostname: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host name or address devices use for this server (repeat): put in the "
+            "generated certificate, re-issued by the same local CA when a name is new.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Operator-supplied certificate chain (PEM), instead of the local CA's; "
+            "reloaded when the file changes or on SIGHUP, without a restart."
+        ),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
+    from otaguard.crypto.tls import TLSFiles
     from otaguard.server.context import ServerContext, ServerSettings
     from otaguard.server.runner import serve_forever
+
+    if (tls_cert is None) != (tls_key is None):
+        raise _fail(OTAGuardError("--tls-cert and --tls-key go together"))
+    missing = [str(p) for p in (tls_cert, tls_key) if p is not None and not p.is_file()]
+    if missing:
+        raise _fail(OTAGuardError(f"TLS files not found: {', '.join(missing)}"))
+    supplied = TLSFiles(tls_cert, tls_cert, tls_key) if tls_cert and tls_key else None
 
     try:
         ctx = ServerContext.open(
@@ -215,6 +238,8 @@ def server(
                 access_log=access_log,
                 lean_checkin=lean_checkin,
                 revocation_refresh_seconds=revocation_refresh_seconds,
+                tls=supplied,
+                extra_hostnames=list(tls_hostname or []),
             )
         )
     except OTAGuardError as exc:

@@ -181,8 +181,11 @@ class UpdateAgent(Installer):
             target = self.trusted_target(assignment.target.path)
             info = accept_target(target, self.device_facts(), assignment)
         except DownloadError as exc:
-            self.transition(Event.ERROR)
-            return Outcome(Action.RETRY, str(exc))
+            # Transient (metadata unreachable, expired or stale): not a failure of the release.
+            text = f"waiting: {exc}"
+            reports = ((UpdateEvent.WAITING, {"reason": text}),) if dep_id is not None else ()
+            self.transition(Event.ERROR, reports=reports, report_deployment=dep_id)
+            return Outcome(Action.RETRY, text)
         except (AssignmentError, VerificationError, CompatibilityError) as exc:
             return self.refuse(dep_id, exc)
         return self.accept(target, info, deployment_id=dep_id, counter=assignment.counter)

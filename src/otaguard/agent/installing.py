@@ -40,7 +40,9 @@ class Installer(AgentCore):
             if state is State.IDLE:
                 return outcome
             if state is State.DOWNLOADING:
-                self.download()
+                waiting = self.download()
+                if waiting is not None:
+                    return waiting
             elif state is State.VERIFYING:
                 self.verify()
             elif state is State.INSTALLING:
@@ -68,12 +70,14 @@ class Installer(AgentCore):
         return TargetFile.from_dict(raw, path)
 
     # -- downloading ------------------------------------------------------------------------
-    def download(self) -> None:
+    def download(self) -> Outcome | None:
         """Stream the target into the inactive slot, resuming from the journaled checkpoint.
 
         Retries with exponential backoff and full jitter while the ``RetryBudget`` lasts; a
         permanent error (4xx, more bytes than signed) or a cancellation by the server ends the
-        attempt at once.
+        attempt at once. A transient one (unreachable, 5xx, disk full) that outlasts the budget
+        does not: the update stays journaled as downloading, the server hears "waiting:
+        <reason>", and the next poll resumes (returns that ``RETRY`` outcome).
         """
         j = self.journal
         target = self.target()
@@ -89,30 +93,44 @@ class Installer(AgentCore):
                 budget.start_request()
                 self.fetch(target, url, slot, before)
                 if self.downloaded(target, slot):
-                    return
-                raise DownloadError("connection closed before the whole target arrived")
+                    return None
+                error = DownloadError("connection closed before the whole target arrived")
             except DownloadCancelled as exc:
                 self.transition(Event.CANCEL, SetReason(f"download stopped: {exc}"))
-                return
+                return None
             except VerificationError as exc:
                 self.transition(Event.ERROR, SetReason(f"verification failed: {exc}"))
-                return
+                return None
+            except OSError as exc:  # the slot's storage: disk full, I/O error
+                error = DownloadError(f"cannot write slot {slot}: {exc.strerror or exc}")
             except DownloadError as exc:
-                log.info("download attempt %d failed: %s", budget.requests, exc)
-                if budget.after_failure(
-                    progressed=j.bytes_written > before, permanent=exc.permanent
-                ):
-                    reason = f"download failed after {budget.requests} request(s): {exc}"
-                    self.transition(Event.ERROR, SetReason(reason))
-                    return
-                if self.cancelled(force=True):  # before waiting: a cancel ends it now
-                    reason = "download stopped: the server cancelled the deployment"
-                    self.transition(Event.CANCEL, SetReason(reason))
-                    return
-                cap = backoff_cap(
-                    budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
-                )
-                self.sleep(self.rng.uniform(0, cap))
+                error = exc
+            log.info("download attempt %d failed: %s", budget.requests, error)
+            if budget.after_failure(progressed=j.bytes_written > before, permanent=error.permanent):
+                if not error.permanent:
+                    return self.waiting(f"download: {error}")
+                reason = f"download failed after {budget.requests} request(s): {error}"
+                self.transition(Event.ERROR, SetReason(reason))
+                return None
+            if self.cancelled(force=True):  # before waiting: a cancel ends it now
+                reason = "download stopped: the server cancelled the deployment"
+                self.transition(Event.CANCEL, SetReason(reason))
+                return None
+            cap = backoff_cap(
+                budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
+            )
+            self.sleep(self.rng.uniform(0, cap))
+
+    def waiting(self, reason: str) -> Outcome:
+        """A transient obstacle outlasted this cycle's retries: keep the journaled state, tell
+        the server once per reason ("waiting: <reason>"), retry at the next poll."""
+        text = f"waiting: {reason}"
+        if self.journal.reason != text:
+            self.journal.reason = text
+            self.journal.outbox.append(self.report_item(UpdateEvent.WAITING, {"reason": text}))
+            self.keeper.save()
+            self.flush_reports()
+        return Outcome(Action.RETRY, text)
 
     def fetch(self, target: TargetFile, url: str, slot: str, offset: int) -> None:
         """One request: the artifact into the slot, from ``offset`` (a raw image) or

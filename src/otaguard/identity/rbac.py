@@ -39,6 +39,7 @@ class Action(StrEnum):
     DEPLOYMENT_CREATE = "deployment.create"
     DEPLOYMENT_CANCEL = "deployment.cancel"
     DEPLOYMENT_APPROVE = "deployment.approve"
+    DEPLOYMENT_RETRY = "deployment.retry"  # offer a deployment again to a failed device
     # identities
     ENROLLMENT_TOKEN_CREATE = "enrollment.token.create"
     DEVICE_CERT_REVOKE = "device.certificate.revoke"
@@ -67,7 +68,13 @@ READS = frozenset(
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.VIEWER: READS,
     Role.RELEASE_MANAGER: READS | {Action.ROOT_WRITE, Action.PUBLISH, Action.ARTIFACT_UPLOAD},
-    Role.DEPLOYER: READS | {Action.DEVICE_TAGS, Action.DEPLOYMENT_CREATE, Action.DEPLOYMENT_CANCEL},
+    Role.DEPLOYER: READS
+    | {
+        Action.DEVICE_TAGS,
+        Action.DEPLOYMENT_CREATE,
+        Action.DEPLOYMENT_CANCEL,
+        Action.DEPLOYMENT_RETRY,
+    },
     Role.APPROVER: READS | {Action.DEPLOYMENT_APPROVE},
     Role.ADMIN: frozenset(Action) - {Action.DEPLOYMENT_APPROVE},
 }
@@ -125,6 +132,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/api/v1/deployments/{deployment_id}"): Action.DEPLOYMENT_READ,
     ("GET", "/api/v1/deployments/{deployment_id}/devices"): Action.DEPLOYMENT_READ,
     ("POST", "/api/v1/deployments/{deployment_id}/cancel"): Action.DEPLOYMENT_CANCEL,
+    ("POST", "/api/v1/deployments/{deployment_id}/devices/{device_id}/retry"): (
+        Action.DEPLOYMENT_RETRY
+    ),
     ("POST", "/api/v1/deployments/{deployment_id}/approve"): Action.DEPLOYMENT_APPROVE,
     ("POST", "/api/v1/certificates/{serial}/revoke"): Action.DEVICE_CERT_REVOKE,
     ("GET", "/api/v1/groups"): Action.GROUP_READ,

@@ -14,6 +14,7 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata, Snapshot, SuccinctRoles, TargetFile, Targets
 
+from kit.repo import DictStore
 from otaguard.crypto.keys import generate_signer
 from otaguard.demo import HARDWARE, Demo
 from otaguard.device.image import build_image
@@ -23,19 +24,6 @@ from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.online import OnlineRepository
 from otaguard.repo.roles import ROOT, TARGETS
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-
-    def get(self, name: str) -> bytes | None:
-        return self.files.get(name)
-
-    def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
-        if name in self.files and not replace:
-            raise ConflictError(name)
-        self.files[name] = data
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Targets
 
+from kit.repo import DictStore
 from otaguard.crypto.keys import generate_signer
 from otaguard.errors import ConflictError, OTAGuardError, RepositoryError, VerificationError
 from otaguard.repo.images import ReleaseInfo
@@ -23,19 +24,6 @@ from otaguard.repo.roles import ROOT, TARGETS
 
 NAME = "board/fw-2.img"
 IMAGE = b"\x7fELF firmware v2" * 100
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-
-    def get(self, name: str) -> bytes | None:
-        return self.files.get(name)
-
-    def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
-        if name in self.files and not replace:
-            raise ConflictError(name)
-        self.files[name] = data
 
 
 @dataclass

@@ -7,25 +7,13 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata
 
+from kit.repo import DictStore
 from otaguard.crypto.keys import generate_signer
 from otaguard.errors import ConflictError, RepositoryError, VerificationError
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.online import OnlineRepository
 from otaguard.repo.roles import ROOT, TARGETS
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-
-    def get(self, name: str) -> bytes | None:
-        return self.files.get(name)
-
-    def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
-        if name in self.files and not replace:
-            raise ConflictError(name)
-        self.files[name] = data
 
 
 @pytest.fixture

@@ -11,27 +11,15 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from typer.testing import CliRunner
 
+from kit.repo import DictStore
 from otaguard.cli.main import app
 from otaguard.crypto.keys import generate_signer, public_key_json, save_keypair
-from otaguard.errors import ConflictError, RepositoryError, VerificationError
+from otaguard.errors import RepositoryError, VerificationError
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.online import OnlineRepository
 from otaguard.repo.roles import ROOT, TARGETS
 from otaguard.repo.rotation import RoleChange, resolve_keyid, revoke, rotate, rotate_role
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-
-    def get(self, name: str) -> bytes | None:
-        return self.files.get(name)
-
-    def put(self, name: str, data: bytes, *, replace: bool = False) -> None:
-        if name in self.files and not replace:
-            raise ConflictError(name)
-        self.files[name] = data
 
 
 class World:

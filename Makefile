@@ -10,13 +10,13 @@ PYTEST_ARGS ?=
 $(VENV)/.run-stamp: pyproject.toml
 	bash scripts/make-venv.sh $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.test-stamp: pyproject.toml
 	bash scripts/make-venv.sh $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[server,test]'
 	touch $@ $(VENV)/.run-stamp
 
 system-deps:

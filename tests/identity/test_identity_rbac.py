@@ -32,6 +32,7 @@ EXPECTED: dict[str, set[str]] = {
     "device.tags.write": {"deployer", "admin"},
     "deployment.create": {"deployer", "admin"},
     "deployment.cancel": {"deployer", "admin"},
+    "deployment.retry": {"deployer", "admin"},
     "deployment.approve": {"approver"},
     "device.register": {"admin"},
     "enrollment.token.create": {"admin"},

@@ -80,6 +80,10 @@ class UpdateAgent(Installer):
         j = self.journal
         if j.state is State.CHECKING:  # never journaled; defensive
             j.state = State.IDLE
+        if boot.version is not None and boot.slot not in j.slot_versions:
+            # The boot told what the slot runs (the simulated boot ROM does): remember it.
+            j.slot_versions[boot.slot] = boot.version
+            self.keeper.save()
         while j.state not in (State.IDLE, *FINAL):
             event = boot_event(j.state, self.boot_facts(boot))
             if event is None:
@@ -125,7 +129,7 @@ class UpdateAgent(Installer):
         manifest = VersionManifest.create(
             device_id=self.config.device_id,
             hardware=self.config.hardware,
-            version=boot.header.version if boot else None,
+            version=self.current_version(),
             slot=boot.slot if boot else None,
             security_version=self.otp.value(),
             agent_version=__version__,
@@ -177,8 +181,11 @@ class UpdateAgent(Installer):
             target = self.trusted_target(assignment.target.path)
             info = accept_target(target, self.device_facts(), assignment)
         except DownloadError as exc:
-            self.transition(Event.ERROR)
-            return Outcome(Action.RETRY, str(exc))
+            # Transient (metadata unreachable, expired or stale): not a failure of the release.
+            text = f"waiting: {exc}"
+            reports = ((UpdateEvent.WAITING, {"reason": text}),) if dep_id is not None else ()
+            self.transition(Event.ERROR, reports=reports, report_deployment=dep_id)
+            return Outcome(Action.RETRY, text)
         except (AssignmentError, VerificationError, CompatibilityError) as exc:
             return self.refuse(dep_id, exc)
         return self.accept(target, info, deployment_id=dep_id, counter=assignment.counter)
@@ -246,7 +253,7 @@ class UpdateAgent(Installer):
             target={"path": target.path, **target.to_dict()},
             target_slot=other_slot(boot.slot),
             previous_slot=boot.slot,
-            previous_version=boot.header.version,
+            previous_version=self.current_version(),
             new_version=info.version,
             security_version=info.security_version,
             attempt=secrets.token_hex(8),

@@ -1,4 +1,8 @@
-"""Agent configuration (TOML on a real device; built in code by the simulator)."""
+"""Agent configuration (TOML on a real device; built in code by the simulator).
+
+Every value is checked when the config is read (``agent/config_values.py``: types, durations,
+https only), and ``missing_files`` lists every file the config names that is not there, so an
+operator's mistake ends in one message naming the keys, before anything runs."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otaguard.agent.config_values import check_url, check_values
 from otaguard.errors import ConfigError
 
 
@@ -48,9 +53,11 @@ class AgentConfig:
     hardware: str
     server_url: str
     state_dir: Path
-    credential_file: Path
     director_key_file: Path
     trusted_root_file: Path
+    # The bearer credential: needed only without a client certificate (mTLS), and then never
+    # sent (the certificate proves who the device is).
+    credential_file: Path | None = None
     ca_file: Path | None = None
     # Base URL of a mirror serving /tuf/metadata and /tuf/targets (a static file server, a CDN);
     # default: the server. Signed content only: the device credential is never sent there.
@@ -84,8 +91,20 @@ class AgentConfig:
     # every few MiB (flash wear, fsyncs); on a slow one every checkpoint is journaled.
     checkpoint_journal_seconds: float = 1.0
     request_timeout: float = 30.0
+    # Allow an http:// server (loopback tests only: the credential would travel in clear).
+    insecure_http: bool = False
 
     def __post_init__(self) -> None:
+        check_url("server_url", self.server_url, insecure=self.insecure_http)
+        if self.repository_url is not None:
+            check_url("repository_url", self.repository_url, insecure=self.insecure_http)
+        if self.credential_file is None and self.client_cert is None:
+            raise ConfigError(
+                "credential_file is required unless client_cert_file and client_key_file "
+                "(mutual TLS) are set"
+            )
+        if bool(self.client_cert_file) != bool(self.client_key_file):
+            raise ConfigError("client_cert_file and client_key_file go together")
         if not 0 <= self.cert_renew_fraction < 1:
             raise ConfigError("cert_renew_fraction must be at least 0 and below 1")
         if self.cert_renew_retry < 0 or self.cert_renew_retry_max < self.cert_renew_retry:
@@ -111,7 +130,11 @@ class AgentConfig:
             return self.client_cert_file, self.client_key_file
         return None
 
-    def credential(self) -> str:
+    def credential(self) -> str | None:
+        """The bearer credential, or None when the device authenticates by its client
+        certificate (mutual TLS): then it is never read and never sent."""
+        if self.client_cert is not None or self.credential_file is None:
+            return None
         try:
             return self.credential_file.read_text().strip()
         except OSError as exc:
@@ -150,6 +173,25 @@ class AgentConfig:
         if unknown:
             raise ConfigError(f"{path}: unknown agent settings {sorted(unknown)}")
         try:
-            return cls(**agent)
+            return cls(**check_values(agent))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+    def missing_files(self) -> list[str]:
+        """``key (path)`` for every file this config needs that does not exist."""
+        needed: dict[str, Path | None] = {
+            "director_key_file": self.director_key_file,
+            "trusted_root_file": self.trusted_root_file,
+            "ca_file": self.ca_file,
+            "client_cert_file": self.client_cert_file,
+            "client_key_file": self.client_key_file,
+        }
+        if self.client_cert is None:
+            needed["credential_file"] = self.credential_file
+        if self.manifest_key_pkcs11 is None:
+            needed["manifest_key_file"] = self.manifest_key_path
+        elif self.manifest_key_pkcs11.pin_file is not None:
+            needed["manifest_key_pkcs11.pin_file"] = self.manifest_key_pkcs11.pin_file
+        return [f"{k} ({p})" for k, p in needed.items() if p is not None and not p.exists()]

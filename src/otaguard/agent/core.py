@@ -84,6 +84,8 @@ class AgentCore:
         )
         self.stream = SlotStream(slots, config, self.keeper)
         self.last_cancel_check = float("-inf")
+        # True while confirming a trial boot (``agent confirm``): reports stay in the outbox.
+        self.offline = False
 
     @property
     def journal(self) -> Journal:
@@ -155,7 +157,7 @@ class AgentCore:
             deployment_id=deployment_id
             if deployment_id is not None
             else self.journal.deployment_id,
-            running=RunningImage(boot.header.version, boot.slot)
+            running=RunningImage(self.current_version(), boot.slot)
             if boot
             else RunningImage(None, None),
         )
@@ -166,6 +168,8 @@ class AgentCore:
         Delivery is at least once and in order: a power cut between a send and the journal save
         that drops it from the outbox sends it again, followed by everything after it.
         """
+        if self.offline:
+            return not self.journal.outbox
         return self.keeper.flush(self.api.send_report)
 
     def cancelled(self, *, force: bool = False) -> bool:
@@ -182,7 +186,15 @@ class AgentCore:
         return state is not None and state.cancelled
 
     def current_version(self) -> str | None:
-        return self.boot.header.version if self.boot else None
+        """What the booted slot runs: the release the journal says it holds (else what the
+        boot reported, e.g. the simulated boot ROM); never read from the image."""
+        return self.slot_version(self.boot.slot) if self.boot else None
+
+    def slot_version(self, slot: str) -> str | None:
+        known = self.journal.slot_versions.get(slot)
+        if known is None and self.boot is not None and self.boot.slot == slot:
+            return self.boot.version
+        return known
 
     def poll_delay(self) -> float:
         """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter."""

@@ -14,7 +14,7 @@ import logging
 from tuf.api.metadata import TargetFile
 
 from otaguard.agent.core import AgentCore
-from otaguard.agent.journal import EndUpdate, SetReason
+from otaguard.agent.journal import EndUpdate, SetReason, SlotHolds
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.reporting import final_report, installed_reports
 from otaguard.agent.retry import RetryBudget, StreamVerdict, backoff_cap, stream_verdict
@@ -22,6 +22,7 @@ from otaguard.agent.statemachine import Event, State
 from otaguard.device.slots import other_slot
 from otaguard.errors import DownloadCancelled, DownloadError, VerificationError
 from otaguard.fleet.status import UpdateEvent
+from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class Installer(AgentCore):
             if state is State.IDLE:
                 return outcome
             if state is State.DOWNLOADING:
-                self.download()
+                waiting = self.download()
+                if waiting is not None:
+                    return waiting
             elif state is State.VERIFYING:
                 self.verify()
             elif state is State.INSTALLING:
@@ -67,12 +70,14 @@ class Installer(AgentCore):
         return TargetFile.from_dict(raw, path)
 
     # -- downloading ------------------------------------------------------------------------
-    def download(self) -> None:
+    def download(self) -> Outcome | None:
         """Stream the target into the inactive slot, resuming from the journaled checkpoint.
 
         Retries with exponential backoff and full jitter while the ``RetryBudget`` lasts; a
         permanent error (4xx, more bytes than signed) or a cancellation by the server ends the
-        attempt at once.
+        attempt at once. A transient one (unreachable, 5xx, disk full) that outlasts the budget
+        does not: the update stays journaled as downloading, the server hears "waiting:
+        <reason>", and the next poll resumes (returns that ``RETRY`` outcome).
         """
         j = self.journal
         target = self.target()
@@ -81,42 +86,75 @@ class Installer(AgentCore):
         url = f"/tuf/targets/{target.get_prefixed_paths()[0]}"
         budget = RetryBudget(self.config.max_download_attempts, self.config.max_download_requests)
         while True:
-            offset = min(j.bytes_written, target.length)
+            before = min(j.bytes_written, target.length)
             try:
                 if budget.requests == 0 and self.cancelled(force=True):
                     raise DownloadCancelled("the server cancelled the deployment")
                 budget.start_request()
-                self.stream.fetch(
-                    self.repo_client,
-                    url,
-                    length=target.length,
-                    slot=slot,
-                    offset=offset,
-                    clock=self.clock,
-                    cancelled=self.cancelled,
-                )
+                self.fetch(target, url, slot, before)
                 if self.downloaded(target, slot):
-                    return
-                raise DownloadError("connection closed before the whole target arrived")
+                    return None
+                error = DownloadError("connection closed before the whole target arrived")
             except DownloadCancelled as exc:
                 self.transition(Event.CANCEL, SetReason(f"download stopped: {exc}"))
-                return
+                return None
+            except VerificationError as exc:
+                self.transition(Event.ERROR, SetReason(f"verification failed: {exc}"))
+                return None
+            except OSError as exc:  # the slot's storage: disk full, I/O error
+                error = DownloadError(f"cannot write slot {slot}: {exc.strerror or exc}")
             except DownloadError as exc:
-                log.info("download attempt %d failed: %s", budget.requests, exc)
-                if budget.after_failure(
-                    progressed=j.bytes_written > offset, permanent=exc.permanent
-                ):
-                    reason = f"download failed after {budget.requests} request(s): {exc}"
-                    self.transition(Event.ERROR, SetReason(reason))
-                    return
-                if self.cancelled(force=True):  # before waiting: a cancel ends it now
-                    reason = "download stopped: the server cancelled the deployment"
-                    self.transition(Event.CANCEL, SetReason(reason))
-                    return
-                cap = backoff_cap(
-                    budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
-                )
-                self.sleep(self.rng.uniform(0, cap))
+                error = exc
+            log.info("download attempt %d failed: %s", budget.requests, error)
+            if budget.after_failure(progressed=j.bytes_written > before, permanent=error.permanent):
+                if not error.permanent:
+                    return self.waiting(f"download: {error}")
+                reason = f"download failed after {budget.requests} request(s): {error}"
+                self.transition(Event.ERROR, SetReason(reason))
+                return None
+            if self.cancelled(force=True):  # before waiting: a cancel ends it now
+                reason = "download stopped: the server cancelled the deployment"
+                self.transition(Event.CANCEL, SetReason(reason))
+                return None
+            cap = backoff_cap(
+                budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
+            )
+            self.sleep(self.rng.uniform(0, cap))
+
+    def waiting(self, reason: str) -> Outcome:
+        """A transient obstacle outlasted this cycle's retries: keep the journaled state, tell
+        the server once per reason ("waiting: <reason>"), retry at the next poll."""
+        text = f"waiting: {reason}"
+        if self.journal.reason != text:
+            self.journal.reason = text
+            self.journal.outbox.append(self.report_item(UpdateEvent.WAITING, {"reason": text}))
+            self.keeper.save()
+            self.flush_reports()
+        return Outcome(Action.RETRY, text)
+
+    def fetch(self, target: TargetFile, url: str, slot: str, offset: int) -> None:
+        """One request: the artifact into the slot, from ``offset`` (a raw image) or
+        decompressed from byte 0 (a compressed one, see ``SlotStream.fetch_compressed``)."""
+        info = ReleaseInfo.of_target(target)
+        if info.compression is not None and info.image_length is not None:
+            self.stream.fetch_compressed(
+                self.repo_client,
+                url,
+                length=target.length,
+                slot=slot,
+                compression=(info.compression, info.image_length),
+                cancelled=self.cancelled,
+            )
+            return
+        self.stream.fetch(
+            self.repo_client,
+            url,
+            length=target.length,
+            slot=slot,
+            offset=offset,
+            clock=self.clock,
+            cancelled=self.cancelled,
+        )
 
     def downloaded(self, target: TargetFile, slot: str) -> bool:
         """After a request ended cleanly: move on when the whole target is in (DOWNLOADED, or
@@ -146,10 +184,10 @@ class Installer(AgentCore):
         target = self.target()
         slot = j.target_slot
         assert slot is not None
+        want, length = self.slot_content(target)
         try:
-            self.slots.truncate(slot, target.length)
-            got = self.stream.read_back(slot, target.length)
-            want = target.hashes.get("sha256", "")
+            self.slots.truncate(slot, length)
+            got = self.stream.read_back(slot, length)
             if got != want:
                 raise VerificationError(
                     "slot content does not match the maker-signed sha256 "
@@ -165,7 +203,20 @@ class Installer(AgentCore):
             reason = "the server cancelled the deployment before install"
             self.transition(Event.CANCEL, SetReason(reason))
             return
-        self.transition(Event.VERIFIED, reports=((UpdateEvent.VERIFIED, {}),))
+        self.transition(
+            Event.VERIFIED,
+            SlotHolds(slot, j.new_version),
+            reports=((UpdateEvent.VERIFIED, {}),),
+        )
+
+    @staticmethod
+    def slot_content(target: TargetFile) -> tuple[str, int]:
+        """The signed sha256 and length of what the slot must hold once the target is in: the
+        artifact itself, or the image a compressed artifact decompresses to."""
+        info = ReleaseInfo.of_target(target)
+        if info.compression is not None and info.image_sha256 and info.image_length is not None:
+            return info.image_sha256, info.image_length
+        return target.hashes.get("sha256", ""), target.length
 
     def install(self) -> None:
         """Point the boot env at the new slot, on trial, tagged with this attempt."""

@@ -32,6 +32,10 @@ class Journal:
     reason: str = ""
     last_counter: int = 0  # highest director assignment counter accepted (anti-replay)
     outbox: list[dict[str, Any]] = field(default_factory=list)  # reports not yet acknowledged
+    # What each slot holds (slot -> release version): written when a release is verified in
+    # its slot, forgotten when a download starts overwriting it; the factory image is recorded
+    # by provisioning. The agent never parses an image to learn what it runs.
+    slot_versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -69,17 +73,29 @@ class StartUpdate:
 
 
 @dataclass(frozen=True)
+class SlotHolds:
+    """The slot now holds ``version`` (verified in place), or nothing known (None)."""
+
+    slot: str
+    version: str | None
+
+
+@dataclass(frozen=True)
 class EndUpdate:
     """The final report is queued: forget the finished update's target and progress."""
 
 
 #: A typed change to the journal, taken with a transition (``JournalKeeper.transition``).
-JournalChange = SetReason | StartUpdate | EndUpdate
+JournalChange = SetReason | StartUpdate | SlotHolds | EndUpdate
 
 
 def apply_change(journal: Journal, change: JournalChange) -> None:
     if isinstance(change, SetReason):
         journal.reason = change.reason
+    elif isinstance(change, SlotHolds):
+        journal.slot_versions.pop(change.slot, None)
+        if change.version is not None:
+            journal.slot_versions[change.slot] = change.version
     elif isinstance(change, StartUpdate):
         journal.deployment_id = change.deployment_id
         journal.last_counter = change.last_counter
@@ -90,6 +106,7 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.new_version = change.new_version
         journal.security_version = change.security_version
         journal.attempt = change.attempt
+        journal.slot_versions.pop(change.target_slot, None)  # about to be overwritten
         journal.bytes_written = 0
         journal.reason = ""
     else:

@@ -3,10 +3,12 @@ table of the agent's TOML config), and what the agent learns about the boot that
 
 On a real board the bootloader has already run when the agent starts. It tells the kernel which
 slot it booted (``otaguard.slot=a`` on the kernel command line, like RAUC's ``rauc.slot=``);
-the boot environment says whether that slot is on trial, and the slot's image header says what
-runs. ``boot_info`` reads exactly that and changes nothing. Without the command-line flag the
-environment's ``boot_slot`` is taken, which is wrong between a switch and the reboot, so real
-boards should pass the flag.
+the boot environment says whether that slot is on trial, and the agent's journal says what the
+slot holds (the release it installed there, or the factory image ``otaguard device provision``
+recorded): the image itself is never parsed, so any image (ext4, squashfs, FIT, a firmware
+blob) can run. ``boot_info`` reads exactly that and changes nothing. Without the command-line
+flag the environment's ``boot_slot`` is taken, which is wrong between a switch and the reboot,
+so real boards should pass the flag.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from typing import Any
 from otaguard.device.bootenv import DEFAULT_ENV_SIZE, BootEnv, UBootEnv
 from otaguard.device.bootloader import BootResult
 from otaguard.device.grubenv import GrubEnv
-from otaguard.device.image import read_header
 from otaguard.device.otp import OtpCounter
 from otaguard.device.slots import BlockDeviceSlots, FileSlots, Slots
 from otaguard.device.storage import Storage
-from otaguard.errors import BootError, ConfigError, OTAGuardError
+from otaguard.errors import BootError, ConfigError
 
 _PATHS = ("slot_dir", "slot_a", "slot_b", "grub_env", "otp_file", "cmdline_file")
 SLOT_FLAG = "otaguard.slot="
@@ -95,6 +96,17 @@ class DeviceLayout:
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
+    def missing_files(self) -> list[str]:
+        """``key (path)`` for every device file this layout needs that does not exist."""
+        needed: list[tuple[str, Path | None]] = []
+        if self.slots == "block":
+            needed += [("slot_a", self.slot_a), ("slot_b", self.slot_b)]
+        if self.boot_env == "grub":
+            needed.append(("grub_env", self.grub_env))
+        else:
+            needed += [("uboot_env", p) for p in self.uboot_env]
+        return [f"{k} ({p})" for k, p in needed if p is not None and not p.exists()]
+
     def open_slots(self, storage: Storage | None = None) -> Slots:
         if self.slots == "block":
             assert self.slot_a is not None
@@ -130,19 +142,35 @@ def booted_slot(cmdline_file: Path | None) -> str | None:
     return None
 
 
-def boot_info(env: BootEnv, slots: Slots, cmdline_file: Path | None = None) -> BootResult:
+ENV_VARIABLES = ("boot_slot", "upgrade_available", "bootcount", "bootlimit")
+ENV_HINT = (
+    "the boot environment must hold boot_slot (a or b), upgrade_available (0), bootcount (0) "
+    "and bootlimit (e.g. 3); write it with `otaguard device provision --config agent.toml "
+    "--boot-slot a --slot-version a=VERSION`"
+)
+
+
+def boot_info(
+    env: BootEnv, cmdline_file: Path | None = None, slot_versions: dict[str, str] | None = None
+) -> BootResult:
     """The boot that already happened: the slot the bootloader says it booted (else the
-    environment's ``boot_slot``), on trial if the environment has that slot on trial."""
-    values = env.read()
-    slot = booted_slot(cmdline_file) or values.get("boot_slot", "a")
+    environment's ``boot_slot``), on trial if the environment has that slot on trial, running
+    what the journal says that slot holds (``slot_versions``; None if it does not know).
+
+    Raises:
+        BootError: the boot environment is missing, blank or lacks ``boot_slot``, with the
+            variables it needs and the command that writes them.
+    """
     try:
-        with slots.open_read(slot) as fh:
-            header, _ = read_header(fh)
-    except (OTAGuardError, OSError) as exc:
-        raise BootError(f"cannot tell what slot {slot} runs: {exc}") from exc
+        values = env.read()
+    except (BootError, ConfigError, OSError) as exc:
+        raise BootError(f"cannot read the boot environment ({exc}); {ENV_HINT}") from exc
+    slot = booted_slot(cmdline_file) or values.get("boot_slot")
+    if slot not in ("a", "b"):
+        raise BootError(f"the boot environment names no boot slot; {ENV_HINT}")
     return BootResult(
         slot=slot,
-        header=header,
+        version=(slot_versions or {}).get(slot),
         trial=values.get("upgrade_available") == "1" and values.get("boot_slot") == slot,
         fell_back=False,
     )

@@ -42,7 +42,13 @@ class AgentStopped(BaseException):
 
 
 def load_config(path: Path) -> tuple[AgentConfig, DeviceLayout]:
-    return AgentConfig.from_toml(path), DeviceLayout.from_toml(path)
+    """The agent's config and device layout, checked whole: every value, and every file it
+    names (all missing ones listed in one ``ConfigError``)."""
+    config, layout = AgentConfig.from_toml(path), DeviceLayout.from_toml(path)
+    missing = config.missing_files() + layout.missing_files()
+    if missing:
+        raise ConfigError(f"{path}: missing files: {'; '.join(missing)}")
+    return config, layout
 
 
 class AgentService:
@@ -99,11 +105,15 @@ class AgentService:
         return out
 
     def boot(self) -> Outcome:
-        boot = boot_info(self.env, self.slots, self.layout.cmdline_file)
-        log.info(
-            "booted",
-            extra={"slot": boot.slot, "version": boot.header.version, "trial": boot.trial},
-        )
+        boot = boot_info(self.env, self.layout.cmdline_file, self.agent.journal.slot_versions)
+        log.info("booted", extra={"slot": boot.slot, "version": boot.version, "trial": boot.trial})
+        return self._cycle(lambda: self.agent.after_boot(boot))
+
+    def confirm(self) -> Outcome:
+        """Reconcile with this boot and finish a trial (health check, commit or roll back)
+        without contacting the server: the final report waits in the journal's outbox."""
+        boot = boot_info(self.env, self.layout.cmdline_file, self.agent.journal.slot_versions)
+        self.agent.offline = True
         return self._cycle(lambda: self.agent.after_boot(boot))
 
     def state(self) -> str:
@@ -180,8 +190,8 @@ def status(config: AgentConfig, layout: DeviceLayout) -> dict[str, Any]:
         info["boot_env"] = {
             k: values.get(k) for k in ("boot_slot", "upgrade_available", "bootcount", "bootlimit")
         }
-        boot = boot_info(env, layout.open_slots(), layout.cmdline_file)
-        info["running"] = {"slot": boot.slot, "version": boot.header.version}
+        boot = boot_info(env, layout.cmdline_file, journal.slot_versions)
+        info["running"] = {"slot": boot.slot, "version": boot.version}
     except Exception as exc:  # status must print what it can
         info["error"] = str(exc)
     info["security_version"] = layout.open_otp().value()

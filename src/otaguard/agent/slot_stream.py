@@ -6,6 +6,11 @@ fsynced at every checkpoint, the durable prefix is handed to the read-back
 journal, so a journaled checkpoint is always on the flash. The running sha256 of what was
 streamed is kept across requests of the same process and rebuilt from the slot after a reboot.
 Each chunk is written, hashed and counted once, with no copy: this is the install's hot path.
+
+A compressed artifact (``fetch_compressed``) is decompressed on its way into the slot
+(``repo/compression.py``, bounded memory). Its decompressor's state lives only in memory, so
+each request streams it from byte 0; the running sha256 is the artifact's (the signed hash),
+and the slot's content is checked afterwards against the signed image hash.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from otaguard.agent.readback import SlotReadBack
 from otaguard.device.slots import Slots
 from otaguard.errors import DownloadCancelled
 from otaguard.net.download import WRITE_CHUNK, download_into, hash_prefix
+from otaguard.repo.compression import Decompressor
 
 
 class SlotStream:
@@ -91,6 +97,48 @@ class SlotStream:
                 keeper.journal.bytes_written = min(w.tell(), length)
                 readback.durable(keeper.journal.bytes_written)
                 keeper.save()
+
+    def fetch_compressed(
+        self,
+        client: httpx.Client,
+        url: str,
+        *,
+        length: int,
+        slot: str,
+        compression: tuple[str, int],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """One request for a compressed artifact (``compression``: its kind and the signed
+        image length): all of it from byte 0, decompressed into the slot from byte 0. Raises
+        ``DownloadError`` as ``download_into`` does, ``VerificationError`` for a corrupt stream
+        or more output than signed, ``DownloadCancelled``."""
+        self.drop_readback()
+        hasher = hashlib.sha256()
+        received = 0
+        with self.slots.open_write(slot, 0) as w:
+            decompressor = Decompressor(compression[0], w.write, compression[1])
+
+            def write(chunk: bytes) -> None:
+                nonlocal received
+                hasher.update(chunk)
+                decompressor.feed(chunk)
+                received += len(chunk)
+
+            def progress(_total: int) -> None:
+                if cancelled():
+                    raise DownloadCancelled("the server cancelled the deployment")
+
+            try:
+                download_into(
+                    client, url, length=length, offset=0, write=write, on_progress=progress
+                )
+                if received == length:
+                    decompressor.finish()
+            finally:
+                w.sync()
+                self._hash_state = (slot, received, hasher)
+                self.keeper.journal.bytes_written = received
+                self.keeper.save()
 
     def readback(self, slot: str, offset: int) -> SlotReadBack:
         """The read-back of this attempt's slot, continued (same process, same attempt) or

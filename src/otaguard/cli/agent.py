@@ -1,4 +1,8 @@
-"""``otaguard agent run|status|install`` (on the device) and ``otaguard bundle create``."""
+"""``otaguard agent run|confirm|status|install`` (on the device) and ``otaguard bundle create``.
+
+Exit codes: 0 done; 1 the work failed (``run --once``: the cycle failed or must be retried;
+``confirm``: the trial boot was not confirmed); 2 the operator's mistake (config, files), with
+the message and no traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from otaguard.agent.outcome import Action
 from otaguard.errors import OTAGuardError
 
 agent_app = typer.Typer(help="The device agent (runs on the device).", no_args_is_help=True)
@@ -60,8 +65,44 @@ def _agent_run(config: Path, once: bool) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         service.close()
-    if out.action == "failed" and once:
+    if once and out.action in (Action.FAILED, Action.RETRY):
+        console.print(f"[bold red]cycle {out.action}:[/] {out.detail}")
         raise typer.Exit(code=1)
+
+
+@agent_app.command("confirm")
+def agent_confirm(
+    config: ConfigOpt = Path("/etc/otaguard/agent.toml"),
+    log_level: LogLevel = "info",
+) -> None:
+    """After a trial boot (otaguard-confirm.service): run the health check, then commit the
+    booted slot (boot environment and anti-rollback counter), or roll back and reboot. No
+    network: the reports wait in the journal for ``agent run``. Exit 0 when the boot is
+    committed (or was not a trial), 1 when it was rolled back."""
+    from otaguard.agent.logs import json_logging
+
+    with json_logging(log_level):
+        _agent_confirm(config)
+
+
+def _agent_confirm(config: Path) -> None:
+    from otaguard.agent.service import AgentService, load_config
+
+    try:
+        service = AgentService(*load_config(config))
+    except OTAGuardError as exc:
+        raise _fail(exc) from exc
+    try:
+        out = service.confirm()
+        if out.reboot:
+            console.print(f"[bold red]not confirmed:[/] {out.detail}")
+            service.reboot(out.detail)
+            raise typer.Exit(code=1)
+    except OTAGuardError as exc:
+        raise _fail(exc, 1) from exc
+    finally:
+        service.close()
+    typer.echo(f"confirmed: {out.detail or 'nothing on trial'}")
 
 
 @agent_app.command("status")

@@ -19,6 +19,7 @@ from otaguard.cli.device_identity import ca_app, device_app
 from otaguard.cli.identity import audit_app, token_app, user_app
 from otaguard.cli.maker import keys_app, release_app, repo_app
 from otaguard.cli.manage import install as install_management
+from otaguard.cli.provision import device_provision as device_provision  # registers it
 from otaguard.cli.sim import sim_app
 from otaguard.errors import OTAGuardError
 
@@ -225,10 +226,33 @@ def server(
             "(0: on every request); revocations made through this server apply at once.",
         ),
     ] = 1.0,
+    tls_hostname: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host name or address devices use for this server (repeat): put in the "
+            "generated certificate, re-issued by the same local CA when a name is new.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Operator-supplied certificate chain (PEM), instead of the local CA's; "
+            "reloaded when the file changes or on SIGHUP, without a restart."
+        ),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
+    from otaguard.crypto.tls import TLSFiles
     from otaguard.server.context import ServerContext, ServerSettings
     from otaguard.server.runner import serve_forever
+
+    if (tls_cert is None) != (tls_key is None):
+        raise _fail(OTAGuardError("--tls-cert and --tls-key go together"))
+    missing = [str(p) for p in (tls_cert, tls_key) if p is not None and not p.is_file()]
+    if missing:
+        raise _fail(OTAGuardError(f"TLS files not found: {', '.join(missing)}"))
+    supplied = TLSFiles(tls_cert, tls_cert, tls_key) if tls_cert and tls_key else None
 
     try:
         ctx = ServerContext.open(
@@ -247,6 +271,8 @@ def server(
                 access_log=access_log,
                 lean_checkin=lean_checkin,
                 revocation_refresh_seconds=revocation_refresh_seconds,
+                tls=supplied,
+                extra_hostnames=list(tls_hostname or []),
             )
         )
     except OTAGuardError as exc:
@@ -289,5 +315,32 @@ def export_static_command(
     )
 
 
+#: Top-level modules only the server side needs (``pip install 'otaguard[server]'``).
+SERVER_MODULES = frozenset(
+    {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "argon2", "psycopg",
+     "prometheus_client", "multipart", "python_multipart", "httptools"}
+)  # fmt: skip
+
+
+def server_extra_missing(exc: ImportError) -> str | None:
+    """The message for a command run without the server's packages, or None if ``exc`` is
+    something else."""
+    name = (exc.name or "").split(".")[0]
+    if name not in SERVER_MODULES:
+        return None
+    return (
+        f"this command runs the server side and needs its packages (missing: {name}); "
+        "install them with: pip install 'otaguard[server]'"
+    )
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ImportError as exc:
+        message = server_extra_missing(exc)
+        if message is None:
+            raise
+        console.print("[bold red]error:[/] ", end="")
+        console.print(message, markup=False)
+        raise SystemExit(2) from None

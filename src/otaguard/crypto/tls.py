@@ -119,6 +119,14 @@ def make_ca(
     return key, cert
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def make_server_cert(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
@@ -151,11 +159,34 @@ def make_server_cert(
     return key, cert
 
 
+def certificate_names(path: Path) -> set[str]:
+    """The DNS names and IP addresses a PEM certificate's subjectAltName covers."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)) | ips
+
+
 def ensure_local_tls(directory: Path, hostnames: list[str] | None = None) -> TLSFiles:
-    """Create (once) a local CA and a server certificate for ``hostnames`` in ``directory``."""
+    """Create (once) a local CA and a server certificate for ``hostnames`` in ``directory``.
+    When the server certificate lacks a name asked for now, a new one is issued by the same
+    CA (devices pin ``ca.pem``, which does not change)."""
     hosts = hostnames or ["localhost", "127.0.0.1", "::1"]
     files = TLSFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if files.ca_cert.exists() and files.cert.exists() and files.key.exists():
+        ca_key_path = directory / "ca.key"
+        wanted = {str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in hosts}
+        if wanted <= certificate_names(files.cert) or not ca_key_path.exists():
+            return files
+        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+        key, cert = make_server_cert(ca_key, ca_cert, hosts)
+        write_private(files.key, _key_pem(key))
+        files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return files
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = make_ca()

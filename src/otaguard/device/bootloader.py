@@ -24,11 +24,16 @@ DEFAULT_BOOTLIMIT = 3
 
 @dataclass(frozen=True)
 class BootResult:
+    """A boot that happened: the slot, whether on trial or after a fallback, and what it runs
+    when the boot knows it (the simulated boot ROM reads its image header; a real board's agent
+    knows it from its journal, see ``agent/layout.py``)."""
+
     slot: str
-    header: ImageHeader
     trial: bool
     fell_back: bool
     reason: str = ""
+    version: str | None = None
+    header: ImageHeader | None = None  # the simulated image's header
 
 
 def default_env(slot: str = "a") -> dict[str, str]:
@@ -79,7 +84,9 @@ class Bootloader:
                 # The committed slot itself is bad: try the other one rather than brick.
                 return self._fall_back(env, slot, f"slot {slot} failed verification: {exc}")
             return self._fall_back(env, slot, f"trial slot {slot} failed verification: {exc}")
-        return BootResult(slot=slot, header=header, trial=trial, fell_back=False)
+        return BootResult(
+            slot=slot, header=header, version=header.version, trial=trial, fell_back=False
+        )
 
     def _fall_back(self, env: dict[str, str], failed: str, reason: str) -> BootResult:
         alt = other_slot(failed)
@@ -89,4 +96,11 @@ class Bootloader:
             raise BootError(f"no bootable slot: {reason}; slot {alt}: {exc}") from exc
         env.update(boot_slot=alt, upgrade_available="0", bootcount="0")
         self.env.write(env)
-        return BootResult(slot=alt, header=header, trial=False, fell_back=True, reason=reason)
+        return BootResult(
+            slot=alt,
+            header=header,
+            version=header.version,
+            trial=False,
+            fell_back=True,
+            reason=reason,
+        )

@@ -25,6 +25,9 @@ class UpdateEvent(StrEnum):
     ROLLED_BACK = "rolled_back"
     REFUSED = "refused"
     FAILED = "failed"
+    # A transient obstacle (server or mirror unreachable, 5xx, expired or stale metadata,
+    # disk full): the device retries with backoff; not a failure. Detail: "waiting: <reason>".
+    WAITING = "waiting"
 
 
 class TargetStatus(StrEnum):

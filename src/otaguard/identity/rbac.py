@@ -44,6 +44,7 @@ class Action(StrEnum):
     ALERT_ACKNOWLEDGE = "alert.acknowledge"
     DEVICE_ACCEPT = "device.accept"  # let a newly enrolled device receive updates
     DEVICE_DECOMMISSION = "device.decommission"
+    DEPLOYMENT_RETRY = "deployment.retry"  # offer a deployment again to a failed device
     # identities
     ENROLLMENT_TOKEN_CREATE = "enrollment.token.create"
     DEVICE_CERT_REVOKE = "device.certificate.revoke"
@@ -81,6 +82,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
         Action.DEPLOYMENT_CONTROL,
         Action.ALERT_ACKNOWLEDGE,
         Action.DEVICE_ACCEPT,
+        Action.DEPLOYMENT_RETRY,
     },
     Role.APPROVER: READS | {Action.DEPLOYMENT_APPROVE},
     Role.ADMIN: frozenset(Action) - {Action.DEPLOYMENT_APPROVE},
@@ -140,6 +142,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("GET", "/api/v1/deployments/{deployment_id}"): Action.DEPLOYMENT_READ,
     ("GET", "/api/v1/deployments/{deployment_id}/devices"): Action.DEPLOYMENT_READ,
     ("POST", "/api/v1/deployments/{deployment_id}/cancel"): Action.DEPLOYMENT_CANCEL,
+    ("POST", "/api/v1/deployments/{deployment_id}/devices/{device_id}/retry"): (
+        Action.DEPLOYMENT_RETRY
+    ),
     ("POST", "/api/v1/deployments/{deployment_id}/approve"): Action.DEPLOYMENT_APPROVE,
     ("GET", "/api/v1/deployments/{deployment_id}/rollout"): Action.DEPLOYMENT_READ,
     ("POST", "/api/v1/deployments/{deployment_id}/pause"): Action.DEPLOYMENT_CONTROL,

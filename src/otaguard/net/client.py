@@ -20,9 +20,11 @@ from otaguard.net.tls import tls_context
 @dataclass(frozen=True)
 class DeviceCredentials:
     device_id: str
-    secret: str
+    secret: str | None  # None: the client certificate authenticates; no bearer is sent
 
     def headers(self) -> dict[str, str]:
+        if self.secret is None:
+            return {"X-OTAGuard-Device": self.device_id}
         return {"X-OTAGuard-Device": self.device_id, "Authorization": f"Bearer {self.secret}"}
 
 

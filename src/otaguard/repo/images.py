@@ -30,6 +30,11 @@ class ReleaseInfo:
     notes: str = ""
     sbom_sha256: str | None = None
     fixes: tuple[str, ...] = field(default_factory=tuple)
+    # A compressed artifact (repo/compression.py): how it is compressed, and the sha256 and
+    # length of the image it decompresses to (what the slot holds once installed).
+    compression: str | None = None
+    image_sha256: str | None = None
+    image_length: int | None = None
 
     def __post_init__(self) -> None:
         if not self.version or len(self.version) > 64:
@@ -41,6 +46,15 @@ class ReleaseInfo:
         bad = [c for c in self.fixes if not _CVE.match(c)]
         if bad:
             raise RepositoryError(f"not CVE identifiers: {', '.join(bad)}")
+        if self.compression is not None and (
+            self.compression not in ("zstd", "xz", "gzip")
+            or not self.image_sha256
+            or self.image_length is None
+            or self.image_length < 0
+        ):
+            raise RepositoryError(
+                "a compressed release names zstd, xz or gzip and its image sha256 and length"
+            )
 
     def to_custom(self) -> dict[str, Any]:
         custom: dict[str, Any] = {
@@ -54,6 +68,10 @@ class ReleaseInfo:
             custom["sbom_sha256"] = self.sbom_sha256
         if self.fixes:
             custom["fixes"] = list(self.fixes)
+        if self.compression:
+            custom["compression"] = self.compression
+            custom["image_sha256"] = self.image_sha256
+            custom["image_length"] = self.image_length
         return custom
 
     @classmethod
@@ -68,6 +86,9 @@ class ReleaseInfo:
                 notes=str(custom.get("notes", "")),
                 sbom_sha256=custom.get("sbom_sha256"),
                 fixes=tuple(custom.get("fixes", ())),
+                compression=custom.get("compression"),
+                image_sha256=custom.get("image_sha256"),
+                image_length=custom.get("image_length"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise RepositoryError(f"malformed OTAGuard custom metadata: {exc}") from exc

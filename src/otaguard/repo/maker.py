@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tuf.api.serialization.json import JSONSerializer
 
 from otaguard.errors import KeyMaterialError, RepositoryError
 from otaguard.repo import delegation
+from otaguard.repo.compression import compression_of, measure_decompressed
 from otaguard.repo.images import ReleaseInfo, check_target_name
 from otaguard.repo.roles import (
     ROOT,
@@ -204,6 +206,12 @@ class MakerRepository:
                     f"version {info.version} for {sorted(set(other.hardware) & set(info.hardware))}"
                     f" already released as {existing.path}"
                 )
+        kind = compression_of(name) or compression_of(image.name)
+        if kind is not None and info.compression is None:
+            image_sha256, image_length = measure_decompressed(image, kind)
+            info = replace(
+                info, compression=kind, image_sha256=image_sha256, image_length=image_length
+            )
         target = TargetFile.from_file(name, str(image), ["sha256"])
         target.unrecognized_fields["custom"] = info.to_custom()
         staged = self.staged_dir / name

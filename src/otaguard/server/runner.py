@@ -20,6 +20,7 @@ from otaguard.server.context import ServerContext
 from otaguard.server.edge import edge_protocol
 from otaguard.server.edge_limits import EdgeLimits
 from otaguard.server.peercert import with_peer_certificate
+from otaguard.server.tls_reload import CertificateReloader
 
 # The interpreter's GIL hand-over interval while a server runs in the process (default 5 ms).
 # The event loop thread holds the GIL between short C calls that release it (TLS reads,
@@ -105,21 +106,36 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     url: str
+    reloader: CertificateReloader | None = None
 
     def stop(self) -> None:
+        if self.reloader is not None:
+            self.reloader.stop()
         self.server.should_exit = True
         self.thread.join(timeout=15)
 
 
+def reload_certificate(
+    config: uvicorn.Config, tls: TLSFiles | None, **kw: bool
+) -> CertificateReloader | None:
+    """Reload the certificate and key into the listening context when they change."""
+    if config.ssl is None or tls is None:
+        return None
+    return CertificateReloader(config.ssl, tls.cert, tls.key).start(**kw)
+
+
 def serve_forever(ctx: ServerContext, *, log_level: str = "info") -> None:
     tune_interpreter()
-    uvicorn.Server(_config(ctx, log_level=log_level)).run()
+    config = _config(ctx, log_level=log_level)
+    reload_certificate(config, ctx.settings.tls, on_sighup=True)
+    uvicorn.Server(config).run()
 
 
 def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServer:
     """Start the server in a daemon thread; return once it accepts connections."""
     config = _config(ctx)
     tune_interpreter()
+    reloader = reload_certificate(config, ctx.settings.tls)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="otaguard-server", daemon=True)
     thread.start()
@@ -134,4 +150,4 @@ def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServ
         port = sockets[0].getsockname()[1]
     host = ctx.settings.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
-    return RunningServer(server, thread, f"https://{shown}:{port}")
+    return RunningServer(server, thread, f"https://{shown}:{port}", reloader)

@@ -28,6 +28,7 @@ UpdateState = Literal[
     "rolled_back",
     "refused",
     "failed",
+    "waiting",
 ]
 
 DeviceIdStr = Annotated[str, Field(pattern=DEVICE_ID)]

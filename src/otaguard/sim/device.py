@@ -159,7 +159,7 @@ class SimulatedDevice:
 
     @property
     def version(self) -> str | None:
-        return self.boot.header.version if self.boot else None
+        return self.boot.version if self.boot else None
 
     @property
     def slot(self) -> str | None:

@@ -256,6 +256,9 @@ class Store(Database):
     def cancel_deployment(self, deployment_id: int) -> DeploymentView:
         return self.deployments.cancel_deployment(deployment_id)
 
+    def retry_target(self, deployment_id: int, device_id: str) -> dict[str, Any]:
+        return self.deployments.retry_target(deployment_id, device_id)
+
     def get_deployment(self, deployment_id: int) -> DeploymentView:
         return self.deployments.get_deployment(deployment_id)
 

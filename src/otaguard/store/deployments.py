@@ -205,6 +205,28 @@ class Deployments:
             s.flush()
             return _deployment_view(s, dep)
 
+    def retry_target(self, deployment_id: int, device_id: str) -> dict[str, Any]:
+        """Offer the deployment again to a device that failed it (an operator's retry, e.g.
+        after fixing what made its health check fail): the target is pending again and a
+        completed deployment is active again. Only failed devices are retried."""
+        with self.db.session() as s:
+            # Target row before the deployment row: the order record_event locks them in.
+            t = s.get(DeploymentTarget, (deployment_id, device_id), with_for_update=True)
+            if t is None:
+                raise NotFoundError(f"device {device_id} is not in deployment {deployment_id}")
+            if t.status != TargetStatus.FAILED.value:
+                raise ConflictError(f"device {device_id} is {t.status}; only failed devices retry")
+            dep = s.get(Deployment, deployment_id, with_for_update=True)
+            assert dep is not None
+            if dep.state not in (DeploymentState.ACTIVE.value, DeploymentState.COMPLETED.value):
+                raise ConflictError(f"deployment {deployment_id} is {dep.state}")
+            t.status = TargetStatus.PENDING.value
+            t.detail = f"retried after: {t.detail or t.last_event}"[:500]
+            t.updated_at = utcnow()
+            dep.state = DeploymentState.ACTIVE.value
+            s.flush()
+            return _target_dict(t)
+
     def get_deployment(self, deployment_id: int) -> DeploymentView:
         with self.db.session(write=False) as s:
             dep = s.get(Deployment, deployment_id)

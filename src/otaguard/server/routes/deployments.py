@@ -9,7 +9,12 @@ from otaguard.errors import CompatibilityError
 from otaguard.fleet.plan_codec import plan_from_json
 from otaguard.server import schemas
 from otaguard.server.auth import audit_detail
-from otaguard.server.routes.params import ERROR_RESPONSES, DeploymentIdPath, Operator
+from otaguard.server.routes.params import (
+    ERROR_RESPONSES,
+    DeploymentIdPath,
+    DeviceIdPath,
+    Operator,
+)
 from otaguard.server.state import Ctx
 
 router = APIRouter(prefix="/api/v1", tags=["management"], responses=ERROR_RESPONSES)
@@ -103,3 +108,14 @@ def cancel_deployment(
     deployment_id: DeploymentIdPath, _user: Operator, ctx: Ctx
 ) -> schemas.DeploymentOut:
     return _dep_out(ctx.store.cancel_deployment(deployment_id))
+
+
+@router.post(
+    "/deployments/{deployment_id}/devices/{device_id}/retry",
+    response_model=schemas.DeploymentTargetOut,
+)
+def retry_device(
+    deployment_id: DeploymentIdPath, device_id: DeviceIdPath, _user: Operator, ctx: Ctx
+) -> schemas.DeploymentTargetOut:
+    """Offer the deployment again to a device that failed it (409 unless it failed)."""
+    return schemas.DeploymentTargetOut(**ctx.store.retry_target(deployment_id, device_id))

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from otaguard.agent.transport import tls_context
 
 from otaguard.crypto.device_key import load_device_key
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.manifest import VersionManifest, sign_manifest
+from otaguard.net.tls import tls_context
 from otaguard.sim.device import SimulatedDevice
 
 CHECKIN = "/device/v1/checkin"

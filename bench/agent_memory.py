@@ -97,7 +97,7 @@ def phases(log_text: str, label: str) -> dict[str, float]:
 
 
 def run_size(size_mib: int, work: Path, repeat: int = 1) -> dict[str, Any]:
-    from agent_kit import write_agent_toml
+    from kit.agent import write_agent_toml
 
     from otaguard.cli.main import app
     from otaguard.demo import Demo

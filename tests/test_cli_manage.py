@@ -29,6 +29,8 @@ from otaguard.api_client import ManagementClient
 from otaguard.cli.main import app
 from otaguard.cli.manage import credentials
 from otaguard.demo import HARDWARE, Demo
+from otaguard.fleet.phases import standard_plan
+from otaguard.fleet.plan_codec import plan_to_json
 from otaguard.identity.rbac import ROUTE_ACTIONS, Action, Role
 
 PASSWORD = "correct horse battery"
@@ -127,8 +129,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w = World(d, d.ctx.settings.tls.ca_cert, base / "home", v1, v2)
         identity = d.ctx.identity
         for role in ROLES:
-            identity.add_user(role, [role], PASSWORD if role == "viewer" else None)
-            w.tokens[role] = identity.create_token(role, scopes=["*"]).token
+            # "admin" is a reserved name (the bootstrap token's): the admin is "administrator"
+            name = "administrator" if role == "admin" else role
+            identity.add_user(name, [role], PASSWORD if role == "viewer" else None)
+            w.tokens[role] = identity.create_token(name, scopes=["*"]).token
         identity.add_user("both", ["deployer", "approver"], None)  # the two-person rule's case
         w.tokens["both"] = identity.create_token("both", scopes=["*"]).token
         with pytest.MonkeyPatch.context() as mp:
@@ -204,7 +208,10 @@ def test_a_wrong_password_stores_nothing(world: World, tmp_path: Path) -> None:
     login = ["login", "--server", world.url, "--ca", str(world.ca), "--user", "viewer"]
     r = world.cli(None, *login, input="wrong\n", config=config)
     assert r.exit_code == 2
-    assert error_line(r) == "login refused: wrong user name or password"
+    assert error_line(r) == (
+        "login refused: wrong user name or password, or locked after repeated failed logins;"
+        " try later"
+    )
     assert not config.exists()
 
 
@@ -611,6 +618,48 @@ def test_audit_list_export_verify(world: World, tmp_path: Path) -> None:
     assert head != "0" * 64
 
 
+def test_phased_rollout_alert_and_lifecycle_commands(world: World, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_to_json(standard_plan(soak_seconds=3600))))
+    d = world.json(
+        "deployer", "deployments", "create", "phased", "-r", world.v2, "-d", "sim-0002",
+        "--plan", str(plan),
+    )  # fmt: skip
+    dep = str(d["id"])
+    if d["state"] == "awaiting_approval":  # the fleet's devices are in a production group
+        world.ok("approver", "deployments", "approve", dep)
+    rollout = world.json("viewer", "deployments", "rollout", dep)
+    assert [p["name"] for p in rollout["phases"]] == ["1%", "10%", "50%", "100%"]
+    assert "phases of deployment" in world.ok("viewer", "deployments", "rollout", dep).stdout
+    msg = world.refused("viewer", "deployments", "pause", dep)
+    assert msg == "forbidden: your role viewer may not do deployment.control"
+    paused = world.json("deployer", "deployments", "pause", dep, "--note", "look")
+    assert paused["status"] == "paused"
+    assert world.json("viewer", "deployments", "rollout", dep)["status"] == "paused"
+    assert world.json("deployer", "deployments", "resume", dep)["status"] == "running"
+    assert world.json("deployer", "deployments", "evaluate", dep)["action"]
+    world.mgmt("deployer", "deployments", "advance", dep, "--force")
+    aborted = world.json("deployer", "deployments", "abort", dep, "--note", "enough")
+    assert aborted["status"] == "aborted"
+    assert world.refused("deployer", "deployments", "retry", dep, "sim-0002")
+    # alerts: a page (none raised by this fleet), and acknowledging one that does not exist
+    assert world.json("viewer", "alerts", "list", "--open")["items"] == []
+    assert world.refused("deployer", "alerts", "ack", "999999").startswith("not found")
+    # device lifecycle
+    assert isinstance(world.json("viewer", "devices", "timeline", "sim-0001"), list)
+    assert world.json("deployer", "devices", "accept", "sim-0001")["accepted"] is True
+    world.ok("admin", "devices", "register", "to-retire", "--hardware", HARDWARE)
+    assert world.refused("viewer", "devices", "decommission", "to-retire", "--yes")
+    gone = world.json("admin", "devices", "decommission", "to-retire", "--yes")
+    assert gone["decommissioned_at"] is not None
+    # an operator's own password: the current one proves it is them
+    bad = world.refused("viewer", "password", input="wrong\nnew pass 1\nnew pass 1\n")
+    assert bad
+    new = "another horse battery"
+    world.ok("viewer", "password", input=f"{PASSWORD}\n{new}\n{new}\n")
+    world.ok("viewer", "password", input=f"{new}\n{PASSWORD}\n{PASSWORD}\n")
+
+
 # -- coverage -----------------------------------------------------------------------------------
 #: actions of the maker's publishing flow: `otaguard repo publish` (tests/repo/test_cli_maker.py)
 MAKER_ACTIONS = {Action.KEYS_READ, Action.ROOT_WRITE, Action.PUBLISH, Action.ARTIFACT_UPLOAD}
@@ -631,9 +680,11 @@ def test_every_management_route_has_a_command(world: World, request: pytest.Fixt
         pytest.skip("counts the routes the module's other tests called: run the whole module")
     assert _uncalled(ROUTE_ACTIONS, world.calls) == []
     # control: a route no command calls is reported
-    pause = ("POST", "/api/v1/deployments/{deployment_id}/pause")
-    routes = {**ROUTE_ACTIONS, pause: Action.DEPLOYMENT_CANCEL}
-    assert _uncalled(routes, world.calls) == ["POST /api/v1/deployments/{deployment_id}/pause"]
+    extra = ("POST", "/api/v1/deployments/{deployment_id}/no-command-calls-this")
+    routes = {**ROUTE_ACTIONS, extra: Action.DEPLOYMENT_CANCEL}
+    assert _uncalled(routes, world.calls) == [
+        "POST /api/v1/deployments/{deployment_id}/no-command-calls-this"
+    ]
 
 
 def _uncalled(
@@ -643,5 +694,6 @@ def _uncalled(
         f"{method} {path}"
         for (method, path), policy in routes.items()
         if isinstance(policy, Action) and policy not in MAKER_ACTIONS
+        if not path.startswith("/console")  # the web console's own routes (tests/console)
         if not any(m == method and _template(path).match(p) for m, p in calls)
     ]

@@ -186,3 +186,59 @@ class FleetClient(ManagementClient):
         while page := self.audit(after=after, limit=PAGE_MAX):
             yield from page
             after = int(page[-1]["seq"])
+
+
+class RolloutClient(FleetClient):
+    """The routes of phased rollouts, alerts and device lifecycle (issue 12), and an operator's
+    own password: one method per route, like ``FleetClient``."""
+
+    def create_phased_deployment(
+        self, name: str, target_name: str, selector: dict[str, Any], plan: Any | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "target_name": target_name, "selector": selector}
+        if plan is not None:
+            body["plan"] = plan
+        result: dict[str, Any] = self._call("POST", "/api/v1/deployments", json=body)
+        return result
+
+    def rollout(self, deployment_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/deployments/{deployment_id}/rollout")
+        return result
+
+    def control(self, deployment_id: int, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``verb``: pause, resume, abort, advance or evaluate."""
+        url = f"/api/v1/deployments/{deployment_id}/{verb}"
+        result: dict[str, Any] = self._call("POST", url, json=body if verb != "evaluate" else None)
+        return result
+
+    def retry_device(self, deployment_id: int, device_id: str) -> dict[str, Any]:
+        url = f"/api/v1/deployments/{deployment_id}/devices/{_path(device_id)}/retry"
+        result: dict[str, Any] = self._call("POST", url)
+        return result
+
+    def alerts(self, **filters: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/api/v1/alerts", **filters)
+        return result
+
+    def acknowledge_alert(self, alert_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/api/v1/alerts/{alert_id}/acknowledge")
+        return result
+
+    def timeline(self, device_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call(
+            "GET", f"/api/v1/devices/{_path(device_id)}/timeline"
+        )
+        return result
+
+    def set_acceptance(self, device_id: str, accepted: bool) -> dict[str, Any]:
+        url = f"/api/v1/devices/{_path(device_id)}/acceptance"
+        result: dict[str, Any] = self._call("PUT", url, json={"accepted": accepted})
+        return result
+
+    def decommission(self, device_id: str) -> dict[str, Any]:
+        url = f"/api/v1/devices/{_path(device_id)}/decommission"
+        result: dict[str, Any] = self._call("POST", url)
+        return result
+
+    def change_own_password(self, current: str, new: str) -> None:
+        self._call("PUT", "/api/v1/auth/password", json={"current": current, "new": new})

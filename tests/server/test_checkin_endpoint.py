@@ -47,7 +47,7 @@ def world(
         base_url=d.url,
         verify=tls_context(d.ctx.settings.tls.ca_cert),
         headers={
-            "Authorization": f"Bearer {dev.config.credential()}",
+            "Authorization": f"Bearer {dev.config.credential_file.read_text().strip()}",
             "X-OTAGuard-Device": dev.config.device_id,
         },
         timeout=30,

@@ -27,7 +27,7 @@ def client_for(d: Demo, headers: dict[str, str] | None = None) -> httpx.Client:
 
 def device_headers(dev: SimulatedDevice) -> dict[str, str]:
     return {
-        "Authorization": f"Bearer {dev.config.credential()}",
+        "Authorization": f"Bearer {dev.config.credential_file.read_text().strip()}",
         "X-OTAGuard-Device": dev.config.device_id,
     }
 
@@ -138,14 +138,19 @@ def test_nothing_device_specific_is_served_anonymously(world: Any) -> None:
     forged = [
         {},  # anonymous
         {"X-OTAGuard-Device": a.config.device_id},  # id alone
-        {"Authorization": f"Bearer {a.config.credential()}"},  # credential alone
+        {
+            "Authorization": f"Bearer {a.config.credential_file.read_text().strip()}"
+        },  # credential alone
         {"X-OTAGuard-Device": a.config.device_id, "Authorization": "Bearer wrong"},
         # b's valid credential presented as a
         {
             "X-OTAGuard-Device": a.config.device_id,
-            "Authorization": f"Bearer {b.config.credential()}",
+            "Authorization": f"Bearer {b.config.credential_file.read_text().strip()}",
         },
-        {"X-OTAGuard-Device": "unknown", "Authorization": f"Bearer {a.config.credential()}"},
+        {
+            "X-OTAGuard-Device": "unknown",
+            "Authorization": f"Bearer {a.config.credential_file.read_text().strip()}",
+        },
         # the operator token is not a device credential
         {"X-OTAGuard-Device": a.config.device_id, "Authorization": f"Bearer {d.ctx.admin_token}"},
     ]

@@ -17,6 +17,7 @@ from otaguard.cli.manage.deployments import deployments_app
 from otaguard.cli.manage.devices import devices_app
 from otaguard.cli.manage.groups import groups_app
 from otaguard.cli.manage.releases import releases_app
+from otaguard.cli.manage.rollouts import alerts_app, change_password
 from otaguard.cli.manage.runtime import Selection
 from otaguard.cli.manage.session import context_app, login, logout
 from otaguard.cli.manage.tokens import tokens_app
@@ -53,9 +54,11 @@ for _name, _app in (
     ("audit", audit_app),
     ("users", users_app),
     ("tokens", tokens_app),
+    ("alerts", alerts_app),
     ("context", context_app),
 ):
     mgmt_app.add_typer(_app, name=_name)
+mgmt_app.command("password")(change_password)
 
 
 def install(app: typer.Typer) -> None:

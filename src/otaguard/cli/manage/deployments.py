@@ -6,7 +6,9 @@ each over ``_change``: a POST on the deployment, then its new state printed the 
 
 from __future__ import annotations
 
+import json as jsonlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -126,18 +128,24 @@ def deployments_create(
     tag: Annotated[str | None, typer.Option("--tag", help="Devices with this tag.")] = None,
     hardware: Annotated[str | None, typer.Option("--hardware", help="This hardware.")] = None,
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="A device.")] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", help="A phased rollout plan, JSON (docs/DESIGN.md, Rollouts)."),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Deploy a release to the chosen devices; those that could never install it are left out
-    and listed. A deployment reaching a production group waits for an approver."""
+    and listed. A deployment reaching a production group waits for an approver. With --plan it
+    rolls out in phases."""
     try:
         selector = selector_of(
             all_devices=all_devices, tag=tag, hardware=hardware, devices=device or []
         )
-    except ValueError as exc:
+        phases = jsonlib.loads(plan.read_text()) if plan is not None else None
+    except (ValueError, OSError) as exc:
         fail(str(exc))
     with client(ctx) as api:
-        d = api.create_deployment(name, release, selector)
+        d = api.create_phased_deployment(name, release, selector, phases)
     if json:
         as_json(d)
         return

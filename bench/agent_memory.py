@@ -98,7 +98,6 @@ def phases(log_text: str, label: str) -> dict[str, float]:
 
 def run_size(size_mib: int, work: Path, repeat: int = 1) -> dict[str, Any]:
     from kit.agent import write_agent_toml
-
     from otaguard.cli.main import app
     from otaguard.demo import Demo
 

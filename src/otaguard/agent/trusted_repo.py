@@ -63,9 +63,11 @@ def trusted_target(config: AgentConfig, client: httpx.Client, path: str) -> Targ
         info = up.get_targetinfo(path)
     except tuf_exc.DownloadError as exc:
         raise DownloadError(f"repository metadata unavailable: {exc}") from exc
-    except (tuf_exc.ExpiredMetadataError, tuf_exc.BadVersionNumberError) as exc:
-        # Signed, but old: a stale mirror or a server that has not re-signed yet. Transient:
-        # nothing old is trusted, and a later refresh may find fresh metadata.
+    except tuf_exc.ExpiredMetadataError as exc:
+        # Signed, but expired: a stale mirror or a server that has not re-signed yet.
+        # Transient: nothing expired is trusted, and a later refresh may find fresh metadata.
+        # (Versions going backwards or not matching snapshot stay refusals: rollback and
+        # mix-and-match attacks.)
         raise DownloadError(f"repository metadata expired or stale: {exc}") from exc
     except (tuf_exc.RepositoryError, ValueError) as exc:
         raise VerificationError(f"repository metadata rejected: {exc}") from exc

@@ -116,7 +116,7 @@ def test_audit_page_shows_a_broken_chain_and_exports_the_log(console: ConsoleApp
         s.execute(update(AuditRecord).where(AuditRecord.seq == 1).values(target="edited"))
     broken = console.client.get("/console/audit", cookies=ada).text
     assert "Chain broken" in broken
-    assert "entry 1: content does not match its hash (edited)" in broken
+    assert "entry 1: content changed: does not match its hash (edited)" in broken
 
 
 def test_admin_manages_operators_roles_and_tokens(console: ConsoleApp) -> None:

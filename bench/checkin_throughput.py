@@ -66,8 +66,17 @@ init = function(args)
     }, METHOD ~= "GET" and body or nil)
     end
   end
-  -- start at a random device's first manifest: a device's two alternate from there
-  if #lines >= 2 then i = 2 * math.random(0, math.floor(#lines / 2) - 1) end
+  -- every device's first manifest, then every device's second: a device's two requests are
+  -- a whole round of devices apart, so with more devices than connections they are never in
+  -- flight together (reordered, the older would follow the newer: a refused replay)
+  local firsts, seconds = {}, {}
+  for k = 1, #lines do
+    if k % 2 == 1 then firsts[#firsts + 1] = lines[k] else seconds[#seconds + 1] = lines[k] end
+  end
+  lines = {}
+  for _, l in ipairs(firsts) do lines[#lines + 1] = l end
+  for _, l in ipairs(seconds) do lines[#lines + 1] = l end
+  if #lines >= 1 then i = math.random(0, #lines - 1) end
 end
 request = function()
   i = i % #lines + 1

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kit.checkin import CheckinWorld, checkin_world
 from otaguard.crypto.device_key import load_device_key
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.manifest import VersionManifest, sign_manifest
@@ -18,29 +19,13 @@ from otaguard.sim.device import SimulatedDevice
 CHECKIN = "/device/v1/checkin"
 EVENTS = "/device/v1/events"
 
-World = tuple[Demo, SimulatedDevice, httpx.Client]
+World = CheckinWorld
 
 
 @pytest.fixture(params=[True, False], ids=["lean", "framework"])
 def world(demo_world: Demo, request: pytest.FixtureRequest) -> Iterator[World]:
-    d = demo_world
-    assert d.ctx is not None
-    assert d.ctx.settings.tls is not None
-    d.ctx.settings.lean_checkin = request.param
-    _, v1 = d.release("1.0.0")
-    d.devices = 1
-    d.provision_fleet(v1)
-    dev = d.fleet[0]
-    with httpx.Client(
-        base_url=d.url,
-        verify=tls_context(d.ctx.settings.tls.ca_cert),
-        headers={
-            "Authorization": f"Bearer {dev.config.credential_file.read_text().strip()}",
-            "X-OTAGuard-Device": dev.config.device_id,
-        },
-        timeout=30,
-    ) as client:
-        yield d, dev, client
+    with checkin_world(demo_world, lean=request.param) as w:
+        yield w
 
 
 def signed_body(dev: SimulatedDevice, version: str = "1.0.0", **create: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from otaguard.cli import server_options as opt
 from otaguard.cli.agent import agent_app, bundle_app
 from otaguard.cli.delta import delta_app
 from otaguard.cli.device_identity import ca_app, device_app
@@ -177,70 +178,20 @@ def _serve_until_stopped() -> None:
 @app.command()
 def server(
     data_dir: DataDir = Path("otaguard-data/server"),
-    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Listen port.")] = 8443,
-    database: Annotated[
-        str | None, typer.Option("--database", help="SQLAlchemy URL (default: SQLite in data dir).")
-    ] = None,
-    proxy_headers: Annotated[
-        bool,
-        typer.Option(
-            "--proxy-headers",
-            help="Behind a reverse proxy: take the client address and scheme from "
-            "X-Forwarded-For/-Proto (only from --forwarded-allow-ips).",
-        ),
-    ] = False,
-    forwarded_allow_ips: Annotated[
-        str | None,
-        typer.Option(
-            "--forwarded-allow-ips",
-            help="Comma-separated proxy addresses (or networks) whose forwarded headers are "
-            "trusted (default 127.0.0.1).",
-        ),
-    ] = None,
-    device_bearer_fallback: Annotated[
-        bool,
-        typer.Option(help="Accept bearer device credentials from devices without a certificate."),
-    ] = True,
-    client_cert_header: Annotated[
-        str | None,
-        typer.Option(help="Header carrying the device certificate (URL-encoded PEM) from a proxy."),
-    ] = None,
-    client_cert_proxies: Annotated[
-        str, typer.Option(help="Comma-separated proxy addresses trusted for that header.")
-    ] = "",
-    access_log: Annotated[
-        bool, typer.Option(help="Log every request (a fleet's check-ins are many lines).")
-    ] = True,
-    lean_checkin: Annotated[
-        bool,
-        typer.Option(
-            help="Answer check-ins in the lean layer ahead of the framework (same answers)."
-        ),
-    ] = True,
-    revocation_refresh_seconds: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            help="Re-read device certificate revocations from the database at most this often "
-            "(0: on every request); revocations made through this server apply at once.",
-        ),
-    ] = 1.0,
-    tls_hostname: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Host name or address devices use for this server (repeat): put in the "
-            "generated certificate, re-issued by the same local CA when a name is new.",
-        ),
-    ] = None,
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option(
-            help="Operator-supplied certificate chain (PEM), instead of the local CA's; "
-            "reloaded when the file changes or on SIGHUP, without a restart."
-        ),
-    ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
+    host: opt.Host = "127.0.0.1",
+    port: opt.Port = 8443,
+    database: opt.DatabaseURL = None,
+    proxy_headers: opt.ProxyHeaders = False,
+    forwarded_allow_ips: opt.ForwardedAllowIPs = None,
+    device_bearer_fallback: opt.BearerFallback = True,
+    client_cert_header: opt.ClientCertHeader = None,
+    client_cert_proxies: opt.ClientCertProxies = "",
+    access_log: opt.AccessLog = True,
+    lean_checkin: opt.LeanCheckin = True,
+    revocation_refresh_seconds: opt.RevocationRefresh = 1.0,
+    tls_hostname: opt.TLSHostnames = None,
+    tls_cert: opt.TLSCert = None,
+    tls_key: opt.TLSKey = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.crypto.tls import TLSFiles

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from otaguard.errors import ForbiddenError, NotFoundError, RolloutStateError
 from otaguard.fleet import progress as prog
-from otaguard.fleet.health import HealthGate, HealthPolicy, HealthReport, compare_health
 from otaguard.fleet.pacing import TokenBucket, admit_starts, new_bucket
 from otaguard.fleet.phases import FleetDevice, RolloutPlan, assign_phases, spread_order
 from otaguard.fleet.plan_codec import (
@@ -31,20 +30,16 @@ from otaguard.fleet.plan_codec import (
     progress_from_json,
     progress_to_json,
 )
-from otaguard.fleet.progress import PhaseCounts, RolloutProgress, RolloutStatus
+from otaguard.fleet.progress import RolloutProgress, RolloutStatus
 from otaguard.fleet.rollout import Action, Decision, decide
-from otaguard.fleet.status import DeploymentState, TargetStatus, UpdateEvent
+from otaguard.fleet.status import DeploymentState, TargetStatus
 from otaguard.identity.rbac import Principal, may_approve
 from otaguard.store.base import utcnow
 from otaguard.store.engine import Database
-from otaguard.store.models import Deployment, DeploymentTarget, Device, Release
-from otaguard.store.rollout_models import HealthReportRow
+from otaguard.store.models import Deployment, DeploymentTarget, Device
+from otaguard.store.rollout_reads import INSTALLED_EVENTS, health_gate, phase_counts
 
-#: installed but not yet committed: silence from here on counts against the release
-_INSTALLED = (UpdateEvent.INSTALLED.value, UpdateEvent.REBOOTING.value, UpdateEvent.BOOTED.value)
 _OPEN = (TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value)
-#: health reports older than this before the deployment was created are not compared
-HEALTH_LOOKBACK = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -78,94 +73,6 @@ def bucket_from_json(data: dict[str, Any] | None) -> TokenBucket | None:
         float(data["tokens"]),
         dt.datetime.fromisoformat(data["updated_at"]),
     )
-
-
-def phase_counts(
-    s: Session, deployment_id: int, phases: int, cutoff: dt.datetime
-) -> list[PhaseCounts]:
-    """Per phase, where its devices stand (``silent``: installed, no word since ``cutoff``)."""
-    t = DeploymentTarget
-    raw: list[dict[str, int]] = [{} for _ in range(phases)]
-    grouped = (
-        select(t.phase, t.status, t.last_event, func.count())
-        .where(t.deployment_id == deployment_id)
-        .group_by(t.phase, t.status, t.last_event)
-    )
-    for phase, status, last_event, n in s.execute(grouped):
-        if phase is None or not 0 <= phase < phases:
-            continue
-        field = _count_field(status, last_event)
-        if field is not None:
-            raw[phase][field] = raw[phase].get(field, 0) + int(n)
-    silent = (
-        select(t.phase, func.count())
-        .where(
-            t.deployment_id == deployment_id,
-            t.status == TargetStatus.IN_PROGRESS.value,
-            t.last_event.in_(_INSTALLED),
-            t.updated_at < cutoff,
-        )
-        .group_by(t.phase)
-    )
-    for phase, n in s.execute(silent):
-        if phase is not None and 0 <= phase < phases:
-            raw[phase]["installing"] = raw[phase].get("installing", 0) - int(n)
-            raw[phase]["silent"] = int(n)
-    return [PhaseCounts(**c) for c in raw]
-
-
-def _count_field(status: str, last_event: str | None) -> str | None:
-    if status == TargetStatus.PENDING.value:
-        return "pending"
-    if status == TargetStatus.IN_PROGRESS.value:
-        return "installing" if last_event in _INSTALLED else "downloading"
-    if status == TargetStatus.SUCCEEDED.value:
-        return "succeeded"
-    if status == TargetStatus.FAILED.value:
-        return "rolled_back" if last_event == UpdateEvent.ROLLED_BACK.value else "failed"
-    return None  # cancelled: no longer part of the rollout
-
-
-def _health(s: Session, dep: Deployment) -> HealthGate:
-    """Latest health report per device: updated devices (succeeded here, on the release's
-    version) against the control cohort (devices on another version)."""
-    rel = s.get(Release, dep.target_name)
-    version = rel.version if rel else None
-    succeeded = set(
-        s.scalars(
-            select(DeploymentTarget.device_id).where(
-                DeploymentTarget.deployment_id == dep.id,
-                DeploymentTarget.status == TargetStatus.SUCCEEDED.value,
-            )
-        )
-    )
-    since = dep.created_at - HEALTH_LOOKBACK
-    latest = (
-        select(func.max(HealthReportRow.id))
-        .where(HealthReportRow.created_at >= since)
-        .group_by(HealthReportRow.device_id)
-    )
-    rows = s.execute(
-        select(HealthReportRow, Device.hardware)
-        .join(Device, Device.id == HealthReportRow.device_id)
-        .where(HealthReportRow.id.in_(latest))
-    )
-    updated: list[HealthReport] = []
-    control: list[HealthReport] = []
-    for row, hardware in rows:
-        report = HealthReport(
-            row.device_id,
-            hardware,
-            row.boot_seconds,
-            row.restarts,
-            row.check_passed,
-            {k: float(v) for k, v in (row.metrics or {}).items()},
-        )
-        if row.version == version and row.device_id in succeeded:
-            updated.append(report)
-        elif row.version != version and row.device_id not in succeeded:
-            control.append(report)
-    return compare_health(updated, control, HealthPolicy())
 
 
 def _transition(
@@ -214,7 +121,7 @@ def _skip_uninstalled(s: Session, deployment_id: int, note: str) -> None:
             DeploymentTarget.deployment_id == deployment_id,
             DeploymentTarget.status.in_(_OPEN),
             (DeploymentTarget.last_event.is_(None))
-            | (DeploymentTarget.last_event.not_in(_INSTALLED)),
+            | (DeploymentTarget.last_event.not_in(INSTALLED_EVENTS)),
         )
         .values(status=TargetStatus.CANCELLED.value, detail=note[:4096], updated_at=utcnow())
     )
@@ -285,7 +192,7 @@ class Rollouts:
                 s, deployment_id, len(plan.phases), now - dt.timedelta(seconds=self.silent_after)
             )
             criteria = plan.phases[before.phase].criteria
-            health = _health(s, dep) if criteria.health_gate else None
+            health = health_gate(s, dep) if criteria.health_gate else None
             decision = decide(plan, before, counts, now, health)
             abort, changed, admitted = decision.action is Action.ABORT, False, 0
             if abort:

@@ -190,6 +190,13 @@ class DownloadCancelled(DownloadError):
         super().__init__(message, permanent=True)
 
 
+class WakeUpError(VerificationError):
+    """A push wake-up that is not a valid one for this device (signature, device, age, form);
+    the device ignores it and keeps its poll schedule."""
+
+    code = "wakeup"
+
+
 class BundleError(VerificationError):
     """The bundle file is not a well-formed OTAGuard bundle."""
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from otaguard.agent.config_values import check_url, check_values
-from otaguard.errors import ConfigError
+from otaguard.agent.push_config import MqttConfig
+from otaguard.director.wakeup import topic
+from otaguard.errors import ConfigError, WakeUpError
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class AgentConfig:
     request_timeout: float = 30.0
     # Allow an http:// server (loopback tests only: the credential would travel in clear).
     insecure_http: bool = False
+    # Push wake-ups over MQTT (``[agent.mqtt]``, needs ``otaguard[mqtt]``): check in soon after
+    # a wake-up signed by the director key, so poll_interval can be long (agent/push.py).
+    mqtt: MqttConfig | None = None
 
     def __post_init__(self) -> None:
         check_url("server_url", self.server_url, insecure=self.insecure_http)
@@ -111,6 +116,11 @@ class AgentConfig:
             raise ConfigError("cert_renew_retry must be >= 0 and <= cert_renew_retry_max")
         if self.checkpoint_bytes < 1 or self.checkpoint_journal_seconds < 0:
             raise ConfigError("checkpoint_bytes must be >= 1, checkpoint_journal_seconds >= 0")
+        if self.mqtt is not None:
+            try:
+                topic(self.mqtt.topic_prefix, self.device_id)
+            except WakeUpError as exc:
+                raise ConfigError(f"mqtt: {exc}") from exc
 
     @property
     def tuf_dir(self) -> Path:
@@ -168,6 +178,11 @@ class AgentConfig:
                 agent[key] = (base / agent[key]).resolve()
         if "manifest_key_pkcs11" in agent:
             agent["manifest_key_pkcs11"] = Pkcs11Key.from_table(agent["manifest_key_pkcs11"], base)
+        if "mqtt" in agent:
+            try:
+                agent["mqtt"] = MqttConfig.from_table(agent["mqtt"], base)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
         known = set(cls.__dataclass_fields__)
         unknown = set(agent) - known
         if unknown:
@@ -194,4 +209,5 @@ class AgentConfig:
             needed["manifest_key_file"] = self.manifest_key_path
         elif self.manifest_key_pkcs11.pin_file is not None:
             needed["manifest_key_pkcs11.pin_file"] = self.manifest_key_pkcs11.pin_file
-        return [f"{k} ({p})" for k, p in needed.items() if p is not None and not p.exists()]
+        missing = [f"{k} ({p})" for k, p in needed.items() if p is not None and not p.exists()]
+        return missing + (self.mqtt.missing_files() if self.mqtt is not None else [])

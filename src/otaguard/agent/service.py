@@ -2,7 +2,8 @@
 
 ``AgentService`` opens the device described by the config (slots, boot environment, OTP
 counter), learns what the bootloader booted (``layout.boot_info``), lets the agent reconcile its
-journal with that boot, then polls: ``run_once``, wait the poll interval with jitter, again. When
+journal with that boot, then polls: ``run_once``, wait the poll interval with jitter, again (or
+less: a verified push wake-up, ``agent/push.py``, ends the wait early, rate-limited). When
 the agent asks for a reboot the configured ``reboot_command`` runs (``systemctl reboot`` on a
 real board) and the loop ends. ``stop()`` (SIGTERM) ends the wait at once; during a cycle it
 raises ``AgentStopped`` in the main thread, which is safe because every step is journaled
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -27,6 +29,7 @@ from otaguard.agent.journal import JournalFile
 from otaguard.agent.layout import DeviceLayout, boot_info
 from otaguard.agent.offline import BundleTransport
 from otaguard.agent.outcome import Action, Outcome
+from otaguard.agent.push import PushWakeups
 from otaguard.agent.statemachine import State
 from otaguard.bundle.format import BundleReader
 from otaguard.errors import ConfigError
@@ -70,18 +73,31 @@ class AgentService:
         )
         self._run_command = run_command or _run
         self._stop = threading.Event()
+        self._wakeup = threading.Event()  # set by stop() and by a scheduled push wake-up
         self._busy = False
+        self.cycles = 0  # poll cycles run (for the operator's logs and the tests)
+        self.push: PushWakeups | None = None
+        if config.mqtt is not None:
+            self.push = PushWakeups(
+                config.mqtt,
+                device_id=config.device_id,
+                director_key=self.agent.director_key,
+                on_due=self._wakeup.set,
+            )
 
     def close(self) -> None:
+        if self.push is not None:
+            self.push.close()
         self.agent.close()
 
     # -- signals ----------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
+        self._wakeup.set()
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal received, stopping", extra={"signal": signum})
-        self._stop.set()
+        self.stop()
         if self._busy:
             raise AgentStopped(f"signal {signum}")
 
@@ -138,20 +154,42 @@ class AgentService:
             if out.reboot:
                 self.reboot(out.detail)
                 return out
+            if self.push is not None and not once:
+                self.push.start()
             while True:
-                out = self._cycle(self.agent.run_once)
+                out = self._cycle(self._check_in)
                 if out.reboot:
                     self.reboot(out.detail)
                     return out
                 if once:
                     return out
-                delay = self.agent.poll_delay()
-                log.debug("waiting", extra={"seconds": round(delay, 1)})
-                if self._stop.wait(delay):
-                    raise AgentStopped("stop requested")
+                self.wait(self.agent.poll_delay())
         except AgentStopped:
             log.info("stopped", extra={"state": self.state()})
             return Outcome(Action.IDLE, "stopped")
+
+    def _check_in(self) -> Outcome:
+        if self.push is not None:
+            self.push.checkin_started()  # serves the wake-ups received so far
+        self.cycles += 1
+        return self.agent.run_once()
+
+    def wait(self, delay: float) -> None:
+        """Until the next poll (``delay`` seconds) or, sooner, until a pending push wake-up is
+        due (its rate limit allows it); ``AgentStopped`` when stopped meanwhile."""
+        log.debug("waiting", extra={"seconds": round(delay, 1)})
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            due = self.push.due_at() if self.push is not None else None
+            until = deadline if due is None else min(deadline, due)
+            left = until - time.monotonic()
+            if left <= 0:
+                if due is not None and due <= deadline:
+                    log.info("checking in early: push wake-up")
+                return
+            self._wakeup.wait(left)
+            self._wakeup.clear()
+        raise AgentStopped("stop requested")
 
     def install_bundle(self, bundle: BundleReader) -> Outcome:
         """Install from an offline bundle: after-boot reconciliation, then the target."""

@@ -27,6 +27,7 @@ from otaguard.server.http_errors import error_status, install_error_handlers
 from otaguard.server.limits import BodyLimit
 from otaguard.server.metrics import ServerMetrics
 from otaguard.server.monitor import run_monitor
+from otaguard.server.push import MqttPush, NoPush
 from otaguard.server.routes import ROUTERS
 from otaguard.server.routes.repository import STREAMED_BODIES
 from otaguard.server.webhooks import WebhookNotifier
@@ -74,6 +75,7 @@ async def _keep_fresh(ctx: ServerContext) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx = app.state.ctx
     notifier = _webhooks(ctx, app.state.metrics)
+    push = _push(ctx, app.state.metrics)
     task = asyncio.create_task(_keep_fresh(ctx))
     monitor = asyncio.create_task(run_monitor(ctx, app.state.metrics, notifier))
     try:
@@ -83,6 +85,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         monitor.cancel()
         if notifier is not None:
             await run_in_threadpool(notifier.close)
+        if push is not None:
+            ctx.push = NoPush()
+            await run_in_threadpool(push.close)
         await run_in_threadpool(app.state.checkin_batcher.close)
 
 
@@ -96,6 +101,25 @@ def _webhooks(ctx: ServerContext, metrics: ServerMetrics) -> WebhookNotifier | N
     return WebhookNotifier(
         settings.webhook_urls, secret, on_result=lambda outcome: on_result(outcome).inc()
     ).start()
+
+
+def _push(ctx: ServerContext, metrics: ServerMetrics) -> MqttPush | None:
+    """The MQTT wake-up publisher, when a broker is configured (it connects in the
+    background: a broker that is down delays nothing here)."""
+    settings = ctx.settings.mqtt
+    if settings is None:
+        return None
+    outcomes = metrics.push_wakeups.labels
+    push = MqttPush(
+        settings,
+        ctx.director,
+        ctx.store.wakeups,
+        on_outcome=lambda outcome: outcomes(outcome).inc(),
+        on_broker_error=metrics.push_broker_errors.inc,
+        on_connected=lambda up: metrics.push_connected.set(1 if up else 0),
+    ).start()
+    ctx.push = push
+    return push
 
 
 def _install_checkin(app: OTAGuardApp, ctx: ServerContext, metrics: ServerMetrics) -> None:

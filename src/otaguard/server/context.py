@@ -15,6 +15,7 @@ from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
 from otaguard.server.edge_limits import EdgeLimits
+from otaguard.server.push import NoPush, PushSettings
 from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
@@ -112,6 +113,8 @@ class ServerSettings:
     # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret_file: Path | None = None
+    # Push wake-ups over MQTT (server/push.py; None: devices only poll).
+    mqtt: PushSettings | None = None
 
     @property
     def db_url(self) -> str:
@@ -130,6 +133,9 @@ class ServerContext:
     device_ca: DeviceAuthority = field(init=False)
     refusals: RefusalLog = field(init=False)
     device_refusals: DeviceRefusals = field(init=False)
+    # Where routes and the evaluator note "this device has something new" (server/push.py);
+    # the app's lifespan replaces it with the MQTT publisher when a broker is configured.
+    push: NoPush = field(default_factory=NoPush)
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))

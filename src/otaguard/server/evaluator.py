@@ -23,6 +23,11 @@ ACTOR = "system:rollout"
 def evaluate_one(ctx: ServerContext, deployment_id: int) -> Evaluation | None:
     """Evaluate one rollout now and audit what changed."""
     result = ctx.store.rollouts.evaluate(deployment_id)
+    if result is not None:  # devices newly let start, or told to skip: wake them (push)
+        if result.admitted_ids:
+            ctx.push.devices(result.admitted_ids)
+        if result.decision.action is Action.ABORT:
+            ctx.push.cancelled(deployment_id)
     if result is not None and result.changed and result.decision.action is not Action.WAIT:
         d = result.decision
         ctx.identity.audit(

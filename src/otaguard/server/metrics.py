@@ -60,3 +60,20 @@ class ServerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.push_wakeups = Counter(
+            "otaguard_push_wakeups",
+            "MQTT wake-ups by outcome: published (acknowledged by the broker), dropped "
+            "(pending set full), deferred (broker unavailable or busy, kept and retried)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.push_broker_errors = Counter(
+            "otaguard_push_broker_errors",
+            "Failed or lost connections to the MQTT broker",
+            registry=self.registry,
+        )
+        self.push_connected = Gauge(
+            "otaguard_push_broker_connected",
+            "1 while connected to the MQTT broker",
+            registry=self.registry,
+        )

@@ -53,6 +53,7 @@ from otaguard.store.reports import MAX_DETAIL_CHARS, StatusReports
 from otaguard.store.rollouts import Rollouts
 from otaguard.store.tuf_metadata import SqlMetadataStore
 from otaguard.store.views import DeploymentView, DeviceView, EventView, ReleaseView
+from otaguard.store.wakeups import WakeupQueries
 
 __all__ = [
     "FIRST_REVISION",
@@ -97,6 +98,7 @@ class Store(Database):
         self.releases = Releases(self)
         self.rollouts = Rollouts(self)  # phased rollouts: used as ``store.rollouts.*``
         self.monitoring = Monitoring(self)  # alerts, health, timelines: ``store.monitoring.*``
+        self.wakeups = WakeupQueries(self)  # whom a push wake-up reaches: ``store.wakeups.*``
 
     # -- check-ins (checkin.py) -------------------------------------------------------------
     def check_in(

@@ -45,12 +45,13 @@ _OPEN = (TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value)
 @dataclass(frozen=True)
 class Evaluation:
     """What one evaluation found (``decision``) and did (``changed``: the rollout's status or
-    phase moved; ``admitted``: devices newly let start)."""
+    phase moved; ``admitted``: devices newly let start, ``admitted_ids`` which)."""
 
     deployment_id: int
     decision: Decision
     changed: bool
     admitted: int
+    admitted_ids: tuple[str, ...] = ()
 
 
 def bucket_to_json(bucket: TokenBucket | None) -> dict[str, Any] | None:
@@ -194,7 +195,7 @@ class Rollouts:
             criteria = plan.phases[before.phase].criteria
             health = health_gate(s, dep) if criteria.health_gate else None
             decision = decide(plan, before, counts, now, health)
-            abort, changed, admitted = decision.action is Action.ABORT, False, 0
+            abort, changed, admitted = decision.action is Action.ABORT, False, []
             if abort:
                 _save(dep, before, decision)
             else:
@@ -208,7 +209,7 @@ class Rollouts:
         if abort:
             self.abort(deployment_id, decision.message)
             return Evaluation(deployment_id, decision, True, 0)
-        return Evaluation(deployment_id, decision, changed, admitted)
+        return Evaluation(deployment_id, decision, changed, len(admitted), tuple(admitted))
 
     def _admit(
         self,
@@ -217,10 +218,11 @@ class Rollouts:
         plan: RolloutPlan,
         progress: RolloutProgress,
         now: dt.datetime,
-    ) -> int:
-        """Let as many waiting devices of the released phases start as pacing allows."""
+    ) -> list[str]:
+        """Let as many waiting devices of the released phases start as pacing allows; their
+        ids."""
         if progress.status is not RolloutStatus.RUNNING:
-            return 0
+            return []
         t = DeploymentTarget
         mine = (t.deployment_id == dep.id, t.status == TargetStatus.PENDING.value)
         waiting_q = select(func.count()).where(
@@ -228,7 +230,7 @@ class Rollouts:
         )
         waiting = int(s.scalar(waiting_q) or 0)
         if not waiting:
-            return 0
+            return []
         limits = plan.limits
         downloading = 0
         if limits.max_concurrent_downloads is not None:
@@ -246,7 +248,7 @@ class Rollouts:
         )
         dep.rollout_bucket = bucket_to_json(admission.bucket)
         if not admission.starts:
-            return 0
+            return []
         ids = list(
             s.scalars(
                 select(t.device_id)
@@ -258,7 +260,7 @@ class Rollouts:
         s.execute(
             update(t).where(t.deployment_id == dep.id, t.device_id.in_(ids)).values(admitted=True)
         )
-        return len(ids)
+        return ids
 
     # -- operator actions --------------------------------------------------------------------
 

@@ -109,6 +109,7 @@ async def create_deployment(
             production_tags=ctx.identity.production_groups(),
         )
     )
+    ctx.push.deployment(dep.id)  # push wake-ups, as the API route does
     return RedirectResponse(
         f"/console/deployments/{dep.id}?done=created&excluded={len(dep.excluded)}",
         status_code=303,
@@ -192,6 +193,7 @@ async def approve(
 ) -> Response:
     """Second person of the two-person rule, as ``POST /api/v1/deployments/{id}/approve``."""
     await run_in_threadpool(ctx.identity.approve, deployment_id, user)
+    ctx.push.deployment(deployment_id)
     _changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=approved", status_code=303)
 
@@ -201,5 +203,6 @@ async def cancel(
     request: Request, deployment_id: DeploymentIdPath, _user: ConsoleUser, ctx: Ctx
 ) -> Response:
     await run_in_threadpool(ctx.store.cancel_deployment, deployment_id)
+    ctx.push.cancelled(deployment_id)
     _changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=cancelled", status_code=303)

@@ -48,6 +48,7 @@ def create_deployment(
         start_at=body.start_at,
         allow_downgrade=body.allow_downgrade,
     )
+    ctx.push.deployment(dep.id)  # push wake-ups to the devices it offers to now (if any)
     return schemas.DeploymentCreated(
         **_dep_out(dep).model_dump(),
         excluded=[
@@ -107,7 +108,9 @@ def deployment_devices(
 def cancel_deployment(
     deployment_id: DeploymentIdPath, _user: Operator, ctx: Ctx
 ) -> schemas.DeploymentOut:
-    return _dep_out(ctx.store.cancel_deployment(deployment_id))
+    dep = ctx.store.cancel_deployment(deployment_id)
+    ctx.push.cancelled(deployment_id)
+    return _dep_out(dep)
 
 
 @router.post(
@@ -118,4 +121,6 @@ def retry_device(
     deployment_id: DeploymentIdPath, device_id: DeviceIdPath, _user: Operator, ctx: Ctx
 ) -> schemas.DeploymentTargetOut:
     """Offer the deployment again to a device that failed it (409 unless it failed)."""
-    return schemas.DeploymentTargetOut(**ctx.store.retry_target(deployment_id, device_id))
+    target = ctx.store.retry_target(deployment_id, device_id)
+    ctx.push.devices([device_id])
+    return schemas.DeploymentTargetOut(**target)

@@ -135,6 +135,7 @@ def approve(
         ctx.store.rollouts.approve_phase(deployment_id, me)
     else:
         ctx.identity.approve(deployment_id, me)
+        ctx.push.deployment(deployment_id)  # released to its devices now: wake them
     return sch.ApprovalOut(
         deployment_id=deployment_id,
         approved_by=me.name,

@@ -47,6 +47,7 @@ def resume(
     ctx.store.rollouts.resume(deployment_id)
     audit_detail(request, deployment=deployment_id, note=body.note)
     evaluate_one(ctx, deployment_id)
+    ctx.push.deployment(deployment_id)  # admitted devices not yet started: offered again
     return _view(ctx, deployment_id)
 
 
@@ -56,6 +57,7 @@ def abort(
 ) -> rs.RolloutOut:
     """Stop for good: devices that have not installed are told to skip the release."""
     ctx.store.rollouts.abort(deployment_id, body.note or f"aborted by {user}")
+    ctx.push.cancelled(deployment_id)  # devices under way learn to skip it
     audit_detail(request, deployment=deployment_id, note=body.note)
     return _view(ctx, deployment_id)
 

@@ -192,10 +192,12 @@ def server(
     tls_hostname: opt.TLSHostnames = None,
     tls_cert: opt.TLSCert = None,
     tls_key: opt.TLSKey = None,
+    mqtt_config: opt.MqttConfig = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.crypto.tls import TLSFiles
     from otaguard.server.context import ServerContext, ServerSettings
+    from otaguard.server.push_settings import PushSettings
     from otaguard.server.runner import serve_forever
 
     if (tls_cert is None) != (tls_key is None):
@@ -206,6 +208,7 @@ def server(
     supplied = TLSFiles(tls_cert, tls_cert, tls_key) if tls_cert and tls_key else None
 
     try:
+        push = PushSettings.from_toml(mqtt_config) if mqtt_config is not None else None
         ctx = ServerContext.open(
             ServerSettings(
                 data_dir=data_dir,
@@ -224,6 +227,7 @@ def server(
                 revocation_refresh_seconds=revocation_refresh_seconds,
                 tls=supplied,
                 extra_hostnames=list(tls_hostname or []),
+                mqtt=push,
             )
         )
     except OTAGuardError as exc:
@@ -269,7 +273,7 @@ def export_static_command(
 #: Top-level modules only the server side needs (``pip install 'otaguard[server]'``).
 SERVER_MODULES = frozenset(
     {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "argon2", "psycopg",
-     "prometheus_client", "multipart", "python_multipart", "httptools"}
+     "prometheus_client", "multipart", "python_multipart", "httptools", "paho"}
 )  # fmt: skip
 
 

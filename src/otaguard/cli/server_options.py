@@ -73,3 +73,10 @@ TLSCert = Annotated[
     ),
 ]
 TLSKey = Annotated[Path | None, typer.Option(help="Its private key (PEM).")]
+MqttConfig = Annotated[
+    Path | None,
+    typer.Option(
+        help="Push wake-ups to devices over MQTT: a TOML file with an [mqtt] table "
+        "(host, port, tls/ca_file, username, password_file, topic_prefix; docs/DESIGN.md)."
+    ),
+]

@@ -15,7 +15,8 @@ from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
 from otaguard.server.edge_limits import EdgeLimits
-from otaguard.server.push import NoPush, PushSettings
+from otaguard.server.push import NoPush
+from otaguard.server.push_settings import PushSettings
 from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store

@@ -26,61 +26,17 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Signer
 
-from otaguard.director.wakeup import DEFAULT_PREFIX, check_topic_prefix, sign_wakeup, topic
-from otaguard.errors import ConfigError, OTAGuardError
+from otaguard.director.wakeup import sign_wakeup, topic
+from otaguard.errors import OTAGuardError
+from otaguard.server.push_settings import PushSettings
 from otaguard.store.base import utcnow
 from otaguard.store.wakeups import WakeupQueries
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PushSettings:
-    """The broker the server publishes wake-ups to. The password comes from ``password_file``
-    (never the command line); ``ca_file`` (implies TLS) or ``tls`` for the system's CAs."""
-
-    host: str
-    port: int | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    username: str | None = None
-    password_file: Path | None = None
-    topic_prefix: str = DEFAULT_PREFIX
-    max_pending: int = 200_000
-    scheduled_check_seconds: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ConfigError("mqtt host must not be empty")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ConfigError(f"mqtt port {self.port} is not a TCP port")
-        if self.password_file is not None and self.username is None:
-            raise ConfigError("an mqtt password file needs an mqtt user name")
-        check_topic_prefix(self.topic_prefix)
-        if self.max_pending < 1:
-            raise ConfigError("mqtt max_pending must be at least 1")
-
-    @property
-    def use_tls(self) -> bool:
-        return self.tls or self.ca_file is not None
-
-    @property
-    def broker_port(self) -> int:
-        return self.port if self.port is not None else (8883 if self.use_tls else 1883)
-
-    def password(self) -> str | None:
-        if self.password_file is None:
-            return None
-        try:
-            return self.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the mqtt password file: {exc}") from exc
 
 
 class NoPush:

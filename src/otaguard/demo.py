@@ -53,6 +53,8 @@ class Demo:
     repo: MakerRepository | None = None
     fleet: list[SimulatedDevice] = field(default_factory=list)
     maker_signers: dict[str, list[CryptoSigner]] = field(default_factory=dict)
+    # more ServerSettings fields (tests: e.g. ``mqtt``, ``rollout_interval``)
+    server_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -75,6 +77,7 @@ class Demo:
             keys_dir=self.data_dir / "keys" / "online",
             tls_dir=self.data_dir / "tls",
             poll_interval=5,
+            **self.server_options,
         )
         self.ctx = ServerContext.open(settings)
         self.server = start_in_thread(self.ctx)

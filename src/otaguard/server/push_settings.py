@@ -19,7 +19,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from otaguard.director.wakeup import DEFAULT_PREFIX, check_topic_prefix
 from otaguard.errors import ConfigError
@@ -94,11 +94,10 @@ class PushSettings:
             raise ConfigError(f"{path}: unknown mqtt settings {unknown}")
         data: dict[str, Any] = {}
         for key, value in table.items():
-            value = cast(Any, value)
             bad_bool = isinstance(value, bool) and bool not in _TYPES[key]
             if bad_bool or not isinstance(value, _TYPES[key]):
                 raise ConfigError(f"{path}: mqtt.{key} has the wrong type ({value!r})")
-            data[key] = (path.parent / value).resolve() if key.endswith("_file") else value
+            data[key] = (path.parent / str(value)).resolve() if key.endswith("_file") else value
         if "host" not in data:
             raise ConfigError(f"{path}: mqtt.host is required")
         try:

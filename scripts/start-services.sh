@@ -21,4 +21,27 @@ start_postgresql() {
   done
 }
 
+# Mosquitto on 127.0.0.1:1883 for the push wake-up tests: left alone when something already
+# listens there (a system broker, the machine's own service), else started in the background
+# with packaging/mosquitto/test-broker.conf (loopback only, anonymous).
+start_mosquitto() {
+  if (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; then
+    return 0
+  fi
+  local bin
+  bin=$(command -v mosquitto || true)
+  [ -n "$bin" ] || [ ! -x /usr/sbin/mosquitto ] || bin=/usr/sbin/mosquitto
+  [ -n "$bin" ] || { echo "start-services: Mosquitto is not installed" >&2; return 0; }
+  echo "start-services: starting Mosquitto on 127.0.0.1:1883"
+  "$bin" -d -c "$(dirname "$0")/../packaging/mosquitto/test-broker.conf" \
+    || { echo "start-services: Mosquitto did not start" >&2; return 0; }
+  local i
+  for i in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "start-services: Mosquitto is not listening on 127.0.0.1:1883" >&2
+}
+
 start_postgresql
+start_mosquitto

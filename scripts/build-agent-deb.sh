@@ -2,6 +2,7 @@
 # Build the Debian package of the OTAGuard device agent: otaguard-agent_<version>_<arch>.deb.
 #
 # Usage: scripts/build-agent-deb.sh [OUT_DIR]   (default: dist/; PYTHON=python3.11 to choose)
+#        EXTRAS=mqtt scripts/build-agent-deb.sh   also packs paho-mqtt (push wake-ups, [agent.mqtt])
 #
 # The package is self-contained: OTAGuard and the Python packages a device needs (not the
 # server's: see pyproject.toml, the [server] extra) are installed with pip into
@@ -30,7 +31,7 @@ LIB="$PKG/usr/lib/otaguard/python"
 mkdir -p "$WORK/src"
 tar -C "$REPO" --exclude=.venv --exclude=.git --exclude=dist --exclude=otaguard-data \
   -cf - pyproject.toml README.md src | tar -C "$WORK/src" -xf -
-"$PY" -m pip install --quiet --no-compile --disable-pip-version-check --target "$LIB" "$WORK/src"
+"$PY" -m pip install --quiet --no-compile --disable-pip-version-check --target "$LIB" "$WORK/src${EXTRAS:+[$EXTRAS]}"
 rm -rf "$LIB/bin"  # console scripts with the build machine's paths: /usr/bin/otaguard instead
 find "$LIB" -name __pycache__ -prune -exec rm -rf {} +
 

@@ -132,6 +132,7 @@ class MqttPush(NoPush):
         client.on_publish = lambda _c, _u, _mid, _rc, _p: self._on_outcome("published")
         client.reconnect_delay_set(1, 60)
         client.max_queued_messages_set(1000)  # paho's own queue stays bounded too
+        client.max_inflight_messages_set(100)  # QoS 1 messages awaiting the broker's ack
         if s.use_tls:
             context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
             context.minimum_version = ssl.TLSVersion.TLSv1_2

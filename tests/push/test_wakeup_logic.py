@@ -233,3 +233,77 @@ def test_server_mqtt_config_file(tmp_path: Path) -> None:
     path.write_text('[mqtt]\nhost = "b"\npassword_file = "nope"\nusername = "u"\n')
     with pytest.raises(ConfigError, match="not found"):
         PushSettings.from_toml(path)
+
+
+# -- the agent's config file and running without paho-mqtt ----------------------------------
+def _agent_toml(tmp_path: Path, mqtt: str, device_id: str = "board-1") -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'[agent]\ndevice_id = "{device_id}"\nhardware = "hw"\n'
+        'server_url = "https://ota.example.com"\nstate_dir = "state"\n'
+        'credential_file = "cred"\ndirector_key_file = "director.pub.json"\n'
+        f'trusted_root_file = "root.json"\n\n[agent.mqtt]\n{mqtt}'
+    )
+    return path
+
+
+def test_agent_toml_with_push(tmp_path: Path) -> None:
+    from otaguard.agent.config import AgentConfig
+
+    toml = _agent_toml(
+        tmp_path, 'host = "b"\nusername = "u"\npassword_file = "pw"\nmin_wake_interval = "1m"\n'
+    )
+    config = AgentConfig.from_toml(toml)
+    assert config.mqtt is not None
+    assert config.mqtt.min_wake_interval == 60.0
+    assert f"mqtt.password_file ({tmp_path / 'pw'})" in config.missing_files()
+    with pytest.raises(ConfigError, match=r"agent.toml: unknown mqtt settings \['password'\]"):
+        AgentConfig.from_toml(_agent_toml(tmp_path, 'host = "b"\npassword = "x"\n'))
+    with pytest.raises(ConfigError, match="cannot be an MQTT topic level"):
+        AgentConfig.from_toml(_agent_toml(tmp_path, 'host = "b"\n', device_id="a/b"))
+
+
+def test_without_paho_the_agent_says_so_and_polls(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from otaguard.agent.push import PushWakeups
+
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)  # import fails as if absent
+    push = PushWakeups(
+        MqttConfig("127.0.0.1", tls=False),
+        device_id="d",
+        director_key=DIRECTOR.public_key,
+        on_due=lambda: None,
+    )
+    assert push.start() is False
+    assert "pip install 'otaguard[mqtt]'" in caplog.text
+    push.close()  # nothing to close, no error
+
+
+def test_listener_logic_verifies_then_gates() -> None:
+    """What the MQTT thread runs per message, with clocks given (no broker needed)."""
+    from otaguard.agent.push import PushWakeups
+
+    due: list[bool] = []
+    clock = [1000.0]
+    push = PushWakeups(
+        MqttConfig("127.0.0.1", tls=False, min_wake_interval=10),
+        device_id="d",
+        director_key=DIRECTOR.public_key,
+        on_due=lambda: due.append(True),
+        clock=lambda: clock[0],
+        wall_clock=lambda: NOW,
+    )
+    push.checkin_started()
+    assert push.handle(sign_wakeup(generate_signer(), "d", now=NOW)) is None
+    assert due == []
+    valid = sign_wakeup(DIRECTOR, "d", now=NOW)
+    assert push.handle(valid) is Verdict.SCHEDULED
+    assert due == [True]
+    assert push.due_at() == 1010.0
+    assert push.handle(valid) is Verdict.REPLAYED
+    assert push.handle(sign_wakeup(DIRECTOR, "d", now=NOW)) is Verdict.COALESCED
+    assert due == [True]
+    assert dict(push.counts) == {"refused": 1, "scheduled": 1, "replayed": 1, "coalesced": 1}

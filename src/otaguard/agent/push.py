@@ -86,9 +86,11 @@ class PushWakeups:
         with self._lock:
             verdict = self._gate.admit(wake.nonce, self._clock())
             self.counts[verdict.value] += 1
-        log.info("wake-up", extra={"verdict": verdict.value})
         if verdict is Verdict.SCHEDULED:
+            log.info("wake-up: checking in early", extra={"verdict": verdict.value})
             self._on_due()
+        else:  # replays and coalesced ones: debug only, a broker cannot flood the log
+            log.debug("wake-up", extra={"verdict": verdict.value})
         return verdict
 
     def due_at(self) -> float | None:

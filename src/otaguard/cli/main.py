@@ -209,6 +209,8 @@ def server(
 
     try:
         push = PushSettings.from_toml(mqtt_config) if mqtt_config is not None else None
+        if push is not None:
+            import paho.mqtt.client  # noqa: F401  (server extra: a clear message if missing)
         ctx = ServerContext.open(
             ServerSettings(
                 data_dir=data_dir,

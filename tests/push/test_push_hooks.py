@@ -142,3 +142,12 @@ def test_retry_wakes_the_device(world: tuple[ServerContext, TestClient, Recorder
     r = c.post(f"/api/v1/deployments/{dep}/devices/d05/retry")
     assert r.status_code == 200, r.text
     assert rec.notes[-1] == ("devices", ["d05"])
+
+
+def test_accepting_a_device_wakes_it(world: tuple[ServerContext, TestClient, Recorder]) -> None:
+    _ctx, c, rec = world
+    r = c.put("/api/v1/devices/d03/acceptance", json={"accepted": True})
+    assert r.status_code == 200, r.text
+    assert rec.notes == [("devices", ["d03"])]
+    assert c.put("/api/v1/devices/d03/acceptance", json={"accepted": False}).status_code == 200
+    assert rec.notes == [("devices", ["d03"])]  # a rejection wakes nobody

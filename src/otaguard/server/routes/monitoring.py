@@ -69,6 +69,8 @@ def acceptance(
     """Accept (or reject) a device for updates: only accepted devices are offered any."""
     ctx.store.monitoring.set_accepted(device_id, body.accepted)
     audit_detail(request, device=device_id, accepted=body.accepted)
+    if body.accepted:
+        ctx.push.devices([device_id])  # updates waiting for it may be offered now (push)
     return rs.DeviceStatusOut(device_id=device_id, accepted=body.accepted)
 
 

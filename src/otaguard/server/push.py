@@ -206,7 +206,11 @@ class MqttPush(NoPush):
             if backoff:
                 with self._cond:
                     self._cond.wait(backoff)
-            backoff = self._publish_some()
+            try:
+                backoff = self._publish_some()
+            except Exception:  # never let one bad turn end push for the process
+                log.exception("wake-up publishing failed; retrying")
+                backoff = 1.0
 
     def _resolve(self, requests: list[tuple[str, int]], checked: dt.datetime) -> dt.datetime:
         """Deployments noted, and those whose scheduled start came, to device ids."""

@@ -307,3 +307,19 @@ def test_listener_logic_verifies_then_gates() -> None:
     assert push.handle(sign_wakeup(DIRECTOR, "d", now=NOW)) is Verdict.COALESCED
     assert due == [True]
     assert dict(push.counts) == {"refused": 1, "scheduled": 1, "replayed": 1, "coalesced": 1}
+
+
+def test_server_command_refuses_a_bad_mqtt_config_before_starting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from otaguard.cli.main import app
+
+    bad = tmp_path / "mqtt.toml"
+    bad.write_text('[mqtt]\nhost = "broker"\npassword = "hunter2"\n')
+    result = CliRunner().invoke(
+        app, ["server", "--data-dir", str(tmp_path / "d"), "--mqtt-config", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert "unknown mqtt settings ['password']" in result.output
+    assert "hunter2" not in result.output
+    assert not (tmp_path / "d").exists()  # nothing was started or created

@@ -219,7 +219,7 @@ def test_find_the_failed_device_and_why(
     rows[0].find_element("css selector", "a").click()
     person.arrive("#timeline", "the device")
     assert person.path == f"/console/devices/{console_fleet.failing}"
-    first = person.el("#timeline li")
+    first = person.el("#timeline li[data-kind=report]")
     assert "rolled back" in first.text
     assert FAILURE_REASON in first.text
     person.shot("device")

@@ -8,7 +8,8 @@ every route is an entry of ``identity/rbac.py``'s ``ROUTE_ACTIONS`` decided by t
 
 Map: ``session.py`` (cookie, CSRF, the per-request check), ``headers.py`` (CSP and friends),
 ``render.py`` (Jinja2, error pages), ``*_routes.py`` (the pages), pure helpers ``fleet.py``,
-``charts.py``, ``actions.py``, ``paging.py``, ``timefmt.py``, ``progress_cache.py``;
+``charts.py``, ``actions.py``, ``phases.py``, ``timeline.py``, ``paging.py``, ``timefmt.py``,
+``progress_cache.py``;
 ``templates/`` and ``static/`` (our own small CSS and JS: no library, no CDN, no build step).
 """
 
@@ -16,7 +17,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from otaguard.server.console import admin_routes, auth_routes, deployment_routes, fleet_routes
+from otaguard.server.console import (
+    admin_routes,
+    alert_routes,
+    auth_routes,
+    deployment_routes,
+    fleet_routes,
+    rollout_routes,
+)
 from otaguard.server.console.headers import ConsoleHeaders
 from otaguard.server.console.progress_cache import TtlCache
 from otaguard.server.console.render import compile_templates
@@ -26,6 +34,8 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     auth_routes.router,
     fleet_routes.router,
     deployment_routes.router,
+    rollout_routes.router,
+    alert_routes.router,
     admin_routes.router,
 )
 

@@ -1,20 +1,30 @@
 """Which buttons a deployment page offers this operator: pure, from the deployment's state,
-who created it, and the operator's roles. The server still checks every action on its own
-(RBAC, the two-person rule, the state machine); this only keeps the page honest, so a viewer
-sees no button it may not use.
+its phased rollout (if any), who created it, and the operator's roles. The server still checks
+every action on its own (RBAC, the two-person rule, the rollout's state machine); this only
+keeps the page honest, so a viewer sees no button it may not use and nobody is offered a
+button that the rollout's state would refuse.
 
-Hook: pause and resume (and per-phase controls) join this list when the store has a paused
-state; until then they are not offered rather than shown and refused.
+Hook: approving a running rollout's next gated phase is done through the API
+(``POST /api/v1/deployments/{id}/approve``) until the page knows which phase is approved.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otaguard.fleet.progress import RolloutStatus
 from otaguard.fleet.status import DeploymentState
 from otaguard.identity.rbac import Action, Principal, may_approve
 
 OPEN_STATES = frozenset({DeploymentState.ACTIVE.value, DeploymentState.AWAITING_APPROVAL.value})
+#: deployment states that never change again
+FINAL_STATES = frozenset(
+    {
+        DeploymentState.COMPLETED.value,
+        DeploymentState.CANCELLED.value,
+        DeploymentState.ABORTED.value,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -23,17 +33,59 @@ class Offered:
     label: str
     enabled: bool
     note: str = ""
+    danger: bool = False
 
 
-def deployment_actions(state: str, created_by: str, me: Principal) -> list[Offered]:
+@dataclass(frozen=True)
+class RolloutFacts:
+    """What the buttons depend on: the rollout's status, its current phase, how many."""
+
+    status: str
+    phase: int
+    phases: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.phase + 1 < self.phases
+
+
+def _approval(state: str, created_by: str, me: Principal) -> list[Offered]:
+    if state != DeploymentState.AWAITING_APPROVAL.value:
+        return []
+    if not me.decide(Action.DEPLOYMENT_APPROVE).allowed:
+        return []
+    decision = may_approve(approver=me.name, approver_roles=me.roles, created_by=created_by)
+    note = "" if decision.allowed else "another approver must approve it (two-person rule)"
+    return [Offered("approve", "Approve", decision.allowed, note)]
+
+
+def rollout_actions(state: str, rollout: RolloutFacts, me: Principal) -> list[Offered]:
+    """Pause, resume, advance and abort of a running phased rollout."""
+    if state != DeploymentState.ACTIVE.value or not me.decide(Action.DEPLOYMENT_CONTROL).allowed:
+        return []
     out: list[Offered] = []
+    if rollout.status == RolloutStatus.RUNNING.value:
+        out.append(Offered("pause", "Pause rollout", True))
+    if rollout.status == RolloutStatus.PAUSED.value:
+        out.append(Offered("resume", "Resume rollout", True))
+    if rollout.status == RolloutStatus.RUNNING.value and rollout.has_next:
+        out.append(Offered("advance", "Advance to the next phase", True))
+    if rollout.status in (RolloutStatus.RUNNING.value, RolloutStatus.PAUSED.value):
+        out.append(Offered("abort", "Abort rollout", True, danger=True))
+    return out
+
+
+def deployment_actions(
+    state: str, created_by: str, me: Principal, rollout: RolloutFacts | None = None
+) -> list[Offered]:
+    out = _approval(state, created_by, me)
+    running_rollout = rollout is not None and state == DeploymentState.ACTIVE.value
+    if rollout is not None:
+        out += rollout_actions(state, rollout, me)
     if (
-        state == DeploymentState.AWAITING_APPROVAL.value
-        and me.decide(Action.DEPLOYMENT_APPROVE).allowed
+        state in OPEN_STATES
+        and not running_rollout  # a running rollout is stopped by "abort", which tells devices
+        and me.decide(Action.DEPLOYMENT_CANCEL).allowed
     ):
-        decision = may_approve(approver=me.name, approver_roles=me.roles, created_by=created_by)
-        note = "" if decision.allowed else "another approver must approve it (two-person rule)"
-        out.append(Offered("approve", "Approve", decision.allowed, note))
-    if state in OPEN_STATES and me.decide(Action.DEPLOYMENT_CANCEL).allowed:
-        out.append(Offered("cancel", "Cancel deployment", True))
+        out.append(Offered("cancel", "Cancel deployment", True, danger=True))
     return out

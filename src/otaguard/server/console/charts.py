@@ -57,3 +57,15 @@ def stacked(counts: Mapping[str, int], order: Sequence[str] = PROGRESS_ORDER) ->
         out.append(Segment(key, n, round(x, 2), width))
         x += width
     return out
+
+
+#: the order a rollout phase's device counts are stacked in (``fleet.progress.PhaseCounts``)
+PHASE_ORDER = (
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "silent",
+    "installing",
+    "downloading",
+    "pending",
+)

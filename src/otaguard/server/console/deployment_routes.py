@@ -1,6 +1,7 @@
-"""Console pages and actions for deployments: list, create, one deployment with its live
-progress and failed devices, approve (two-person rule), cancel. Each action calls the same
-store and identity methods as its API twin and is audited by ``AuditMiddleware`` the same way.
+"""Console pages and actions for deployments: list, create (optionally phased), one deployment
+with its live progress (per phase for a phased rollout) and failed devices, approve (two-person
+rule), cancel. Each action calls the same store and identity methods as its API twin and is
+audited by ``AuditMiddleware`` the same way. The rollout controls are ``rollout_routes.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from otaguard.errors import CompatibilityError
-from otaguard.server import schemas
-from otaguard.server.console import charts
-from otaguard.server.console.actions import deployment_actions
+from otaguard.fleet.phases import RolloutPlan
+from otaguard.fleet.plan_codec import plan_from_json
+from otaguard.server import rollout_control, schemas
+from otaguard.server.auth import audit_detail
+from otaguard.server.console import charts, phases
+from otaguard.server.console.actions import FINAL_STATES, deployment_actions
 from otaguard.server.console.paging import Paging
 from otaguard.server.console.progress_cache import TtlCache
 from otaguard.server.console.render import ConsoleRoute, page
@@ -28,12 +32,19 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 PER_PAGE = 25
 FAILED_SHOWN = 100
-DEPLOYMENT_STATES = ("awaiting_approval", "active", "completed", "cancelled")
+DEPLOYMENT_STATES = ("awaiting_approval", "active", "completed", "cancelled", "aborted")
+ADVANCE_MODES = ("auto", "manual")
+MAX_PHASES = 10
 SELECTOR_KINDS = ("all", "tag", "hardware", "devices")
 DONE = {
     "created": "Deployment created.",
     "approved": "Deployment approved: its devices are offered the release from their next check-in.",
     "cancelled": "Deployment cancelled.",
+    "paused": "Rollout paused: no further device starts it until it is resumed.",
+    "resumed": "Rollout resumed.",
+    "advanced": "Asked to advance: the next phase opens as soon as its criteria hold.",
+    "forced": "Next phase entered now.",
+    "aborted": "Rollout aborted: devices that have not installed the release skip it.",
 }
 
 
@@ -87,19 +98,57 @@ def selector_of(kind: str, value: str) -> schemas.Selector:
     raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
 
 
+def plan_of(shares: str, soak_minutes: int, advance: str) -> dict[str, Any] | None:
+    """A plan from the form's fields: cumulative percentages ("10 50 100"), a soak time per
+    phase and how to advance; None for an unphased deployment. Checked again, with every
+    other rule, by the API's own reader (``plan_from_json``)."""
+    parts = shares.replace(",", " ").replace("%", " ").split()
+    if not parts:
+        return None
+    if len(parts) > MAX_PHASES:
+        raise CompatibilityError(f"at most {MAX_PHASES} phases")
+    if advance not in ADVANCE_MODES:
+        raise CompatibilityError("advance must be auto or manual")
+    try:
+        percents = [float(p) for p in parts]
+    except ValueError:
+        raise CompatibilityError("phases are percentages of the devices, e.g. 10 50 100") from None
+    return {
+        "phases": [
+            {
+                "name": f"{p:g}%",
+                "share": p / 100,
+                "soak_seconds": soak_minutes * 60,
+                "advance": advance,
+            }
+            for p in percents
+        ]
+    }
+
+
 @router.post("/deployments")
 async def create_deployment(
+    request: Request,
     user: ConsoleUser,
     ctx: Ctx,
     name: Annotated[str, Form(max_length=64)] = "",
     target_name: Annotated[str, Form(max_length=255)] = "",
     kind: Annotated[str, Form(max_length=16)] = "",
     value: Annotated[str, Form(max_length=100_000)] = "",
+    shares: Annotated[str, Form(max_length=200)] = "",
+    soak_minutes: Annotated[int, Form(ge=0, le=7 * 24 * 60)] = 60,
+    advance: Annotated[str, Form(max_length=16)] = "auto",
 ) -> Response:
-    """As ``POST /api/v1/deployments``: the API's body model, then the same store call."""
+    """As ``POST /api/v1/deployments``: the API's body model and plan reader, then the same
+    store call."""
     body = schemas.DeploymentIn(
-        name=name, target_name=target_name, selector=selector_of(kind, value)
+        name=name,
+        target_name=target_name,
+        selector=selector_of(kind, value),
+        plan=plan_of(shares, soak_minutes, advance),
     )
+    plan: RolloutPlan | None = plan_from_json(body.plan) if body.plan is not None else None
+    audit_detail(request, phased=plan is not None, allow_downgrade=False)
     dep = await run_in_threadpool(
         lambda: ctx.store.create_deployment(
             name=body.name,
@@ -107,6 +156,7 @@ async def create_deployment(
             selector=body.selector.model_dump(exclude_none=True),
             created_by=user.name,
             production_tags=ctx.identity.production_groups(),
+            plan=plan,
         )
     )
     ctx.push.deployment(dep.id)  # push wake-ups, as the API route does
@@ -118,8 +168,12 @@ async def create_deployment(
 
 def _detail_values(ctx: ServerContext, deployment_id: int, status: str | None) -> dict[str, Any]:
     dep = ctx.store.get_deployment(deployment_id)
+    view = ctx.store.rollouts.view(deployment_id) if dep.rollout_status else None
     return {
         "dep": dep,
+        "rollout": view,
+        "phase_rows": phases.phase_rows(view) if view else [],
+        "decision": phases.decision_text(view) if view else "",
         "segments": charts.stacked(dep.counts),
         "approved_by": ctx.identity.approval(deployment_id),
         "failed": ctx.store.deployment_targets(deployment_id, status="failed", limit=FAILED_SHOWN),
@@ -140,7 +194,8 @@ async def deployment(
     as_of = int(time.time() * 1000)  # before the read, as ``progress_of`` stamps its own
     values = await run_in_threadpool(_detail_values, ctx, deployment_id, status or None)
     values["as_of"] = as_of
-    dep = values["dep"]
+    dep, view = values["dep"], values["rollout"]
+    facts = phases.facts(view) if view else None
     return page(
         request,
         "deployment.html",
@@ -148,8 +203,10 @@ async def deployment(
         filter_status=status,
         done=DONE.get(done, ""),
         excluded=excluded,
-        actions=deployment_actions(dep.state, dep.created_by, user),
+        actions=deployment_actions(dep.state, dep.created_by, user, facts),
         order=charts.PROGRESS_ORDER,
+        phase_order=charts.PHASE_ORDER,
+        final_states=FINAL_STATES,
     )
 
 
@@ -158,6 +215,7 @@ def progress_of(ctx: ServerContext, deployment_id: int) -> dict[str, Any]:
     page ignores an answer older than itself, so a cached read never undoes what it shows."""
     as_of = int(time.time() * 1000)
     dep = ctx.store.get_deployment(deployment_id)
+    view = ctx.store.rollouts.view(deployment_id) if dep.rollout_status else None
     return {
         "as_of": as_of,
         "id": dep.id,
@@ -165,7 +223,15 @@ def progress_of(ctx: ServerContext, deployment_id: int) -> dict[str, Any]:
         "counts": {s: dep.counts.get(s, 0) for s in charts.PROGRESS_ORDER},
         "total": dep.total,
         "segments": [seg.__dict__ for seg in charts.stacked(dep.counts)],
-        "final": dep.state in ("completed", "cancelled"),
+        "final": dep.state in FINAL_STATES,
+        "rollout": None
+        if view is None
+        else {
+            "status": view["status"],
+            "phase": view["phase"],
+            "decision": phases.decision_text(view),
+            "phases": [row.as_json() for row in phases.phase_rows(view)],
+        },
     }
 
 
@@ -182,7 +248,8 @@ async def progress(
     return JSONResponse(body)
 
 
-def _changed(request: Request, deployment_id: int) -> None:
+def changed(request: Request, deployment_id: int) -> None:
+    """An action changed the deployment here: the next poll reads it afresh."""
     cache: TtlCache[dict[str, Any]] = request.app.state.console_progress
     cache.forget(deployment_id)
 
@@ -192,9 +259,8 @@ async def approve(
     request: Request, deployment_id: DeploymentIdPath, user: ConsoleUser, ctx: Ctx
 ) -> Response:
     """Second person of the two-person rule, as ``POST /api/v1/deployments/{id}/approve``."""
-    await run_in_threadpool(ctx.identity.approve, deployment_id, user)
-    ctx.push.deployment(deployment_id)
-    _changed(request, deployment_id)
+    await run_in_threadpool(rollout_control.approve, ctx, deployment_id, user)
+    changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=approved", status_code=303)
 
 
@@ -204,5 +270,5 @@ async def cancel(
 ) -> Response:
     await run_in_threadpool(ctx.store.cancel_deployment, deployment_id)
     ctx.push.cancelled(deployment_id)
-    _changed(request, deployment_id)
+    changed(request, deployment_id)
     return RedirectResponse(f"/console/deployments/{deployment_id}?done=cancelled", status_code=303)

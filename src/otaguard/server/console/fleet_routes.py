@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from otaguard.server import schemas
-from otaguard.server.console import charts, timefmt
+from otaguard.server.console import charts, timefmt, timeline
 from otaguard.server.console.fleet import ContactCuts, summarize
 from otaguard.server.console.fleet_query import fleet_rows
 from otaguard.server.console.paging import Paging
@@ -25,6 +25,8 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 DEVICE_STATES: tuple[str, ...] = get_args(schemas.UpdateState)
 #: deployments the overview lists in each of its two tables
 OVERVIEW_DEPLOYMENTS = 10
+#: open alerts the overview lists (the alerts page has them all)
+OVERVIEW_ALERTS = 5
 DEVICES_PER_PAGE = 50
 EVENTS_PER_PAGE = 100
 Text = Annotated[str, Query(max_length=64)]
@@ -44,7 +46,10 @@ def overview_values(ctx: ServerContext) -> dict[str, Any]:
     summary = summarize(fleet_rows(ctx.store, cuts))
     active, active_total = _latest_deployments(ctx, "active")
     waiting, waiting_total = _latest_deployments(ctx, "awaiting_approval")
+    alerts, alerts_total = ctx.store.monitoring.alerts(acknowledged=False, limit=OVERVIEW_ALERTS)
     return {
+        "alerts": alerts,
+        "alerts_total": alerts_total,
         "summary": summary,
         "charts": {
             "Last contact": charts.bars(summary.by_contact),
@@ -118,11 +123,14 @@ def _device_values(ctx: ServerContext, device_id: str, before: int | None) -> di
     events = ctx.store.events(device_id, limit=EVENTS_PER_PAGE + 1, before=before)
     more = len(events) > EVENTS_PER_PAGE
     events = events[1:] if more else events
+    extras = ctx.store.monitoring.timeline(device_id, EVENTS_PER_PAGE)
     cuts = ContactCuts.at(utcnow(), ctx.settings.poll_interval)
     return {
         "device": device,
         "contact": cuts.contact(device.last_seen).value,
-        "events": list(reversed(events)),
+        "timeline": timeline.merge(
+            list(reversed(events)), extras, newest=before is None, oldest=not more
+        ),
         "older": events[0].id if more and events else None,
         "certificates": ctx.identity.certificates(device_id),
     }

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from otaguard.server import identity_schemas as sch
+from otaguard.server import rollout_control
 from otaguard.server.auth import client_address, principal_of, rate_limited
 from otaguard.server.login import password_login
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
@@ -128,14 +129,8 @@ def approve(
     """Second person of the two-person rule: an approver who did not create the
     deployment releases it to its devices."""
     me = principal_of(request)
-    if ctx.store.deployment_state(deployment_id) == "active" and ctx.store.rollouts.has_rollout(
-        deployment_id
-    ):
-        # a running phased rollout: the approval lets it enter its next phase
-        ctx.store.rollouts.approve_phase(deployment_id, me)
-    else:
-        ctx.identity.approve(deployment_id, me)
-        ctx.push.deployment(deployment_id)  # released to its devices now: wake them
+    # a running phased rollout: the approval lets it enter its next phase
+    rollout_control.approve(ctx, deployment_id, me)
     return sch.ApprovalOut(
         deployment_id=deployment_id,
         approved_by=me.name,

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from otaguard.errors import NotFoundError
+from otaguard.server import rollout_control
 from otaguard.server import rollout_schemas as rs
 from otaguard.server.auth import audit_detail
 from otaguard.server.routes.params import (
@@ -45,10 +46,10 @@ def alerts(
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=rs.AlertOut)
 def acknowledge(
-    alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)], user: Operator, ctx: Ctx
+    alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)], user: Operator, ctx: Ctx, request: Request
 ) -> rs.AlertOut:
     """Mark an alert as seen (409 if it already was)."""
-    return rs.AlertOut(**ctx.store.monitoring.acknowledge(alert_id, user).__dict__)
+    return rs.AlertOut(**rollout_control.acknowledge(ctx, request, alert_id, user).__dict__)
 
 
 @router.get("/devices/{device_id}/timeline", response_model=list[rs.TimelineItem])

@@ -2,15 +2,16 @@
 
 The evaluator (``server/evaluator.py``) runs these decisions on its own; the operator routes
 here change the rollout through ``fleet.progress``'s transitions (a request that does not fit
-the rollout's state is a 409) and evaluate at once, so the answer shows the effect. Every call
-is audited by the middleware. Entering a phase that needs approval (production groups) takes
+the rollout's state is a 409) and evaluate at once, so the answer shows the effect; the steps
+are ``server/rollout_control.py``'s, shared with the web console. Every call is audited by the
+middleware. Entering a phase that needs approval (production groups) takes
 the two-person rule: ``POST .../approve`` by another person than the creator.
 """
 
 from fastapi import APIRouter, Request
 
+from otaguard.server import rollout_control
 from otaguard.server import rollout_schemas as rs
-from otaguard.server.auth import audit_detail
 from otaguard.server.evaluator import evaluate_one
 from otaguard.server.routes.params import ERROR_RESPONSES, DeploymentIdPath, Operator
 from otaguard.server.state import Ctx
@@ -34,8 +35,7 @@ def pause(
     deployment_id: DeploymentIdPath, body: rs.NoteIn, user: Operator, ctx: Ctx, request: Request
 ) -> rs.RolloutOut:
     """Stop offering the release to devices that have not started (those updating go on)."""
-    ctx.store.rollouts.pause(deployment_id, body.note or f"paused by {user}")
-    audit_detail(request, deployment=deployment_id, note=body.note)
+    rollout_control.pause(ctx, request, deployment_id, user, body.note)
     return _view(ctx, deployment_id)
 
 
@@ -44,10 +44,7 @@ def resume(
     deployment_id: DeploymentIdPath, body: rs.NoteIn, _user: Operator, ctx: Ctx, request: Request
 ) -> rs.RolloutOut:
     """Resume a paused rollout; outcomes seen so far are acknowledged (not judged again)."""
-    ctx.store.rollouts.resume(deployment_id)
-    audit_detail(request, deployment=deployment_id, note=body.note)
-    evaluate_one(ctx, deployment_id)
-    ctx.push.deployment(deployment_id)  # admitted devices not yet started: offered again
+    rollout_control.resume(ctx, request, deployment_id, body.note)
     return _view(ctx, deployment_id)
 
 
@@ -56,9 +53,7 @@ def abort(
     deployment_id: DeploymentIdPath, body: rs.NoteIn, user: Operator, ctx: Ctx, request: Request
 ) -> rs.RolloutOut:
     """Stop for good: devices that have not installed are told to skip the release."""
-    ctx.store.rollouts.abort(deployment_id, body.note or f"aborted by {user}")
-    ctx.push.cancelled(deployment_id)  # devices under way learn to skip it
-    audit_detail(request, deployment=deployment_id, note=body.note)
+    rollout_control.abort(ctx, request, deployment_id, user, body.note)
     return _view(ctx, deployment_id)
 
 
@@ -67,9 +62,7 @@ def advance(
     deployment_id: DeploymentIdPath, body: rs.AdvanceIn, _user: Operator, ctx: Ctx, request: Request
 ) -> rs.RolloutOut:
     """Ask to enter the next phase (its criteria must hold), or ``force`` it now."""
-    ctx.store.rollouts.advance(deployment_id, force=body.force)
-    audit_detail(request, deployment=deployment_id, force=body.force)
-    evaluate_one(ctx, deployment_id)
+    rollout_control.advance(ctx, request, deployment_id, force=body.force)
     return _view(ctx, deployment_id)
 
 

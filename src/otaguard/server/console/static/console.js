@@ -1,4 +1,5 @@
-// OTAGuard console: live deployment progress by short polling. Our own few lines, no library.
+// OTAGuard console: live deployment progress (overall and per rollout phase) by short polling.
+// Our own few lines, no library.
 // Cost is bounded: one small JSON request every few seconds per open page, none while the
 // tab is hidden, slower after errors, and none once the deployment is over; the server reads
 // the database at most once a second per deployment whatever the number of pages.
@@ -28,6 +29,40 @@
     }).join(" "));
   }
 
+  // a phased rollout: one stacked bar per phase, its label and summary, the rollout's status
+  function updatePhases(r) {
+    if (!r) return;
+    r.phases.forEach(function (ph) {
+      const row = document.querySelector('#phases [data-phase="' + ph.index + '"]');
+      if (!row) return;
+      ph.segments.forEach(function (seg) {
+        const rect = row.querySelector('rect[data-seg="' + seg.status + '"]');
+        if (rect) { rect.setAttribute("x", seg.x); rect.setAttribute("width", seg.width); }
+      });
+      const label = row.querySelector("[data-phase-label]");
+      if (label && label.textContent !== ph.label) {
+        label.textContent = ph.label;
+        label.className = "badge b-phase-" + ph.label;
+      }
+      const summary = row.querySelector("[data-phase-summary]");
+      if (summary) {
+        summary.textContent = ph.ended + "/" + ph.total + " finished" +
+          (ph.bad ? ", " + ph.bad + " failed, rolled back or silent" : "");
+      }
+      row.classList.toggle("current", ph.current);
+      if (ph.current) row.setAttribute("aria-current", "step"); else row.removeAttribute("aria-current");
+    });
+    const status = document.getElementById("rollout-status");
+    if (status && status.dataset.status !== r.status) {
+      status.dataset.status = r.status;
+      const badge = status.querySelector(".badge");
+      if (badge) { badge.textContent = r.status; badge.className = "badge b-" + r.status; }
+      const changed = document.getElementById("rollout-changed");
+      if (changed) changed.hidden = false; // the buttons shown were for the old status
+    }
+    if (r.decision) setText("#rollout-decision", "Last decision: " + r.decision);
+  }
+
   function update(p) {
     if (p.as_of < asOf) return;
     asOf = p.as_of;
@@ -37,6 +72,7 @@
       setText('[data-count="' + seg.status + '"]', String(seg.count));
     });
     setText('[data-count="total"]', String(p.total));
+    updatePhases(p.rollout);
     const state = document.getElementById("dep-state");
     if (state && state.dataset.state !== p.state) {
       state.dataset.state = p.state;

@@ -124,12 +124,17 @@ def _device_values(ctx: ServerContext, device_id: str, before: int | None) -> di
     more = len(events) > EVENTS_PER_PAGE
     events = events[1:] if more else events
     extras = ctx.store.monitoring.timeline(device_id, EVENTS_PER_PAGE)
+    # the previous page ends with report ``before``: newer items were shown there
+    newer = ctx.store.events(device_id, limit=1, before=before + 1) if before else []
     cuts = ContactCuts.at(utcnow(), ctx.settings.poll_interval)
     return {
         "device": device,
         "contact": cuts.contact(device.last_seen).value,
         "timeline": timeline.merge(
-            list(reversed(events)), extras, newest=before is None, oldest=not more
+            list(reversed(events)),
+            extras,
+            upper=newer[0].created_at if newer else None,
+            oldest=not more,
         ),
         "older": events[0].id if more and events else None,
         "certificates": ctx.identity.certificates(device_id),

@@ -3,8 +3,9 @@ rollbacks, each with the reason it gave) merged with what ``Monitoring.timeline`
 (health reports, alerts about the device, its last check-in), newest first. Pure.
 
 Reports page back by id (``?before=``); the other items carry only a time, so a page shows
-those that fall within its reports' span (all of the newer ones on the first page, and the
-older ones once the oldest report is on the page), and none is shown twice or lost.
+those from its oldest report's time up to (not including) the time of the previous page's
+oldest report: all the newer ones on the first page, all the older ones on the last, and none
+shown twice or lost.
 """
 
 from __future__ import annotations
@@ -65,18 +66,23 @@ def _report(e: EventView) -> Entry:
 
 
 def merge(
-    events: Sequence[EventView], extras: Iterable[Mapping[str, Any]], *, newest: bool, oldest: bool
+    events: Sequence[EventView],
+    extras: Iterable[Mapping[str, Any]],
+    *,
+    upper: dt.datetime | None,
+    oldest: bool,
 ) -> list[Entry]:
-    """``events``: one page of reports, newest first. ``newest``: it is the first page (so
-    items newer than its first report belong here); ``oldest``: no older report exists."""
+    """``events``: one page of reports, newest first. ``upper``: when the previous (newer)
+    page's oldest report was made (None on the first page); ``oldest``: no older report
+    exists, so every older item belongs here."""
     entries = [_report(e) for e in events]
-    upper = None if newest or not entries else entries[0].at
+    upper = None if upper is None else as_utc(upper)
     lower = None if oldest or not entries else entries[-1].at
     for item in extras:
         if item.get("kind") not in EXTRA_KINDS:
             continue
         extra = _extra(item)
-        if upper is not None and extra.at > upper:
+        if upper is not None and extra.at >= upper:
             continue
         if lower is not None and extra.at < lower:
             continue

@@ -253,6 +253,8 @@ def _console_gets(app: FastAPI) -> list[str]:
             for k, v in concrete.items():
                 path = path.replace(k, v)
             out.append(path)
+            if "/deployments/1" in path:  # the phased rollout's page and progress too
+                out.append(path.replace("/deployments/1", "/deployments/2"))
     return out
 
 
@@ -266,13 +268,36 @@ def _assert_headers(r: object, where: str) -> None:
     assert headers["x-frame-options"] == "DENY"
 
 
+def _phased_and_alert(console: ConsoleApp) -> None:
+    """A running phased rollout (deployment 2) and an open alert, so the scan sees the phase
+    chart, the rollout's buttons and the alert list."""
+    from otaguard.fleet.alerts import Alert, AlertKind, Severity
+    from otaguard.fleet.plan_codec import plan_from_json
+
+    plan = plan_from_json({"phases": [{"name": "a", "share": 0.5}, {"name": "b", "share": 1.0}]})
+    dep = console.ctx.store.create_deployment(
+        name="phased",
+        target_name="hw/fw-2.img",
+        selector={"devices": ["dev-1"]},
+        created_by="dora",
+        plan=plan,
+    )
+    assert dep.id == 2
+    console.ctx.store.monitoring.raise_alerts(
+        [Alert(AlertKind.UNKNOWN_FIRMWARE, Severity.WARNING, "device:dev-1", "odd", {"v": "x"})]
+    )
+
+
 def test_every_console_page_carries_the_security_headers(console: ConsoleApp) -> None:
     _deployment(console)
+    _phased_and_alert(console)
     token = console.session("ada")
     app = console.client.app
     assert isinstance(app, FastAPI)
     gets = _console_gets(app)
-    assert len(gets) >= 12
+    assert len(gets) >= 15
+    assert "/console/alerts" in gets
+    assert "/console/deployments/2" in gets
     for path in gets:
         for cookies in ({SESSION_COOKIE: token}, {}):  # signed in, and sent to login
             r = console.client.get(path, cookies=cookies, follow_redirects=False)
@@ -291,6 +316,8 @@ def test_every_console_page_carries_the_security_headers(console: ConsoleApp) ->
         console.client.get("/console/devices/nobody", cookies={SESSION_COOKIE: token}), "404"
     )
     _assert_headers(console.post("/console/deployments/1/approve", token), "403")
+    _assert_headers(console.post("/console/deployments/2/pause", console.session("vera")), "403")
+    _assert_headers(console.post("/console/alerts/1/acknowledge", token), "303")
     # and only the console's: the API keeps its own headers
     assert "content-security-policy" not in console.client.get("/healthz").headers
 
@@ -304,6 +331,18 @@ def test_every_console_route_is_in_the_policy_table(console: ConsoleApp) -> None
     actions = {ROUTE_ACTIONS[r] for r in served}
     assert Action.DEPLOYMENT_APPROVE in actions
     assert Action.USER_MANAGE in actions
+    # the rollout controls and alerts have the API twins' actions
+    for verb in ("pause", "resume", "advance", "abort"):
+        key = ("POST", f"/console/deployments/{{deployment_id}}/{verb}")
+        assert (
+            ROUTE_ACTIONS[key]
+            == ROUTE_ACTIONS[("POST", f"/api/v1/deployments/{{deployment_id}}/{verb}")]
+        )
+    assert ROUTE_ACTIONS[("GET", "/console/alerts")] == Action.ALERT_READ
+    assert (
+        ROUTE_ACTIONS[("POST", "/console/alerts/{alert_id}/acknowledge")]
+        == (ROUTE_ACTIONS[("POST", "/api/v1/alerts/{alert_id}/acknowledge")])
+    )
 
 
 def test_static_files_are_ours_and_cacheable(console: ConsoleApp) -> None:

@@ -294,3 +294,61 @@ def test_follow_gives_up_at_the_timeout() -> None:
         )
     assert t.now == 10.0
     assert len(t.sleeps) < 10
+
+
+def phased(state: str, status: str, phase: int, *phases: dict[str, int]) -> dict[str, object]:
+    counts: dict[str, int] = {}
+    for p in phases:
+        for k, v in p.items():
+            counts[k] = counts.get(k, 0) + v
+    reply = dep(state, **counts)
+    reply["rollout"] = {
+        "status": status,
+        "phase": phase,
+        "phases": [
+            {"name": f"p{i}", "released": i <= phase, "counts": c} for i, c in enumerate(phases)
+        ],
+    }
+    return reply
+
+
+def test_phased_progress_has_a_bar_per_phase() -> None:
+    p = progress_of(
+        phased("active", "running", 1, {"succeeded": 2}, {"succeeded": 1, "rolled_back": 1,
+               "pending": 4}, {"pending": 10})
+    )  # fmt: skip
+    assert [(x.name, x.total, x.ended, x.bad, x.label) for x in p.phases] == [
+        ("p0", 2, 2, 0, "done"),
+        ("p1", 6, 2, 1, "current"),
+        ("p2", 10, 0, 0, "waiting"),
+    ]
+    assert (
+        p.summary()
+        == "active (rollout running, phase p1): 3 succeeded, 0 failed, 0 cancelled, 15 to go"
+    )
+    assert progress_of(dep("active", pending=1)).phases == ()  # unphased: no phase bars
+    # an aborted rollout is over (the watcher stops) and not a success
+    aborted = progress_of(phased("aborted", "aborted", 0, {"succeeded": 1, "pending": 1}))
+    assert aborted.finished
+    assert outcome(aborted) == 1
+
+
+def test_follow_hears_a_phase_moving_even_when_the_totals_do_not() -> None:
+    replies = iter(
+        [
+            phased("active", "running", 0, {"succeeded": 1}, {"pending": 1}),
+            phased("active", "paused", 0, {"succeeded": 1}, {"pending": 1}),
+            phased("active", "running", 1, {"succeeded": 1}, {"pending": 1}),
+            phased("completed", "completed", 1, {"succeeded": 1}, {"succeeded": 1}),
+        ]
+    )
+    heard: list[DeploymentProgress] = []
+    t = FakeTime()
+    follow(lambda: next(replies), lambda _r, p: heard.append(p), interval=1.0, timeout=None,
+           sleep=t.sleep, clock=lambda: t.now)  # fmt: skip
+    assert [(p.rollout_status, [x.label for x in p.phases]) for p in heard] == [
+        ("running", ["done", "waiting"]),
+        ("paused", ["done", "waiting"]),
+        ("running", ["done", "current"]),
+        ("completed", ["done", "done"]),
+    ]

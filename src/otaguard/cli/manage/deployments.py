@@ -197,12 +197,19 @@ def deployments_watch(
     timeout: TimeoutOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Follow a deployment with a live progress bar until it finishes. Exit status: 0 every
-    device succeeded, 1 some failed or it was cancelled, 3 timed out, 130 Ctrl-C (the
-    deployment goes on)."""
+    """Follow a deployment with a live progress bar (one per phase for a phased rollout) until
+    it finishes. Exit status: 0 every device succeeded, 1 some failed or it was cancelled or
+    aborted, 3 timed out, 130 Ctrl-C (the deployment goes on)."""
     with client(ctx) as api:
+
+        def fetch() -> dict[str, Any]:
+            reply = api.deployment(deployment)
+            if reply.get("rollout_status"):  # phased: its phases too, for a bar each
+                reply = {**reply, "rollout": api.rollout(deployment)}
+            return reply
+
         code = watch(
-            lambda: api.deployment(deployment),
+            fetch,
             deployment,
             interval=interval,
             timeout=timeout,

@@ -1,4 +1,5 @@
-"""``deployments watch``: poll a deployment until it finishes, showing a live progress bar.
+"""``deployments watch``: poll a deployment until it finishes, showing a live progress bar
+(and, for a phased rollout, one bar per phase: how many of its devices finished).
 
 The loop (``follow``) takes its fetch, sleep and clock as arguments so it is tested without a
 server or real time; the command wires it to the client and to rich. Ctrl-C stops watching
@@ -11,7 +12,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from otaguard.cli.manage.output import as_json, err, note
 from otaguard.cli.manage.progress import (
@@ -95,17 +103,37 @@ def watch(
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=err) as bar:
-            task = bar.add_task(f"deployment {deployment_id}", total=None)
-
-            def show(_reply: Mapping[str, Any], p: DeploymentProgress) -> None:
-                text = f"deployment {deployment_id} {p.state} ({p.failed} failed)"
-                bar.update(task, total=p.total, completed=p.done, description=text)
-
+            show = _bars(bar, deployment_id)
             code, message = _run(
                 lambda: follow(fetch, show, interval=interval, timeout=timeout), deployment_id
             )
     note(message)
     return code
+
+
+def _bars(
+    bar: Progress, deployment_id: int
+) -> Callable[[Mapping[str, Any], DeploymentProgress], None]:
+    """What draws each change: the deployment's bar, then one bar per rollout phase."""
+    task = bar.add_task(f"deployment {deployment_id}", total=None)
+    phase_tasks: dict[int, TaskID] = {}
+
+    def show(_reply: Mapping[str, Any], p: DeploymentProgress) -> None:
+        rollout = f", rollout {p.rollout_status}" if p.rollout_status else ""
+        text = f"deployment {deployment_id} {p.state}{rollout} ({p.failed} failed)"
+        bar.update(task, total=p.total, completed=p.done, description=text)
+        for i, phase in enumerate(p.phases):
+            if i not in phase_tasks:
+                phase_tasks[i] = bar.add_task("", total=None)
+            bad = f", {phase.bad} failed/rolled back/silent" if phase.bad else ""
+            bar.update(
+                phase_tasks[i],
+                total=phase.total,
+                completed=phase.ended,
+                description=f"  phase {phase.name}: {phase.label}{bad}",
+            )
+
+    return show
 
 
 def _run(loop: Callable[[], DeploymentProgress], deployment_id: int) -> tuple[int, str]:

@@ -117,15 +117,8 @@ class ConsoleFleet:
         return self.demo.ctx
 
 
-@pytest.fixture(scope="module")
-def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleFleet]:
-    d = Demo(
-        tmp_path_factory.mktemp("console") / "data",
-        devices=5,
-        port=0,
-        payload_size=16 * 1024,
-        workers=5,
-    )
+def _fleet(base: Path, *, production: bool, fail_one: bool) -> Iterator[ConsoleFleet]:
+    d = Demo(base / "data", devices=5, port=0, payload_size=16 * 1024, workers=5)
     try:
         d.start_server()
         d.setup_repository()
@@ -133,10 +126,12 @@ def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleF
         v2_name, _ = d.release("2.0.0", security_version=1)
         d.provision_fleet(v1)
         failing = d.fleet[2]
-        failing._health = lambda _boot: (False, FAILURE_REASON)
+        if fail_one:
+            failing._health = lambda _boot: (False, FAILURE_REASON)
         assert d.ctx is not None
         assert d.ctx.settings.tls is not None
-        d.ctx.identity.set_production("demo", True, by="test")
+        if production:
+            d.ctx.identity.set_production("demo", True, by="test")
         passwords = {}
         for role, name in OPERATORS.items():
             # a password set at creation was chosen by someone else: each operator sets their
@@ -150,3 +145,15 @@ def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleF
         )
     finally:
         d.close()
+
+
+@pytest.fixture(scope="module")
+def console_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleFleet]:
+    yield from _fleet(tmp_path_factory.mktemp("console"), production=True, fail_one=True)
+
+
+@pytest.fixture(scope="module")
+def rollout_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleFleet]:
+    """The same world without production groups (rollouts start at once) and with no device
+    failing yet: a test picks which one fails, once it knows the devices' phases."""
+    yield from _fleet(tmp_path_factory.mktemp("rollouts"), production=False, fail_one=False)

@@ -17,80 +17,10 @@ import pytest
 
 from otaguard.server.console.session import SESSION_COOKIE
 
-from .browser import TABLET, artifacts_dir, open_browser, remove, wait_for
+from .browser import TABLET, Person, artifacts_dir, remove, wait_for
 from .conftest import FAILURE_REASON, ConsoleFleet
 
 pytestmark = pytest.mark.timeout(240)
-
-
-class Person:
-    """A browser and the steps a person takes in it."""
-
-    def __init__(self, fleet: ConsoleFleet, profile: Path, shots: Path) -> None:
-        self.fleet = fleet
-        self.shots = shots
-        self.driver = open_browser(profile, fleet.cert_pem)
-
-    def go(self, path: str) -> None:
-        self.driver.get(self.fleet.url + path)
-
-    def el(self, css: str):  # type: ignore[no-untyped-def]
-        return self.driver.find_element("css selector", css)
-
-    def els(self, css: str) -> list:  # type: ignore[type-arg]
-        return self.driver.find_elements("css selector", css)
-
-    def arrive(self, css: str, what: str) -> None:
-        """Wait for an element of the page a click leads to: the URL can change before the
-        new document replaces the old one."""
-        wait_for(lambda: bool(self.els(css)), what=what)
-
-    @property
-    def path(self) -> str:
-        return str(self.driver.current_url).removeprefix(self.fleet.url)
-
-    def text(self) -> str:
-        return str(self.el("body").text)
-
-    def shot(self, name: str) -> Path:
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        width = self.driver.get_window_size()["width"]
-        self.driver.set_window_size(width, min(int(height) + 40, 2400))
-        path = self.shots / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        self.driver.set_window_size(width, 900)
-        return path
-
-    def login(self, name: str, password: str | None = None) -> None:
-        self.go("/console/login")
-        self.el("#username").send_keys(name)
-        self.el("#password").send_keys(password or self.fleet.passwords[name])
-        self.el("#login-submit").click()
-
-    def logout(self) -> None:
-        self.el("#logout").click()
-        self.arrive("#login-submit", "the login page")
-
-    def submit_forged(self, action: str, csrf: str | None) -> None:
-        """Post a form the page does not offer (what a curious user or a hostile page
-        would send), with the session's own CSRF token or a wrong one."""
-        self.driver.execute_script(
-            """const f = document.createElement('form');
-            f.method = 'post'; f.action = arguments[0];
-            const i = document.createElement('input');
-            i.type = 'hidden'; i.name = 'csrf';
-            i.value = arguments[1] === null ? document.querySelector('input[name=csrf]').value : arguments[1];
-            f.appendChild(i); document.body.appendChild(f); f.submit();""",
-            action,
-            csrf,
-        )
-
-    def csp_violations(self) -> list[str]:
-        return [
-            str(e["message"])
-            for e in self.driver.get_log("browser")
-            if "Content Security Policy" in str(e["message"])
-        ]
 
 
 @pytest.fixture(scope="module")

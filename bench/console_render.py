@@ -10,6 +10,11 @@ Jinja2 rendering): the first request (cold: templates compiled, caches empty) an
 and 95th percentile of the next ones. Baseline in the same run: ``GET /healthz`` through the same
 stack (the framework's own floor), and the API's ``GET /api/v1/devices?limit=100``.
 
+Then the rollout pages: a phased rollout (1 % -> 10 % -> 50 % -> 100 %) over every device and
+300 alerts are added, and the phased deployment's page, the alerts page, and one uncached read
+of the live progress (what a poll costs once a second per deployment at most: the progress
+cache reuses it for every other browser) are timed.
+
     .venv/bin/python bench/console_render.py [--devices 10000] [--deployments 100] [--runs 30]
 """
 
@@ -26,7 +31,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
+from otaguard.fleet.alerts import Alert, AlertKind, Severity
+from otaguard.fleet.phases import standard_plan
 from otaguard.server.app import create_app
+from otaguard.server.console.deployment_routes import progress_of
 from otaguard.server.console.session import SESSION_COOKIE
 from otaguard.server.context import ServerContext, ServerSettings
 from otaguard.store.models import Deployment, DeploymentTarget, Device, DeviceTag, Release
@@ -127,6 +135,8 @@ def main() -> None:
             client.cookies.clear()
             health = timed(client, "/healthz", args.runs)
             api = timed_api(client, token, args.runs)
+            client.cookies.set(SESSION_COOKIE, token)
+            rollout_figures(ctx, client, args.runs)
         ctx.close()
     med = statistics.median(overview)
     p95 = sorted(overview)[int(0.95 * (len(overview) - 1))]
@@ -141,6 +151,41 @@ def main() -> None:
     print(
         f"goal (under 200 ms): median {'met' if med < 200 else 'NOT met'}, p95 {'met' if p95 < 200 else 'NOT met'}, first request {'met' if first < 200 else 'NOT met'}"
     )
+
+
+def add_rollout_and_alerts(ctx: ServerContext, alerts: int = 300) -> int:
+    dep = ctx.store.create_deployment(
+        name="phased",
+        target_name="fw-3.0.0.img",
+        selector={"all": True},
+        created_by="bench",
+        plan=standard_plan(soak_seconds=600),
+        allow_downgrade=True,
+    )
+    kinds = list(AlertKind)
+    ctx.store.monitoring.raise_alerts(
+        Alert(kinds[i % len(kinds)], Severity.WARNING, f"device:dev-{i:05d}", "bench", {"n": i})
+        for i in range(alerts)
+    )
+    return dep.id
+
+
+def rollout_figures(ctx: ServerContext, client: TestClient, runs: int) -> None:
+    dep = add_rollout_and_alerts(ctx)
+    for label, path in (
+        ("phased deployment page", f"/console/deployments/{dep}"),
+        ("alerts page (300)", "/console/alerts?show=all"),
+        ("overview, now with them", "/console/"),
+    ):
+        times = timed(client, path, runs)
+        print(f"GET {path:28} {label}: median {statistics.median(times):.1f} ms")
+    reads = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        body = progress_of(ctx, dep)
+        reads.append((time.perf_counter() - start) * 1000)
+    assert len(body["rollout"]["phases"]) == 4
+    print(f"live progress, one uncached read (4 phases): median {statistics.median(reads):.1f} ms")
 
 
 def timed_api(client: TestClient, token: str, runs: int) -> list[float]:

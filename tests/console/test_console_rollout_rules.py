@@ -91,7 +91,7 @@ def test_phase_rows_count_label_and_draw_each_phase() -> None:
     assert rows[0].segments[0].width == 270.0  # 9 of 10 of the 300-unit bar
     assert rows[1].as_json()["counts"]["installing"] == 10
     assert phases.facts(VIEW) == RolloutFacts("running", 1, 3)
-    assert phases.decision_text(VIEW) == "wait: soaking: 30 s left"
+    assert phases.decision_text(VIEW) == "soaking: 30 s left"
     assert phases.decision_text({"last_decision": None}) == ""
 
 

@@ -84,6 +84,4 @@ def facts(view: Mapping[str, Any]) -> RolloutFacts:
 def decision_text(view: Mapping[str, Any]) -> str:
     """The evaluator's last verdict in words ("" when there is none yet)."""
     last = view.get("last_decision") or {}
-    message = str(last.get("message") or "")
-    action = str(last.get("action") or "")
-    return f"{action}: {message}" if action and message else message or action
+    return str(last.get("message") or last.get("action") or "")

@@ -72,6 +72,7 @@ def test_viewer_sees_no_buttons_and_is_refused_anyway(
 ) -> None:
     dep = state["deployment"]
     person.login("vera")
+    person.arrive(".cards", "the overview")
     person.go(f"/console/deployments/{dep}")
     assert "awaiting approval" in person.el("#dep-state").text
     assert person.els("form[action*='/approve']") == []
@@ -94,6 +95,7 @@ def test_a_forged_form_without_the_csrf_token_is_refused(
 ) -> None:
     dep = state["deployment"]
     person.login("abel")
+    person.arrive(".cards", "the overview")  # the login's answer, before going elsewhere
     person.go(f"/console/deployments/{dep}")
     assert person.el("#action-approve").is_enabled()
     person.submit_forged(f"/console/deployments/{dep}/approve", "not-the-token")

@@ -180,3 +180,20 @@ def test_timeline_pages_show_each_item_once() -> None:
     assert sorted(shown, reverse=True) == expected
     assert len(shown) == len(set(shown))
     assert [e.kind for e in older] == ["health", "report", "health"]
+
+
+def test_approvers_are_offered_a_gated_next_phase_under_the_two_person_rule() -> None:
+    gated = RolloutFacts("running", 0, 2, awaiting_approval=True)
+    abel = deployment_actions("active", "dora", person(Role.APPROVER, name="abel"), gated)
+    assert [(a.name, a.label, a.enabled) for a in abel] == [
+        ("approve", "Approve the next phase", True)
+    ]
+    dora = deployment_actions(
+        "active", "dora", person(Role.APPROVER, Role.DEPLOYER, name="dora"), gated
+    )
+    assert next((a.name, a.enabled) for a in dora) == ("approve", False)  # her own deployment
+    # control: nothing to approve when the evaluator is not waiting for it, or when paused
+    plain = RolloutFacts("running", 0, 2)
+    assert deployment_actions("active", "dora", person(Role.APPROVER, name="abel"), plain) == []
+    paused = RolloutFacts("paused", 0, 2, awaiting_approval=True)
+    assert deployment_actions("active", "dora", person(Role.APPROVER, name="abel"), paused) == []

@@ -281,3 +281,53 @@ def test_device_timeline_has_reports_health_alerts_and_the_last_check_in(
     assert "below its recorded 3" in html
     assert 'href="/console/alerts?show=all"' in html
     assert "<time datetime=" in html  # relative, with the absolute time beside it
+
+
+def test_a_gated_phase_is_approved_from_the_console_by_a_second_person(
+    console: ConsoleApp,
+) -> None:
+    from otaguard.fleet.plan_codec import plan_from_json
+    from otaguard.server.evaluator import evaluate_one
+
+    _fleet(console)
+    first = {
+        "name": "a",
+        "share": 0.2,
+        "soak_seconds": 0,
+        "criteria": {"min_success_share": 0, "min_sample": 1},
+    }
+    plan = plan_from_json({"production": True, "phases": [first, {"name": "b", "share": 1.0}]})
+    dep = console.ctx.store.create_deployment(
+        name="gated", target_name="hw/fw-2.img", selector={"all": True}, created_by="dora",
+        plan=plan,
+    ).id  # fmt: skip
+    from sqlalchemy import select
+
+    from otaguard.fleet.status import UpdateEvent
+    from otaguard.store.models import DeploymentTarget
+
+    with console.ctx.store.session(write=False) as s:
+        canary = s.scalars(
+            select(DeploymentTarget.device_id).where(
+                DeploymentTarget.deployment_id == dep, DeploymentTarget.phase == 0
+            )
+        ).first()
+    assert canary is not None
+    console.ctx.store.record_event(  # one outcome in the first phase: enough to judge it
+        canary, event=UpdateEvent.COMMITTED, deployment_id=dep, version="2.0.0", slot="b",
+        detail={},
+    )  # fmt: skip
+    evaluate_one(console.ctx, dep)
+    assert console.ctx.store.rollouts.view(dep)["last_decision"]["reason"] == "awaiting_approval"
+    url = f"/console/deployments/{dep}"
+    assert "/approve" not in "".join(_forms(_get(console, url, console.session("dora"))))
+    html = _get(console, url, console.session("abel"))
+    assert f'action="/console/deployments/{dep}/approve"' in html
+    assert "Approve the next phase" in html
+    assert (
+        console.post(f"/console/deployments/{dep}/approve", console.session("abel")).status_code
+        == 303
+    )
+    evaluate_one(console.ctx, dep)
+    view = console.ctx.store.rollouts.view(dep)
+    assert (view["phase"], [p["released"] for p in view["phases"]]) == (1, [True, True])

@@ -4,8 +4,8 @@ every action on its own (RBAC, the two-person rule, the rollout's state machine)
 keeps the page honest, so a viewer sees no button it may not use and nobody is offered a
 button that the rollout's state would refuse.
 
-Hook: approving a running rollout's next gated phase is done through the API
-(``POST /api/v1/deployments/{id}/approve``) until the page knows which phase is approved.
+A running rollout whose evaluator stopped at a gated phase ("needs approval") offers approvers
+"Approve next phase", the same route and two-person rule as approving the deployment.
 """
 
 from __future__ import annotations
@@ -43,20 +43,30 @@ class RolloutFacts:
     status: str
     phase: int
     phases: int
+    awaiting_approval: bool = False  # the evaluator waits for a 2nd person to open the next phase
 
     @property
     def has_next(self) -> bool:
         return self.phase + 1 < self.phases
 
 
-def _approval(state: str, created_by: str, me: Principal) -> list[Offered]:
-    if state != DeploymentState.AWAITING_APPROVAL.value:
-        return []
-    if not me.decide(Action.DEPLOYMENT_APPROVE).allowed:
+def _approval(
+    state: str, created_by: str, me: Principal, rollout: RolloutFacts | None
+) -> list[Offered]:
+    waiting = state == DeploymentState.AWAITING_APPROVAL.value
+    gated = (
+        rollout is not None
+        and state == DeploymentState.ACTIVE.value
+        and rollout.status == RolloutStatus.RUNNING.value
+        and rollout.awaiting_approval
+        and rollout.has_next
+    )
+    if not (waiting or gated) or not me.decide(Action.DEPLOYMENT_APPROVE).allowed:
         return []
     decision = may_approve(approver=me.name, approver_roles=me.roles, created_by=created_by)
     note = "" if decision.allowed else "another approver must approve it (two-person rule)"
-    return [Offered("approve", "Approve", decision.allowed, note)]
+    label = "Approve" if waiting else "Approve the next phase"
+    return [Offered("approve", label, decision.allowed, note)]
 
 
 def rollout_actions(state: str, rollout: RolloutFacts, me: Principal) -> list[Offered]:
@@ -78,7 +88,7 @@ def rollout_actions(state: str, rollout: RolloutFacts, me: Principal) -> list[Of
 def deployment_actions(
     state: str, created_by: str, me: Principal, rollout: RolloutFacts | None = None
 ) -> list[Offered]:
-    out = _approval(state, created_by, me)
+    out = _approval(state, created_by, me, rollout)
     running_rollout = rollout is not None and state == DeploymentState.ACTIVE.value
     if rollout is not None:
         out += rollout_actions(state, rollout, me)

@@ -38,7 +38,7 @@ MAX_PHASES = 10
 SELECTOR_KINDS = ("all", "tag", "hardware", "devices")
 DONE = {
     "created": "Deployment created.",
-    "approved": "Deployment approved: its devices are offered the release from their next check-in.",
+    "approved": "Approved: the devices it releases are offered the release from their next check-in.",
     "cancelled": "Deployment cancelled.",
     "paused": "Rollout paused: no further device starts it until it is resumed.",
     "resumed": "Rollout resumed.",

@@ -76,8 +76,12 @@ def phase_rows(view: Mapping[str, Any]) -> list[PhaseRow]:
 
 
 def facts(view: Mapping[str, Any]) -> RolloutFacts:
+    last = view.get("last_decision") or {}
     return RolloutFacts(
-        status=str(view["status"]), phase=int(view["phase"]), phases=len(view["phases"])
+        status=str(view["status"]),
+        phase=int(view["phase"]),
+        phases=len(view["phases"]),
+        awaiting_approval=last.get("reason") == "awaiting_approval",
     )
 
 

@@ -104,8 +104,9 @@ def test_the_plan_form_is_read_into_the_apis_plan() -> None:
     assert [p.share for p in read.phases] == [0.01, 0.1, 0.5, 1.0]
     assert {p.soak_seconds for p in read.phases} == {300}
     assert {p.advance.value for p in read.phases} == {"manual"}
-    with pytest.raises(CompatibilityError, match="percentages"):
-        plan_of("ten", 0, "auto")
+    for bad in ("ten", "nan", "inf 100", "0 100", "50 150", "-5 100"):
+        with pytest.raises(CompatibilityError, match="percentages"):
+            plan_of(bad, 0, "auto")
     with pytest.raises(CompatibilityError, match="auto or manual"):
         plan_of("100", 0, "sometimes")
     with pytest.raises(CompatibilityError, match="at most"):

@@ -112,7 +112,9 @@ def plan_of(shares: str, soak_minutes: int, advance: str) -> dict[str, Any] | No
     try:
         percents = [float(p) for p in parts]
     except ValueError:
-        raise CompatibilityError("phases are percentages of the devices, e.g. 10 50 100") from None
+        percents = []
+    if not percents or not all(0 < p <= 100 for p in percents):  # also refuses nan and inf
+        raise CompatibilityError("phases are percentages of the devices, e.g. 10 50 100")
     return {
         "phases": [
             {

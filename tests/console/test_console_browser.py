@@ -44,6 +44,7 @@ def test_deployer_logs_in_and_creates_a_production_deployment(
     person: Person, console_fleet: ConsoleFleet, state: dict[str, object]
 ) -> None:
     person.login("dora", "not her password")
+    person.arrive("#login-error", "the refusal")
     assert "wrong user name or password" in person.el("#login-error").text
     person.login("dora")
     person.arrive(".cards", "the overview")

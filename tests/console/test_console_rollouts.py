@@ -331,3 +331,28 @@ def test_a_gated_phase_is_approved_from_the_console_by_a_second_person(
     evaluate_one(console.ctx, dep)
     view = console.ctx.store.rollouts.view(dep)
     assert (view["phase"], [p["released"] for p in view["phases"]]) == (1, [True, True])
+
+
+def test_console_controls_wake_devices_as_their_api_twins_do(console: ConsoleApp) -> None:
+    """The push hooks (MQTT wake-ups) ride on the shared steps: resume offers again, abort
+    tells devices to skip, a console approval releases to the devices now."""
+    from otaguard.server.push import NoPush
+
+    class Recorder(NoPush):
+        def __init__(self) -> None:
+            self.notes: list[tuple[str, int]] = []
+
+        def deployment(self, deployment_id: int) -> None:
+            self.notes.append(("deployment", deployment_id))
+
+        def cancelled(self, deployment_id: int) -> None:
+            self.notes.append(("cancelled", deployment_id))
+
+    _fleet(console)
+    dora = console.session("dora")
+    dep = _create_phased(console, dora)
+    recorder = Recorder()
+    console.ctx.push = recorder
+    for verb in ("pause", "resume", "abort"):
+        assert console.post(f"/console/deployments/{dep}/{verb}", dora).status_code == 303
+    assert recorder.notes == [("deployment", dep), ("cancelled", dep)]

@@ -39,6 +39,9 @@ class Assignment:
     nonce: str
     target: TargetFile
     expires: dt.datetime
+    # A delta the device may rebuild the target from (its own maker-signed TUF target, see
+    # ``repo/delta_targets.py``); None: the full image only.
+    delta_path: str | None = None
 
 
 def sign_assignment(
@@ -50,21 +53,24 @@ def sign_assignment(
     target: TargetFile,
     ttl: dt.timedelta = ASSIGNMENT_TTL,
     now: dt.datetime | None = None,
+    delta_path: str | None = None,
 ) -> bytes:
-    """Signed assignment bytes for ``device_id`` to install ``target``."""
+    """Signed assignment bytes for ``device_id`` to install ``target`` (offering the delta
+    target ``delta_path`` to rebuild it from, if given)."""
     if counter < 1:
         raise AssignmentError("assignment counter must be >= 1")
+    field: dict[str, Any] = {
+        "device_id": device_id,
+        "deployment_id": deployment_id,
+        "nonce": secrets.token_hex(16),
+    }
+    if delta_path is not None:
+        field["delta"] = delta_path
     signed = Targets(
         version=counter,
         expires=(now or utcnow()) + ttl,
         targets={target.path: TargetFile(target.length, dict(target.hashes), target.path)},
-        unrecognized_fields={
-            FIELD: {
-                "device_id": device_id,
-                "deployment_id": deployment_id,
-                "nonce": secrets.token_hex(16),
-            }
-        },
+        unrecognized_fields={FIELD: field},
     )
     md = Metadata(signed)
     md.sign(signer)
@@ -117,6 +123,9 @@ def verify_assignment(
     if len(md.signed.targets) != 1:
         raise AssignmentError("assignment must name exactly one target")
     (target,) = md.signed.targets.values()
+    delta = info.get("delta")
+    if delta is not None and (not isinstance(delta, str) or not delta):
+        raise AssignmentError("assignment names a malformed delta")
     return Assignment(
         device_id=device_id,
         deployment_id=int(info.get("deployment_id", 0)),
@@ -124,6 +133,7 @@ def verify_assignment(
         nonce=str(info.get("nonce", "")),
         target=target,
         expires=md.signed.expires,
+        delta_path=delta,
     )
 
 

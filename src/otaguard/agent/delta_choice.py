@@ -14,80 +14,23 @@ Plain values in, verdicts out: the agent does the fetching, hashing and journali
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from otaguard.errors import DeltaError
+from tuf.api.metadata import TargetFile
 
-DELTA_FORMAT = "otaguard-delta/1"
-_HEX = frozenset("0123456789abcdef")
+from otaguard.repo.delta_targets import DeltaTarget, check_fits, parse_delta_target
 
 
-@dataclass(frozen=True)
-class DeltaMeta:
-    """What the maker signed about a delta target (its ``custom["delta"]``)."""
-
-    source_sha256: str
-    source_length: int
-    target_path: str
-    target_sha256: str
-    target_length: int
-
-
-def _sha256_hex(value: Any, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX:
-        raise DeltaError(f"delta metadata: {what} is not a lowercase hex sha256")
-    return value
-
-
-def _length(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise DeltaError(f"delta metadata: {what} is not a length")
-    return value
-
-
-def parse_delta_custom(custom: Any) -> DeltaMeta:
-    """The delta fields of a delta target's signed ``custom``.
+def check_offer(delta: TargetFile, full: TargetFile) -> DeltaTarget:
+    """The delta's signed description, if it is a well-formed delta target that rebuilds
+    exactly the assigned full image ``full`` (path, decompressed sha256 and length).
 
     Raises:
-        DeltaError: not a delta target, another format, or a field of the wrong shape.
+        DeltaMetadataError: (a ``DeltaError``) it does not; the device uses the full image.
     """
-    delta = custom.get("delta") if isinstance(custom, dict) else None
-    if not isinstance(delta, dict):
-        raise DeltaError("delta metadata: the target has no custom 'delta' description")
-    if delta.get("format") != DELTA_FORMAT:
-        raise DeltaError(f"delta metadata: format {delta.get('format')!r} is not {DELTA_FORMAT}")
-    target_path = delta.get("target_path")
-    if not isinstance(target_path, str) or not target_path:
-        raise DeltaError("delta metadata: target_path missing")
-    return DeltaMeta(
-        source_sha256=_sha256_hex(delta.get("source_sha256"), "source_sha256"),
-        source_length=_length(delta.get("source_length"), "source_length"),
-        target_path=target_path,
-        target_sha256=_sha256_hex(delta.get("target_sha256"), "target_sha256"),
-        target_length=_length(delta.get("target_length"), "target_length"),
-    )
-
-
-@dataclass(frozen=True)
-class SlotImage:
-    """The image a slot holds as far as the agent knows: its sha256 and length."""
-
-    sha256: str
-    length: int
-
-
-def target_mismatch(meta: DeltaMeta, *, assigned_path: str, image: SlotImage) -> str | None:
-    """Why the delta does not rebuild the assigned image (None: it does). ``image`` is the
-    maker-signed sha256 and length of what the slot must hold (decompressed)."""
-    if meta.target_path != assigned_path:
-        return f"the delta rebuilds {meta.target_path}, not the assigned {assigned_path}"
-    if meta.target_sha256 != image.sha256:
-        return "the delta's target sha256 differs from the assigned image's"
-    if meta.target_length != image.length:
-        return "the delta's target length differs from the assigned image's"
-    return None
+    meta = parse_delta_target(delta)
+    check_fits(meta, full)
+    return meta
 
 
 class Source(StrEnum):
@@ -96,26 +39,24 @@ class Source(StrEnum):
     UNKNOWN = "unknown"  # the agent does not know: hash the active slot's prefix once
 
 
-def source_verdict(meta: DeltaMeta, known: SlotImage | None) -> Source:
-    """Compare the delta's source with what the agent knows the active slot holds."""
-    if known is None:
+def source_verdict(meta: DeltaTarget, known_sha256: str | None) -> Source:
+    """Compare the delta's source with the image the agent knows the active slot holds (its
+    sha256: the hash binds the length too)."""
+    if known_sha256 is None:
         return Source.UNKNOWN
-    if known.length != meta.source_length:
-        return Source.MISMATCH
-    return Source.MATCH if known.sha256 == meta.source_sha256 else Source.MISMATCH
+    return Source.MATCH if known_sha256 == meta.source_sha256 else Source.MISMATCH
 
 
-def source_mismatch_reason(meta: DeltaMeta, known: SlotImage | None) -> str | None:
-    """The fallback reason for ``source_verdict`` once the hash is known (None: a match)."""
-    verdict = source_verdict(meta, known)
+def source_mismatch_reason(meta: DeltaTarget, known_sha256: str | None) -> str | None:
+    """Why the delta's source is not the active image (None: it is)."""
+    verdict = source_verdict(meta, known_sha256)
     if verdict is Source.MATCH:
         return None
-    if known is None:
-        return "the active slot's image is unknown"
+    if known_sha256 is None:
+        return "the active slot does not hold the delta's source image"
     return (
-        f"the active slot holds another image than the delta's source "
-        f"({known.sha256[:16]}.../{known.length}, the delta needs "
-        f"{meta.source_sha256[:16]}.../{meta.source_length})"
+        f"the active slot holds image {known_sha256[:16]}..., the delta needs "
+        f"{meta.source_sha256[:16]}..."
     )
 
 

@@ -33,16 +33,13 @@ from tuf.api.metadata import TargetFile
 
 from otaguard.agent.core import AgentCore
 from otaguard.agent.delta_choice import (
-    DeltaMeta,
     Failure,
     Phase,
-    SlotImage,
     Source,
+    check_offer,
     fallback_reason,
-    parse_delta_custom,
     source_mismatch_reason,
     source_verdict,
-    target_mismatch,
 )
 from otaguard.agent.journal import (
     DeltaFallback,
@@ -67,6 +64,7 @@ from otaguard.errors import (
 )
 from otaguard.fleet.status import UpdateEvent
 from otaguard.net.download import WRITE_CHUNK, download_into, hash_prefix
+from otaguard.repo.delta_targets import DeltaTarget, parse_delta_target
 from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger(__name__)
@@ -128,36 +126,35 @@ class DeltaSteps(AgentCore):
         assert boot is not None
         try:
             signed = trusted_target(self.config, self.repo_client, delta_path)
-            meta = parse_delta_custom(signed.custom)
+            meta = check_offer(signed, full)
         except (VerificationError, DeltaError) as exc:
             return None, fallback_reason(Failure.UNAVAILABLE, str(exc))
-        sha, length = self.slot_content(full)
-        why = target_mismatch(meta, assigned_path=full.path, image=SlotImage(sha, length))
-        if why is None:
-            why = source_mismatch_reason(meta, self.active_image(boot.slot, meta))
+        why = source_mismatch_reason(meta, self.active_image(boot.slot, meta))
         if why is not None:
             return None, f"delta not used: {why}"
         job = DeltaJob({"path": signed.path, **signed.to_dict()}, boot.slot, meta.source_length)
         return job, ""
 
-    def active_image(self, slot: str, meta: DeltaMeta) -> SlotImage | None:
-        """What the journal knows ``slot`` holds; unknown: its first ``source_length`` bytes
-        hashed once (and journaled). None when the slot is shorter or unreadable."""
+    def active_image(self, slot: str, meta: DeltaTarget) -> str | None:
+        """The sha256 of the image the journal knows ``slot`` holds; unknown: the slot's first
+        ``source_length`` bytes hashed once, journaled if they are the delta's source (None
+        if they are not, or the slot is shorter or unreadable)."""
         known = self.journal.slot_images.get(slot)
-        image = SlotImage(known["sha256"], known["length"]) if known else None
-        if source_verdict(meta, image) is not Source.UNKNOWN:
-            return image
+        if source_verdict(meta, known) is not Source.UNKNOWN:
+            return known
         try:
             with self.slots.open_read(slot) as fh:
-                hasher = hash_prefix(fh.read, meta.source_length)
                 size = fh.seek(0, 2)
+                fh.seek(0)
+                hasher = hash_prefix(fh.read, meta.source_length)
         except (OSError, InstallError) as exc:
             log.warning("cannot hash slot %s: %s", slot, exc)
             return None
-        if size < meta.source_length:
+        digest = str(hasher.hexdigest())
+        if size < meta.source_length or digest != meta.source_sha256:
             return None
-        self.record(SlotHashed(slot, hasher.hexdigest(), meta.source_length))
-        return SlotImage(hasher.hexdigest(), meta.source_length)
+        self.record(SlotHashed(slot, digest))
+        return digest
 
     # -- the downloading state with a delta -------------------------------------------------
     def delta_download(self) -> Outcome | None:
@@ -265,7 +262,7 @@ class DeltaSteps(AgentCore):
             self.delta_fallback(Failure.TAMPERED, f"not the maker-signed patch: {exc}")
             return
         try:
-            meta = parse_delta_custom(delta.custom)
+            meta = parse_delta_target(delta)
             self.rebuild(job, slot, sha, meta)
         except DownloadCancelled as exc:
             self.cancel(f"delta apply stopped: {exc}")
@@ -283,7 +280,7 @@ class DeltaSteps(AgentCore):
         self.transition(Event.DOWNLOADED, reports=reports)
         self.remove_patch()
 
-    def rebuild(self, job: DeltaJob, slot: str, sha256: str, meta: DeltaMeta) -> None:
+    def rebuild(self, job: DeltaJob, slot: str, sha256: str, meta: DeltaTarget) -> None:
         resume = Checkpoint(job.segment, job.offset) if job.segment > 0 else None
         with (
             self.slots.open_read(job.source_slot) as source,

@@ -192,7 +192,7 @@ class Installer(DeltaSteps):
             return
         self.transition(
             Event.VERIFIED,
-            SlotHolds(slot, j.new_version, (want, length)),
+            SlotHolds(slot, j.new_version, want),
             reports=((UpdateEvent.VERIFIED, {}),),
         )
 

@@ -36,9 +36,10 @@ class Journal:
     # its slot, forgotten when a download starts overwriting it; the factory image is recorded
     # by provisioning. The agent never parses an image to learn what it runs.
     slot_versions: dict[str, str] = field(default_factory=dict)
-    # What each slot's image hashes to, when known ({"sha256", "length"}): written with the
-    # version, or by hashing the active slot once when a delta needs its source's hash.
-    slot_images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The sha256 of the image each slot holds (slot -> hex), written with ``slot_versions``
+    # when the image verified in place: the version manifest reports the booted slot's, so the
+    # server can offer a delta made from exactly that image.
+    slot_images: dict[str, str] = field(default_factory=dict)
     # The delta this update rebuilds its image from (``DeltaJob.to_dict``), None for the full
     # image; ``delta_fallback`` says why an offered or started delta gave way to the full one.
     delta: dict[str, Any] | None = None
@@ -103,21 +104,20 @@ class StartUpdate:
 
 @dataclass(frozen=True)
 class SlotHolds:
-    """The slot now holds ``version`` (verified in place), or nothing known (None);
-    ``image`` is that image's sha256 and length when known."""
+    """The slot now holds ``version`` (verified in place, image sha256 ``image_sha256``), or
+    nothing known (None)."""
 
     slot: str
     version: str | None
-    image: tuple[str, int] | None = None
+    image_sha256: str | None = None
 
 
 @dataclass(frozen=True)
 class SlotHashed:
-    """The agent hashed the image in ``slot`` (the first ``length`` bytes)."""
+    """The agent hashed the active ``slot`` (once, for a delta) and found image ``sha256``."""
 
     slot: str
     sha256: str
-    length: int
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,10 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.slot_images.pop(change.slot, None)
         if change.version is not None:
             journal.slot_versions[change.slot] = change.version
-        if change.image is not None:
-            journal.slot_images[change.slot] = {
-                "sha256": change.image[0],
-                "length": change.image[1],
-            }
+            if change.image_sha256 is not None:
+                journal.slot_images[change.slot] = change.image_sha256
     elif isinstance(change, SlotHashed):
-        journal.slot_images[change.slot] = {"sha256": change.sha256, "length": change.length}
+        journal.slot_images[change.slot] = change.sha256
     elif isinstance(change, DeltaProgress):
         journal.delta = change.job.to_dict()
     elif isinstance(change, DeltaFallback):

@@ -122,14 +122,15 @@ def offer_delta(full_name: str, delta_path: str) -> None:
     """The in-process server's director names the delta in assignments of ``full_name``."""
     import otaguard.server.checkin as checkin
 
-    real = checkin.sign_assignment
+    real = getattr(checkin, "sign_assignment")  # noqa: B009 (not re-exported for mypy)
 
     def signing(*args: Any, **kwargs: Any) -> bytes:
         if kwargs["target"].path == full_name:
             kwargs["delta_path"] = delta_path
-        return real(*args, **kwargs)
+        signed: bytes = real(*args, **kwargs)
+        return signed
 
-    checkin.sign_assignment = signing  # type: ignore[assignment]
+    setattr(checkin, "sign_assignment", signing)  # noqa: B010
 
 
 def prepare(work: Path, size: int, window: int) -> tuple[Path, Path, Path, dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tuf.api.metadata import TargetFile
 
 import otaguard.agent.delta_steps as delta_steps
 from kit.attacks import MitmTransport, replace_body
@@ -163,9 +164,7 @@ def test_tampered_delta_is_refused_before_decoding(
     forged = tamper(w)
     fed = decoder_spy(monkeypatch)
     if not defence:  # control: without the hash check the forged bytes reach the decoder
-        monkeypatch.setattr(
-            delta_steps.TargetFile, "verify_length_and_hashes", lambda self, data: None
-        )
+        monkeypatch.setattr(TargetFile, "verify_length_and_hashes", lambda self, data: None)
     dep = install(w)
     assert_installed_v2(w, dep)  # either way the full image ends up installed
     (fallback,) = [d for d in w.detail("downloading") if "delta_fallback" in d]

@@ -98,11 +98,12 @@ def offer_delta(monkeypatch: pytest.MonkeyPatch, full_name: str, delta_path: str
     so the device's own checks are what is tested)."""
     import otaguard.server.checkin as checkin
 
-    real = checkin.sign_assignment
+    real = getattr(checkin, "sign_assignment")  # noqa: B009 (not re-exported for mypy)
 
     def signing(*args: Any, **kwargs: Any) -> bytes:
         if kwargs["target"].path == full_name:
             kwargs["delta_path"] = delta_path
-        return real(*args, **kwargs)
+        signed: bytes = real(*args, **kwargs)
+        return signed
 
     monkeypatch.setattr(checkin, "sign_assignment", signing)

@@ -11,6 +11,8 @@ reads slot b back against the signed full-image hash and switches.
 
 Figures, in one run on one disk:
 
+* **check to accept**: check-in, TUF refresh, and the one-time sha256 of the active slot (the
+  factory image's hash is not in the journal yet), before the update is journaled;
 * **peak RSS growth**: the delta install's ``VmHWM`` minus the ``VmHWM`` of the same agent
   command on the same device when there is nothing to install (the agent's baseline: imports,
   TLS, check-in); goal < 32 MiB;
@@ -236,6 +238,7 @@ def measure(work: Path, size: int, window: int) -> dict[str, Any]:
         "agent_idle_peak_rss_mib": round(idle_kib / 1024, 1),
         "agent_delta_peak_rss_mib": round(delta_kib / 1024, 1),
         "rss_growth_mib": round((delta_kib - idle_kib) / 1024, 1),
+        "check_to_accept_s": round(t["accept"] - t["check"], 2) if "check" in t else None,
         "apply_s": round(apply_s, 2),
         "apply_mib_s": round(image_mib / apply_s, 1),
         "verify_s": round(verify_s, 2),

@@ -205,7 +205,7 @@ class Installer(AgentCore):
             return
         self.transition(
             Event.VERIFIED,
-            SlotHolds(slot, j.new_version),
+            SlotHolds(slot, j.new_version, want),
             reports=((UpdateEvent.VERIFIED, {}),),
         )
 

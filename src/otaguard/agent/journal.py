@@ -36,6 +36,10 @@ class Journal:
     # its slot, forgotten when a download starts overwriting it; the factory image is recorded
     # by provisioning. The agent never parses an image to learn what it runs.
     slot_versions: dict[str, str] = field(default_factory=dict)
+    # The sha256 of the image each slot holds (slot -> hex), written with ``slot_versions``
+    # when the image verified in place: the version manifest reports the booted slot's, so the
+    # server can offer a delta made from exactly that image.
+    slot_images: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -74,10 +78,12 @@ class StartUpdate:
 
 @dataclass(frozen=True)
 class SlotHolds:
-    """The slot now holds ``version`` (verified in place), or nothing known (None)."""
+    """The slot now holds ``version`` (verified in place, image sha256 ``image_sha256``), or
+    nothing known (None)."""
 
     slot: str
     version: str | None
+    image_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,11 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.reason = change.reason
     elif isinstance(change, SlotHolds):
         journal.slot_versions.pop(change.slot, None)
+        journal.slot_images.pop(change.slot, None)
         if change.version is not None:
             journal.slot_versions[change.slot] = change.version
+            if change.image_sha256 is not None:
+                journal.slot_images[change.slot] = change.image_sha256
     elif isinstance(change, StartUpdate):
         journal.deployment_id = change.deployment_id
         journal.last_counter = change.last_counter
@@ -107,6 +116,7 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.security_version = change.security_version
         journal.attempt = change.attempt
         journal.slot_versions.pop(change.target_slot, None)  # about to be overwritten
+        journal.slot_images.pop(change.target_slot, None)
         journal.bytes_written = 0
         journal.reason = ""
     else:

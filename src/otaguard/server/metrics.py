@@ -29,6 +29,11 @@ class ServerMetrics:
         self.bytes_served = Counter(
             "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
         )
+        self.deltas_offered = Counter(
+            "otaguard_deltas_offered",
+            "Assignments that offered a delta (the device reported the delta's source image)",
+            registry=self.registry,
+        )
         self.checkin_batch = Histogram(
             "otaguard_checkin_batch_size",
             "Check-ins handled per database transaction (group commit)",

@@ -8,7 +8,7 @@ shapes, not on the tables. Each view is made by ``View.of(row)`` inside the tran
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from otaguard.fleet.compatibility import Exclusion
@@ -83,6 +83,9 @@ class DeploymentView:
     rollout_status: str | None = None
     start_at: dt.datetime | None = None
     allow_downgrade: bool = False
+    #: the fleet bytes view (``store/transfers.py``: bytes sent, what full images would have
+    #: needed, delta devices)
+    transfer: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

@@ -18,10 +18,13 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.ngclient import Updater
 
+from otaguard.bundle.create import create_bundle
+from otaguard.bundle.format import BundleReader
 from otaguard.crypto.keys import generate_signer
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.assignment import verify_assignment
 from otaguard.director.manifest import VersionManifest, sign_manifest
+from otaguard.errors import VerificationError
 from otaguard.net.tls import tls_context
 from otaguard.repo.delta_targets import parse_delta_target
 from otaguard.repo.images import ReleaseInfo
@@ -188,3 +191,34 @@ def test_delta_offered_only_on_exact_source_hash_and_bytes_counted(demo_world: D
     finally:
         for _signer, client in devices.values():
             client.close()
+
+
+def test_bundle_carries_the_delta_and_its_metadata(demo_world: Demo, tmp_path: Path) -> None:
+    d = demo_world
+    assert d.ctx is not None
+    assert d.ctx.settings.tls is not None
+    assert d.repo is not None
+    name, delta_name = _release(d)
+    ca, root = d.ctx.settings.tls.ca_cert, d.repo.root_history()[0].read_bytes()
+    out = tmp_path / "v2.bundle"
+    manifest = create_bundle(d.url, name, out, trusted_root=root, ca_file=ca, delta_from=(V1_SHA,))
+    assert manifest.deltas == (delta_name,)
+    patch = (d.repo.staged_dir / delta_name).read_bytes()
+    with BundleReader(out) as reader:
+        assert reader.manifest.deltas == (delta_name,)
+        reader.check_integrity()
+        targets = {n: reader.open(n).read() for n in reader.names() if n.startswith("targets/")}
+    assert sorted(len(v) for v in targets.values()) == sorted([len(patch), len(V2)])
+    assert patch in targets.values()
+    assert V2 in targets.values()  # the full image stays: every other device, and the fallback
+    # no delta from another image: a clear refusal, no bundle written
+    with pytest.raises(VerificationError, match="no delta"):
+        create_bundle(
+            d.url,
+            name,
+            tmp_path / "x.bundle",
+            trusted_root=root,
+            ca_file=ca,
+            delta_from=(hashlib.sha256(b"other").hexdigest(),),
+        )
+    assert not (tmp_path / "x.bundle").exists()

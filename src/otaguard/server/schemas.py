@@ -140,6 +140,11 @@ class DeviceOut(BaseModel):
     agent_version: str | None
     update_state: UpdateState
     last_seen: dt.datetime | None
+    image_sha256: str | None = Field(
+        default=None,
+        description="sha256 of the image in the active slot, as its last signed manifest "
+        "reported (a delta is offered only from exactly this image)",
+    )
 
 
 class DeviceDetail(DeviceOut):

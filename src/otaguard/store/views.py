@@ -26,6 +26,8 @@ class DeviceView:
     agent_version: str | None
     update_state: str
     last_seen: dt.datetime | None
+    #: the active slot's image sha256 its last signed manifest reported (a delta's source)
+    image_sha256: str | None = None
 
     @classmethod
     def of(cls, d: Device) -> DeviceView:
@@ -39,6 +41,7 @@ class DeviceView:
             d.agent_version,
             d.update_state,
             d.last_seen,
+            d.image_sha256,
         )
 
 

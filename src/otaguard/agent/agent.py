@@ -133,6 +133,7 @@ class UpdateAgent(Installer):
             slot=boot.slot if boot else None,
             security_version=self.otp.value(),
             agent_version=__version__,
+            image_sha256=self.journal.slot_images.get(boot.slot) if boot else None,
         )
         try:
             body = {"manifest": sign_manifest(manifest, manifest_signer(self.config))}

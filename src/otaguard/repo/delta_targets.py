@@ -24,7 +24,7 @@ a ``RepositoryError`` for the maker and the server (refuse the publication).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,11 @@ def _check_full_path(value: Any) -> str:
         return check_target_name(value)
     except RepositoryError as exc:
         raise DeltaMetadataError(f"delta target_path: {exc}") from exc
+
+
+def delta_path_prefix(target_path: str) -> str:
+    """What every delta path of full image ``target_path`` starts with (before the source)."""
+    return f"{_check_full_path(target_path)}.from-"
 
 
 def delta_path(target_path: str, source_sha256: str) -> str:
@@ -257,3 +262,28 @@ def check_role_deltas(targets: Mapping[str, TargetFile]) -> dict[str, DeltaTarge
             )
         found[name] = delta
     return found
+
+
+def pick_delta(
+    full: TargetFile,
+    image_sha256: str | None,
+    lookup: Callable[[str], TargetFile | None],
+) -> TargetFile | None:
+    """The delta target to offer a device whose signed manifest reports ``image_sha256`` in
+    its active slot, for the full-image target ``full``: only one made from *exactly* that
+    image (the whole sha256, not the path's prefix) that rebuilds exactly ``full``'s image;
+    None otherwise (no report, no such delta, or one whose metadata does not fit).
+    ``lookup``: the target a TUF client would find for a path (delegations included)."""
+    if image_sha256 is None or is_delta_target(full):
+        return None
+    try:
+        candidate = lookup(delta_path(full.path, image_sha256))
+        if candidate is None:
+            return None
+        delta = parse_delta_target(candidate)
+        if delta.source_sha256 != image_sha256:
+            return None  # same 16-hex prefix, another image
+        check_fits(delta, full)
+    except RepositoryError:  # DeltaMetadataError included: never offer a misfit
+        return None
+    return candidate

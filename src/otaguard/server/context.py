@@ -18,6 +18,7 @@ from otaguard.server.edge_limits import EdgeLimits
 from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
+from otaguard.store.transfers import TransferTally
 
 PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
 ADMIN_TOKEN_ENV = "OTAGUARD_ADMIN_TOKEN"
@@ -130,12 +131,15 @@ class ServerContext:
     device_ca: DeviceAuthority = field(init=False)
     refusals: RefusalLog = field(init=False)
     device_refusals: DeviceRefusals = field(init=False)
+    #: bytes served to devices, until recorded (``server/transfers.py``)
+    transfer_tally: TransferTally = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         self.refusals = RefusalLog(self.identity.audit)
         self.device_refusals = DeviceRefusals(self.refusals)
+        self.transfer_tally = TransferTally()
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(

@@ -19,13 +19,22 @@ from tuf.api.metadata import TargetFile
 
 import otaguard.agent.delta_steps as delta_steps
 from kit.attacks import MitmTransport, replace_body
-from kit.delta import images, make_patch, offer_delta, publish_delta, release_image
+from kit.delta import (
+    images,
+    make_patch,
+    offer_delta,
+    publish_delta,
+    release_image,
+    sign_and_publish,
+    similar_payloads,
+)
 from otaguard.agent.slot_stream import SlotStream
 from otaguard.agent.statemachine import State
 from otaguard.delta import DeltaDecoder
 from otaguard.delta.container import HEADER_SIZE
 from otaguard.demo import Demo
 from otaguard.device.image import build_image
+from otaguard.repo.maker_deltas import add_deltas
 from otaguard.sim.device import SimulatedDevice
 
 SIZE = 300 * 1024
@@ -247,3 +256,39 @@ def test_a_rebuilt_slot_that_fails_verification_falls_back_once(
     assert w.d.api is not None
     (target,) = w.d.api.deployment_devices(dep)
     assert target["status"] == "failed"
+
+
+def test_delta_end_to_end_offered_by_the_server_on_the_reported_image(demo_world: Demo) -> None:
+    """No test seam: the maker builds the delta 2.0.0 -> 3.0.0 (``add_deltas``), the device that
+    installed 2.0.0 reports that image's hash in its signed manifest, the server's director
+    offers the delta, the agent rebuilds 3.0.0 from it."""
+    d = demo_world
+    v1 = build_image("1.0.0", "sim-board", payload=b"factory" * 5000)
+    p2, p3 = similar_payloads(SIZE, seed=3)
+    v2 = build_image("2.0.0", "sim-board", payload=p2)
+    v3 = build_image("3.0.0", "sim-board", payload=p3)
+    release_image(d, "1.0.0", v1)
+    v2_name = release_image(d, "2.0.0", v2)
+    v3_name = release_image(d, "3.0.0", v3)
+    assert d.repo is not None
+    (outcome,) = add_deltas(d.repo, v3_name, ["2.0.0"])
+    assert outcome.target is not None, outcome.message
+    sign_and_publish(d)
+    d.devices = 1
+    d.provision_fleet(v1)
+    (dev,) = d.fleet
+    assert d.api is not None
+    d.api.create_deployment("to-2", v2_name, {"all": True})
+    dev.run_until_settled()
+    assert (dev.version, dev.slot) == ("2.0.0", "b")
+    dep = int(d.api.create_deployment("to-3", v3_name, {"all": True})["id"])
+    dev.run_until_settled()
+    assert (dev.version, dev.slot) == ("3.0.0", "a")
+    assert dev.slots.path("a").read_bytes() == v3
+    events = d.api.device(dev.config.device_id)["events"]
+    downloaded = [e["detail"] for e in events if e["event"] == "downloaded"]
+    assert "delta" not in downloaded[0]  # 1.0.0 -> 2.0.0: no delta made, the full image
+    assert downloaded[-1]["delta"] == outcome.target.path  # 2.0.0 -> 3.0.0: the delta
+    assert downloaded[-1]["bytes"] == outcome.target.length
+    (target,) = d.api.deployment_devices(dep)
+    assert (target["status"], target["last_event"]) == ("succeeded", "committed")

@@ -14,6 +14,7 @@ from otaguard.agent.delta_choice import (
     Failure,
     Source,
     check_offer,
+    delta_order,
     fallback_reason,
     on_failure,
     source_mismatch_reason,
@@ -187,3 +188,12 @@ def test_a_fallback_never_loops() -> None:
                 j.state = next_state(j.state, Event.ERROR)
         assert fallbacks == 1
         assert j.state is State.FAILED
+
+
+def test_offered_deltas_from_the_known_image_are_tried_first() -> None:
+    mine = f"{FULL}.from-{SRC[:16]}.otadelta"
+    other = f"{FULL}.from-{OTHER[:16]}.otadelta"
+    assert delta_order([other, mine], SRC) == [mine, other]
+    assert delta_order([mine, other], OTHER) == [other, mine]
+    assert delta_order([other, mine], None) == [other, mine]  # unknown: as offered
+    assert delta_order([], SRC) == []

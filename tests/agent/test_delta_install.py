@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tuf.api.metadata import TargetFile
+from typer.testing import CliRunner
 
 import otaguard.agent.delta_steps as delta_steps
+from kit.agent import write_agent_toml
 from kit.attacks import MitmTransport, replace_body
 from kit.delta import (
     images,
@@ -28,8 +31,12 @@ from kit.delta import (
     sign_and_publish,
     similar_payloads,
 )
+from otaguard.agent.journal import JournalFile
+from otaguard.agent.offline import BundleTransport
 from otaguard.agent.slot_stream import SlotStream
 from otaguard.agent.statemachine import State
+from otaguard.bundle.create import create_bundle
+from otaguard.cli.main import app
 from otaguard.delta import DeltaDecoder
 from otaguard.delta.container import HEADER_SIZE
 from otaguard.demo import Demo
@@ -292,3 +299,52 @@ def test_delta_end_to_end_offered_by_the_server_on_the_reported_image(demo_world
     assert downloaded[-1]["bytes"] == outcome.target.length
     (target,) = d.api.deployment_devices(dep)
     assert (target["status"], target["last_event"]) == ("succeeded", "committed")
+
+
+def test_offline_bundle_carrying_a_delta_installs_from_it(demo_world: Demo, tmp_path: Path) -> None:
+    """``bundle create --delta-from`` puts the signed delta next to the image; ``agent
+    install`` rebuilds the image from it (the image member stays unread)."""
+    d = demo_world
+    v1, v2 = images(SIZE)
+    release_image(d, "1.0.0", v1)
+    v2_name = release_image(d, "2.0.0", v2, security_version=1)
+    assert d.repo is not None
+    (outcome,) = add_deltas(d.repo, v2_name, ["1.0.0"])
+    assert outcome.target is not None, outcome.message
+    sign_and_publish(d)
+    d.devices = 1
+    d.provision_fleet(v1)
+    (dev,) = d.fleet
+    dev.close()
+    assert d.ctx is not None
+    assert d.ctx.settings.tls is not None
+    bundle = tmp_path / "v2.bundle"
+    create_bundle(
+        d.url,
+        v2_name,
+        bundle,
+        trusted_root=d.repo.root_history()[0].read_bytes(),
+        ca_file=d.ctx.settings.tls.ca_cert,
+        delta_from=(hashlib.sha256(v1).hexdigest(),),
+    )
+    toml = write_agent_toml(dev)
+    served: list[str] = []
+    real = BundleTransport.handle_request
+
+    def spy(self: BundleTransport, request: httpx.Request) -> httpx.Response:
+        served.append(request.url.path)
+        return real(self, request)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BundleTransport, "handle_request", spy)
+        result = CliRunner().invoke(
+            app, ["agent", "install", str(bundle), "--config", str(toml), "--no-reboot"]
+        )
+    assert result.exit_code == 0, result.output
+    assert dev.slots.path("b").read_bytes() == v2
+    targets = [p for p in served if "/tuf/targets/" in p]
+    assert targets
+    assert all(p.endswith(".otadelta") for p in targets), targets
+    outbox = JournalFile(dev.config.journal_path).load().outbox
+    (downloaded,) = [r["detail"] for r in outbox if r["event"] == "downloaded"]
+    assert downloaded["delta"] == outcome.target.path

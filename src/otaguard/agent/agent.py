@@ -231,11 +231,12 @@ class UpdateAgent(Installer):
         """
         return check_release_facts(target, self.device_facts())
 
-    def install_target(self, path: str) -> Outcome:
+    def install_target(self, path: str, deltas: tuple[str, ...] = ()) -> Outcome:
         """Install the maker-signed target ``path`` without a director assignment (offline
         bundles, see ``agent/offline.py``): the same TUF refresh from the device's trusted
         metadata, the same hardware and anti-rollback checks, then the usual download, verify
-        and switch. Refused while another update is under way."""
+        and switch; rebuilt from one of the delta targets ``deltas`` (a bundle's) when one
+        fits the active slot. Refused while another update is under way."""
         if self.boot is None:
             raise OTAGuardError("after_boot must run before install_target")
         if self.journal.state is not State.IDLE:
@@ -244,12 +245,13 @@ class UpdateAgent(Installer):
         try:
             target = self.trusted_target(path)
             info = accept_target(target, self.device_facts())
+            delta, not_used = self.first_delta(deltas, target)
         except DownloadError as exc:
             self.transition(Event.ERROR)
             return Outcome(Action.FAILED, str(exc))
         except (VerificationError, CompatibilityError, RepositoryError) as exc:
             return self.refuse(None, exc)
-        return self.accept(target, info, deployment_id=None)
+        return self.accept(target, info, deployment_id=None, delta=delta, delta_fallback=not_used)
 
     def accept(
         self,

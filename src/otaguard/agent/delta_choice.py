@@ -14,11 +14,18 @@ Plain values in, verdicts out: the agent does the fetching, hashing and journali
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
 from tuf.api.metadata import TargetFile
 
-from otaguard.repo.delta_targets import DeltaTarget, check_fits, parse_delta_target
+from otaguard.repo.delta_targets import (
+    SOURCE_PREFIX_HEX,
+    SUFFIX,
+    DeltaTarget,
+    check_fits,
+    parse_delta_target,
+)
 
 
 def check_offer(delta: TargetFile, full: TargetFile) -> DeltaTarget:
@@ -58,6 +65,14 @@ def source_mismatch_reason(meta: DeltaTarget, known_sha256: str | None) -> str |
         f"the active slot holds image {known_sha256[:16]}..., the delta needs "
         f"{meta.source_sha256[:16]}..."
     )
+
+
+def delta_order(paths: Sequence[str], known_sha256: str | None) -> list[str]:
+    """Offered deltas in the order to try them: those whose path names the known active
+    image's hash prefix first (``<image>.from-<16 hex>.otadelta``), the rest after (their
+    signed metadata decides; an unknown image is hashed for them)."""
+    tag = f".from-{known_sha256[:SOURCE_PREFIX_HEX]}{SUFFIX}" if known_sha256 else None
+    return sorted(paths, key=lambda p: 0 if tag is not None and p.endswith(tag) else 1)
 
 
 class Phase(StrEnum):

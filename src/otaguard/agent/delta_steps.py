@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -37,6 +38,7 @@ from otaguard.agent.delta_choice import (
     Phase,
     Source,
     check_offer,
+    delta_order,
     fallback_reason,
     source_mismatch_reason,
     source_verdict,
@@ -134,6 +136,19 @@ class DeltaSteps(AgentCore):
             return None, f"delta not used: {why}"
         job = DeltaJob({"path": signed.path, **signed.to_dict()}, boot.slot, meta.source_length)
         return job, ""
+
+    def first_delta(self, paths: Sequence[str], full: TargetFile) -> tuple[DeltaJob | None, str]:
+        """The first of several offered deltas (an offline bundle's) that fits, tried in
+        ``delta_choice.delta_order``; else None and every reason."""
+        boot = self.boot
+        assert boot is not None
+        reasons = []
+        for path in delta_order(paths, self.journal.slot_images.get(boot.slot)):
+            job, why = self.delta_offer(path, full)
+            if job is not None:
+                return job, ""
+            reasons.append(why)
+        return None, "; ".join(reasons)
 
     def active_image(self, slot: str, meta: DeltaTarget) -> str | None:
         """The sha256 of the image the journal knows ``slot`` holds; unknown: the slot's first

@@ -240,4 +240,5 @@ class Installer(DeltaSteps):
         j = self.journal
         report, outcome = final_report(j.state, j.reason, self.otp.value())
         self.transition(Event.REPORTED, EndUpdate(), reports=(report,))
+        self.remove_patch()  # a delta's patch a power cut left behind
         return outcome

@@ -188,7 +188,8 @@ class DeltaSteps(AgentCore):
         return None
 
     def fetch_patch(self, job: DeltaJob) -> Outcome | None:
-        """Fetch the patch (retries and backoff as for an image), then check it at rest."""
+        """Fetch the patch (retries, backoff and waiting as for an image); phase ``apply``
+        once every byte is durable (``apply_patch`` checks them against the signed hash)."""
         target = job_target(job)
         url = f"/tuf/targets/{target.get_prefixed_paths()[0]}"
         budget = RetryBudget(self.config.max_download_attempts, self.config.max_download_requests)

@@ -10,9 +10,10 @@ full image's signed hash before the switch.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ from otaguard.delta import DeltaDecoder
 from otaguard.delta.container import HEADER_SIZE
 from otaguard.demo import Demo
 from otaguard.device.image import build_image
+from otaguard.errors import DeltaSourceMismatchError
 from otaguard.repo.maker_deltas import add_deltas
 from otaguard.sim.device import SimulatedDevice
 
@@ -348,3 +350,18 @@ def test_offline_bundle_carrying_a_delta_installs_from_it(demo_world: Demo, tmp_
     outbox = JournalFile(dev.config.journal_path).load().outbox
     (downloaded,) = [r["detail"] for r in outbox if r["event"] == "downloaded"]
     assert downloaded["delta"] == outcome.target.path
+
+
+def test_a_slot_larger_than_its_image_is_read_as_the_image() -> None:
+    """A block-device slot is larger than the image in it: the decoder sees only the first
+    ``source_length`` bytes (``SlotPrefix``); given the whole device it refuses the source."""
+    v1, v2 = images(64 * 1024)
+    patch = io.BytesIO(make_patch(v1, v2))
+    device = io.BytesIO(v1 + b"\xff" * 300_000)  # the rest of the partition
+    with pytest.raises(DeltaSourceMismatchError):
+        DeltaDecoder(device, patch)
+    out = io.BytesIO()
+    prefix = delta_steps.SlotPrefix(device, len(v1))
+    DeltaDecoder(cast(BinaryIO, prefix), patch).apply(out.write)
+    assert out.getvalue() == v2
+    assert (prefix.seek(0, 2), prefix.read(10)) == (len(v1), b"")

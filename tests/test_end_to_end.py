@@ -3,18 +3,21 @@ commit, report; and the refusal of bytes changed after signing."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from otaguard.cli.main import app
 from otaguard.demo import Demo
+from otaguard.server.metrics import ServerMetrics
+from otaguard.server.transfers import flush as flush_transfers
 
 
 def test_fleet_updates_from_v1_to_v2_and_server_keeps_history(demo_world: Demo) -> None:
     d = demo_world
     _, v1 = d.release("1.0.0")
-    v2_name, _ = d.release("2.0.0", security_version=1)
+    v2_name, v2 = d.release("2.0.0", security_version=1)
     d.provision_fleet(v1)
     dep_id = d.deploy(v2_name)
 
@@ -47,6 +50,26 @@ def test_fleet_updates_from_v1_to_v2_and_server_keeps_history(demo_world: Demo) 
     dep = d.api.deployment(dep_id)
     assert dep["state"] == "completed"
     assert dep["counts"] == {"succeeded": 4}
+    # The next check-in's signed manifest reports the image the agent verified into the slot
+    # (what a delta must have been made from).
+    first = d.fleet[0]
+    assert d.api.device(first.config.device_id)["image_sha256"] is None  # factory image
+    first.run_once()
+    reported = d.api.device(first.config.device_id)["image_sha256"]
+    assert reported == hashlib.sha256(v2).hexdigest()
+    # The fleet bytes view: each device (client certificate) downloaded the full image once.
+    assert d.ctx is not None
+    flush_transfers(d.ctx, ServerMetrics())
+    assert d.repo is not None
+    size = d.repo.all_targets()[v2_name].length
+    assert d.api.deployment(dep_id)["transfer"] == {
+        "bytes_sent": 4 * size,
+        "delta_bytes": 0,
+        "full_bytes": 4 * size,
+        "saved_bytes": 0,
+        "devices_served": 4,
+        "devices_delta": 0,
+    }
     # The committed devices raised their anti-rollback counter to the release's level.
     assert all(dev.otp.value() == 1 for dev in d.fleet)
     # The boot environment is committed on the new slot, not left on trial.

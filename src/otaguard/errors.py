@@ -249,3 +249,11 @@ class DeltaTargetMismatchError(DeltaError):
     """The rebuilt image does not have the size or sha256 the patch (or the caller) expects."""
 
     code = "delta_target"
+
+
+class DeltaMetadataError(DeltaError, RepositoryError):
+    """A delta target's signed custom metadata has not the shape ``repo/delta_targets.py``
+    defines, or does not fit the full image it claims to rebuild. A device falls back to the
+    full image (a ``DeltaError``); a publication naming it is refused (a ``RepositoryError``)."""
+
+    code = "delta_metadata"

@@ -86,3 +86,69 @@ def test_assignment_must_match_maker_signed_target() -> None:
     other = TargetFile.from_data("board/other.img", b"firmware", ["sha256"])
     with pytest.raises(AssignmentError, match="name"):
         matches_repository(a, other)
+
+
+DELTA = "board/fw-2.img.from-0123456789abcdef.otadelta"
+
+
+def test_assignment_carries_an_offered_delta_and_defaults_to_none() -> None:
+    signer = generate_signer()
+    plain = verify_assignment(
+        _sign(signer), signer.public_key, device_id="dev-1", min_counter=1, now=NOW
+    )
+    assert plain.delta_path is None
+    assert (
+        "delta" not in Metadata.from_bytes(_sign(signer)).signed.unrecognized_fields["x-otaguard"]
+    )
+    a = verify_assignment(
+        _sign(signer, delta_path=DELTA),
+        signer.public_key,
+        device_id="dev-1",
+        min_counter=1,
+        now=NOW,
+    )
+    assert a.delta_path == DELTA
+
+
+def test_assignment_signature_covers_the_delta_field() -> None:
+    signer = generate_signer()
+    md = Metadata.from_bytes(_sign(signer))
+    md.signed.unrecognized_fields["x-otaguard"]["delta"] = DELTA  # added after signing
+    with pytest.raises(AssignmentError, match="does not verify"):
+        verify_assignment(
+            md.to_bytes(), signer.public_key, device_id="dev-1", min_counter=1, now=NOW
+        )
+    md = Metadata.from_bytes(_sign(signer, delta_path=DELTA))
+    md.signed.unrecognized_fields["x-otaguard"]["delta"] = DELTA.replace("0123", "3210")
+    with pytest.raises(AssignmentError, match="does not verify"):
+        verify_assignment(
+            md.to_bytes(), signer.public_key, device_id="dev-1", min_counter=1, now=NOW
+        )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "board/fw-3.img.from-0123456789abcdef.otadelta",  # a delta of another image
+        "board/fw-2.img.from-0123456789abcde.otadelta",  # short source prefix
+        "board/fw-2.img.from-0123456789ABCDEF.otadelta",  # not lower-case hex
+        "board/fw-2.img.from-0123456789abcdef.img",  # not a delta
+        "board/fw-2.img",
+    ],
+)
+def test_signing_refuses_a_delta_that_is_not_of_the_assigned_image(bad: str) -> None:
+    with pytest.raises(AssignmentError, match="not a delta path"):
+        _sign(generate_signer(), delta_path=bad)
+
+
+@pytest.mark.parametrize("bad", [7, ["x"], "board/fw-3.img.from-0123456789abcdef.otadelta"])
+def test_verify_refuses_a_signed_but_malformed_delta_field(bad: object) -> None:
+    signer = generate_signer()
+    md = Metadata.from_bytes(_sign(signer))
+    md.signed.unrecognized_fields["x-otaguard"]["delta"] = bad
+    md.signatures.clear()
+    md.sign(signer)  # the director itself signed nonsense: still refused
+    with pytest.raises(AssignmentError, match="not a delta path"):
+        verify_assignment(
+            md.to_bytes(), signer.public_key, device_id="dev-1", min_counter=1, now=NOW
+        )

@@ -207,3 +207,76 @@ def test_check_artifacts_names_the_first_missing_target(world: World) -> None:
     artifacts = Artifacts()
     artifacts.upload(IMAGE)
     check_artifacts(targets, artifacts)  # control: the uploaded artifact passes
+
+
+# -- delta targets (repo/delta_targets.py) -------------------------------------------------------
+SOURCE_SHA = hashlib.sha256(b"the image devices run now").hexdigest()
+PATCH = b"a small patch"
+
+
+def _with_delta(world: World, full: Any, *, patch: bytes = PATCH) -> bytes:
+    """targets with a delta target (rebuilding ``full``) added and re-signed; patch uploaded."""
+    from otaguard.repo.delta_targets import make_delta_target
+
+    world.artifacts.upload(IMAGE)
+    world.artifacts.upload(patch)
+    delta = make_delta_target(
+        full,
+        source_sha256=SOURCE_SHA,
+        source_length=1000,
+        patch_sha256=hashlib.sha256(patch).hexdigest(),
+        patch_length=len(patch),
+    )
+    md = Metadata[Targets].from_bytes(world.signed_targets())
+    md.signed.targets[delta.path] = delta
+    return world.resign(md)
+
+
+def _full(world: World) -> Any:
+    return world.maker.targets_metadata(TARGETS).signed.targets[NAME]
+
+
+def test_delta_of_a_full_image_in_the_same_role_is_published_but_is_no_release(
+    world: World,
+) -> None:
+    result = world.publish(_with_delta(world, _full(world)))
+    delta_name = f"{NAME}.from-{SOURCE_SHA[:16]}.otadelta"
+    assert set(result.added) == {NAME, delta_name}
+    found = world.online.find_target(delta_name)
+    assert found is not None
+    assert found.custom["delta"]["target_path"] == NAME
+    assert set(world.catalog.releases) == {NAME}  # a delta is offered with a release, not deployed
+
+
+def test_delta_whose_full_image_is_not_in_the_role_is_refused(world: World) -> None:
+    from tuf.api.metadata import TargetFile
+
+    elsewhere = TargetFile.from_data("board/fw-9.img", IMAGE, ["sha256"])
+    elsewhere.unrecognized_fields["custom"] = ReleaseInfo("9", ("board",)).to_custom()
+    with pytest.raises(RepositoryError, match="not in the same role"):
+        world.publish(_with_delta(world, elsewhere))
+    assert_nothing_published(world)
+
+
+def test_delta_that_rebuilds_another_image_is_refused(world: World) -> None:
+    md = Metadata[Targets].from_bytes(_with_delta(world, _full(world)))
+    (delta,) = [t for n, t in md.signed.targets.items() if n != NAME]
+    delta.unrecognized_fields["custom"]["delta"]["target_sha256"] = "0" * 64
+    with pytest.raises(RepositoryError, match="do not match"):
+        world.publish(world.resign(md))
+    assert_nothing_published(world)
+
+
+def test_delta_not_smaller_than_its_full_image_is_refused(world: World) -> None:
+    with pytest.raises(RepositoryError, match="not smaller"):
+        world.publish(_with_delta(world, _full(world), patch=IMAGE + b"!"))
+    assert_nothing_published(world)
+
+
+def test_malformed_delta_metadata_is_refused(world: World) -> None:
+    md = Metadata[Targets].from_bytes(_with_delta(world, _full(world)))
+    (delta,) = [t for n, t in md.signed.targets.items() if n != NAME]
+    delta.unrecognized_fields["custom"]["delta"]["format"] = "bsdiff"
+    with pytest.raises(RepositoryError, match="format"):
+        world.publish(world.resign(md))
+    assert_nothing_published(world)

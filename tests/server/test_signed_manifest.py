@@ -221,3 +221,29 @@ def test_verify_manifest_pure_checks() -> None:
     e.sign(key)
     with pytest.raises(ManifestError, match="unknown fields"):
         verify_manifest(e.to_dict(), key_json, device_id="dev-1")
+
+
+def _signed_payload(key: CryptoSigner, data: dict[str, Any]) -> dict[str, Any]:
+    from securesystemslib.dsse import Envelope
+
+    e = Envelope(json.dumps(data).encode(), PAYLOAD_TYPE, {})
+    e.sign(key)
+    return e.to_dict()
+
+
+def test_manifest_image_sha256_is_optional_and_checked() -> None:
+    key = CryptoSigner.generate_ed25519()
+    key_json = json.dumps(public_key_dict(key))
+    image = "ab" * 32
+    m = manifest("dev-1", image_sha256=image)
+    assert verify_manifest(sign_manifest(m, key), key_json, device_id="dev-1").image_sha256 == image
+    # an older agent's manifest has no such field, and a new agent without it signs the same
+    old = manifest("dev-1")
+    assert "image_sha256" not in json.loads(old.payload())
+    assert (
+        verify_manifest(sign_manifest(old, key), key_json, device_id="dev-1").image_sha256 is None
+    )
+    for bad in ("AB" * 32, "ab" * 31, "zz" * 32, 12, ["ab" * 32]):
+        raw = json.loads(m.payload()) | {"image_sha256": bad}
+        with pytest.raises(ManifestError, match="image_sha256"):
+            verify_manifest(_signed_payload(key, raw), key_json, device_id="dev-1")

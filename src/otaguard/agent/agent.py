@@ -27,7 +27,7 @@ from otaguard.agent.acceptance import DeviceFacts, accept_assignment, accept_tar
 from otaguard.agent.acceptance import check_release as check_release_facts
 from otaguard.agent.health import HealthCheck, command_health_check
 from otaguard.agent.installing import ATTEMPT_VAR, Installer
-from otaguard.agent.journal import Journal, SetReason, StartUpdate
+from otaguard.agent.journal import DeltaJob, Journal, SetReason, StartUpdate
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.replies import CheckInReply
 from otaguard.agent.reporting import boot_reason, installed_reports, refusal_report
@@ -133,6 +133,7 @@ class UpdateAgent(Installer):
             slot=boot.slot if boot else None,
             security_version=self.otp.value(),
             agent_version=__version__,
+            image_sha256=self.journal.slot_images.get(boot.slot) if boot else None,
         )
         try:
             body = {"manifest": sign_manifest(manifest, manifest_signer(self.config))}
@@ -188,7 +189,21 @@ class UpdateAgent(Installer):
             return Outcome(Action.RETRY, text)
         except (AssignmentError, VerificationError, CompatibilityError) as exc:
             return self.refuse(dep_id, exc)
-        return self.accept(target, info, deployment_id=dep_id, counter=assignment.counter)
+        try:
+            delta, not_used = self.delta_offer(assignment.delta_path, target)
+        except DownloadError as exc:
+            text = f"waiting: {exc}"
+            reports = ((UpdateEvent.WAITING, {"reason": text}),)
+            self.transition(Event.ERROR, reports=reports, report_deployment=dep_id)
+            return Outcome(Action.RETRY, text)
+        return self.accept(
+            target,
+            info,
+            deployment_id=dep_id,
+            counter=assignment.counter,
+            delta=delta,
+            delta_fallback=not_used,
+        )
 
     def refuse(self, deployment_id: int | None, exc: OTAGuardError) -> Outcome:
         log.warning("refused update: %s", exc)
@@ -216,11 +231,12 @@ class UpdateAgent(Installer):
         """
         return check_release_facts(target, self.device_facts())
 
-    def install_target(self, path: str) -> Outcome:
+    def install_target(self, path: str, deltas: tuple[str, ...] = ()) -> Outcome:
         """Install the maker-signed target ``path`` without a director assignment (offline
         bundles, see ``agent/offline.py``): the same TUF refresh from the device's trusted
         metadata, the same hardware and anti-rollback checks, then the usual download, verify
-        and switch. Refused while another update is under way."""
+        and switch; rebuilt from one of the delta targets ``deltas`` (a bundle's) when one
+        fits the active slot. Refused while another update is under way."""
         if self.boot is None:
             raise OTAGuardError("after_boot must run before install_target")
         if self.journal.state is not State.IDLE:
@@ -229,12 +245,13 @@ class UpdateAgent(Installer):
         try:
             target = self.trusted_target(path)
             info = accept_target(target, self.device_facts())
+            delta, not_used = self.first_delta(deltas, target)
         except DownloadError as exc:
             self.transition(Event.ERROR)
             return Outcome(Action.FAILED, str(exc))
         except (VerificationError, CompatibilityError, RepositoryError) as exc:
             return self.refuse(None, exc)
-        return self.accept(target, info, deployment_id=None)
+        return self.accept(target, info, deployment_id=None, delta=delta, delta_fallback=not_used)
 
     def accept(
         self,
@@ -243,8 +260,11 @@ class UpdateAgent(Installer):
         *,
         deployment_id: int | None,
         counter: int | None = None,
+        delta: DeltaJob | None = None,
+        delta_fallback: str = "",
     ) -> Outcome:
-        """Start installing a verified target (journaled, then downloaded and installed)."""
+        """Start installing a verified target (journaled, then downloaded and installed),
+        rebuilt from ``delta`` if given (``delta_fallback``: why an offered delta is not)."""
         boot = self.boot
         assert boot is not None
         start = StartUpdate(
@@ -257,8 +277,16 @@ class UpdateAgent(Installer):
             new_version=info.version,
             security_version=info.security_version,
             attempt=secrets.token_hex(8),
+            delta=delta,
+            delta_fallback=delta_fallback,
         )
-        reports = ((UpdateEvent.DOWNLOADING, {"target": target.path, "to_version": info.version}),)
+        detail = {
+            "target": target.path,
+            "to_version": info.version,
+            "delta": delta.target["path"] if delta is not None else None,
+            "delta_fallback": delta_fallback or None,
+        }
+        reports = ((UpdateEvent.DOWNLOADING, detail),)
         self.transition(Event.ACCEPT, start, reports=reports)
         return self.advance()
 

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from tuf.api.metadata import TargetFile
 
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.device_api import DeviceApi
 from otaguard.agent.health import HealthCheck, command_health_check
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
+from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.reporting import Report, RunningImage, report_item
 from otaguard.agent.slot_stream import SlotStream
@@ -171,6 +173,23 @@ class AgentCore:
         if self.offline:
             return not self.journal.outbox
         return self.keeper.flush(self.api.send_report)
+
+    def waiting(self, reason: str) -> Outcome:
+        """A transient obstacle outlasted this cycle's retries: keep the journaled state, tell
+        the server once per reason ("waiting: <reason>"), retry at the next poll."""
+        text = f"waiting: {reason}"
+        if self.journal.reason != text:
+            self.journal.reason = text
+            self.journal.outbox.append(self.report_item(UpdateEvent.WAITING, {"reason": text}))
+            self.keeper.save()
+            self.flush_reports()
+        return Outcome(Action.RETRY, text)
+
+    def target(self) -> TargetFile:
+        """The accepted target, as journaled."""
+        raw = dict(self.journal.target or {})
+        path = raw.pop("path")
+        return TargetFile.from_dict(raw, path)
 
     def cancelled(self, *, force: bool = False) -> bool:
         """Whether the server cancelled this deployment (asked at most every

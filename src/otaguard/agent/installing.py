@@ -13,7 +13,8 @@ import logging
 
 from tuf.api.metadata import TargetFile
 
-from otaguard.agent.core import AgentCore
+from otaguard.agent.delta_choice import Failure, on_failure
+from otaguard.agent.delta_steps import DeltaSteps
 from otaguard.agent.journal import EndUpdate, SetReason, SlotHolds
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.reporting import final_report, installed_reports
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 ATTEMPT_VAR = "ota_attempt"  # boot env variable tagging the switch made by one update attempt
 
 
-class Installer(AgentCore):
+class Installer(DeltaSteps):
     def advance(self) -> Outcome:
         """Do the work of the journaled state, state after state, until the update waits for
         a reboot or is over. Every step is idempotent: after a power cut it is simply redone."""
@@ -64,11 +65,6 @@ class Installer(AgentCore):
             else:
                 outcome = self.finish()
 
-    def target(self) -> TargetFile:
-        raw = dict(self.journal.target or {})
-        path = raw.pop("path")
-        return TargetFile.from_dict(raw, path)
-
     # -- downloading ------------------------------------------------------------------------
     def download(self) -> Outcome | None:
         """Stream the target into the inactive slot, resuming from the journaled checkpoint.
@@ -80,6 +76,8 @@ class Installer(AgentCore):
         <reason>", and the next poll resumes (returns that ``RETRY`` outcome).
         """
         j = self.journal
+        if j.delta is not None:  # rebuild from a delta (agent/delta_steps.py)
+            return self.delta_download()
         target = self.target()
         slot = j.target_slot
         assert slot is not None
@@ -120,17 +118,6 @@ class Installer(AgentCore):
                 budget.failures, base=self.config.backoff_base, maximum=self.config.backoff_max
             )
             self.sleep(self.rng.uniform(0, cap))
-
-    def waiting(self, reason: str) -> Outcome:
-        """A transient obstacle outlasted this cycle's retries: keep the journaled state, tell
-        the server once per reason ("waiting: <reason>"), retry at the next poll."""
-        text = f"waiting: {reason}"
-        if self.journal.reason != text:
-            self.journal.reason = text
-            self.journal.outbox.append(self.report_item(UpdateEvent.WAITING, {"reason": text}))
-            self.keeper.save()
-            self.flush_reports()
-        return Outcome(Action.RETRY, text)
 
     def fetch(self, target: TargetFile, url: str, slot: str, offset: int) -> None:
         """One request: the artifact into the slot, from ``offset`` (a raw image) or
@@ -194,10 +181,10 @@ class Installer(AgentCore):
                     f"(read back {(got or 'too few bytes')[:16]}..., want {want[:16]}...)"
                 )
         except OSError as exc:
-            self.transition(Event.ERROR, SetReason(f"verification failed: slot unreadable: {exc}"))
+            self.verify_failed(f"slot unreadable: {exc}")
             return
         except VerificationError as exc:
-            self.transition(Event.ERROR, SetReason(f"verification failed: {exc}"))
+            self.verify_failed(str(exc))
             return
         if self.cancelled(force=True):
             reason = "the server cancelled the deployment before install"
@@ -205,18 +192,17 @@ class Installer(AgentCore):
             return
         self.transition(
             Event.VERIFIED,
-            SlotHolds(slot, j.new_version),
+            SlotHolds(slot, j.new_version, want),
             reports=((UpdateEvent.VERIFIED, {}),),
         )
 
-    @staticmethod
-    def slot_content(target: TargetFile) -> tuple[str, int]:
-        """The signed sha256 and length of what the slot must hold once the target is in: the
-        artifact itself, or the image a compressed artifact decompresses to."""
-        info = ReleaseInfo.of_target(target)
-        if info.compression is not None and info.image_sha256 and info.image_length is not None:
-            return info.image_sha256, info.image_length
-        return target.hashes.get("sha256", ""), target.length
+    def verify_failed(self, why: str) -> None:
+        """A slot that does not verify: the full image instead if it was rebuilt from a
+        delta (once), else the update fails."""
+        if on_failure(self.journal.delta is not None):
+            self.delta_fallback(Failure.HASH, why)
+        else:
+            self.transition(Event.ERROR, SetReason(f"verification failed: {why}"))
 
     def install(self) -> None:
         """Point the boot env at the new slot, on trial, tagged with this attempt."""
@@ -254,4 +240,5 @@ class Installer(AgentCore):
         j = self.journal
         report, outcome = final_report(j.state, j.reason, self.otp.value())
         self.transition(Event.REPORTED, EndUpdate(), reports=(report,))
+        self.remove_patch()  # a delta's patch a power cut left behind
         return outcome

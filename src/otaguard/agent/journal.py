@@ -36,6 +36,14 @@ class Journal:
     # its slot, forgotten when a download starts overwriting it; the factory image is recorded
     # by provisioning. The agent never parses an image to learn what it runs.
     slot_versions: dict[str, str] = field(default_factory=dict)
+    # The sha256 of the image each slot holds (slot -> hex), written with ``slot_versions``
+    # when the image verified in place: the version manifest reports the booted slot's, so the
+    # server can offer a delta made from exactly that image.
+    slot_images: dict[str, str] = field(default_factory=dict)
+    # The delta this update rebuilds its image from (``DeltaJob.to_dict``), None for the full
+    # image; ``delta_fallback`` says why an offered or started delta gave way to the full one.
+    delta: dict[str, Any] | None = None
+    delta_fallback: str = ""
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -48,6 +56,26 @@ class Journal:
         data["state"] = State(data["state"])
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class DeltaJob:
+    """A delta install under way: which signed delta target, from which slot, how far."""
+
+    target: dict[str, Any]  # the delta's TUF target file dict + "path"
+    source_slot: str
+    source_length: int
+    phase: str = "fetch"  # delta_choice.Phase
+    fetched: int = 0  # patch bytes durable in the state directory (phase fetch)
+    segment: int = 0  # segments rebuilt and durable in the slot (phase apply)
+    offset: int = 0  # the slot bytes those segments hold
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeltaJob:
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -70,14 +98,40 @@ class StartUpdate:
     new_version: str
     security_version: int
     attempt: str
+    delta: DeltaJob | None = None  # rebuild the image from this delta
+    delta_fallback: str = ""  # why an offered delta is not used ("" when none was offered)
 
 
 @dataclass(frozen=True)
 class SlotHolds:
-    """The slot now holds ``version`` (verified in place), or nothing known (None)."""
+    """The slot now holds ``version`` (verified in place, image sha256 ``image_sha256``), or
+    nothing known (None)."""
 
     slot: str
     version: str | None
+    image_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class SlotHashed:
+    """The agent hashed the active ``slot`` (once, for a delta) and found image ``sha256``."""
+
+    slot: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DeltaProgress:
+    """The delta install moved on: the patch is fetched so far, or rebuilt so far."""
+
+    job: DeltaJob
+
+
+@dataclass(frozen=True)
+class DeltaFallback:
+    """Give up the delta for the full image (once: the delta is forgotten for this update)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -86,7 +140,9 @@ class EndUpdate:
 
 
 #: A typed change to the journal, taken with a transition (``JournalKeeper.transition``).
-JournalChange = SetReason | StartUpdate | SlotHolds | EndUpdate
+JournalChange = (
+    SetReason | StartUpdate | SlotHolds | EndUpdate | SlotHashed | DeltaProgress | DeltaFallback
+)
 
 
 def apply_change(journal: Journal, change: JournalChange) -> None:
@@ -94,8 +150,19 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.reason = change.reason
     elif isinstance(change, SlotHolds):
         journal.slot_versions.pop(change.slot, None)
+        journal.slot_images.pop(change.slot, None)
         if change.version is not None:
             journal.slot_versions[change.slot] = change.version
+            if change.image_sha256 is not None:
+                journal.slot_images[change.slot] = change.image_sha256
+    elif isinstance(change, SlotHashed):
+        journal.slot_images[change.slot] = change.sha256
+    elif isinstance(change, DeltaProgress):
+        journal.delta = change.job.to_dict()
+    elif isinstance(change, DeltaFallback):
+        journal.delta = None
+        journal.delta_fallback = change.reason
+        journal.bytes_written = 0
     elif isinstance(change, StartUpdate):
         journal.deployment_id = change.deployment_id
         journal.last_counter = change.last_counter
@@ -107,9 +174,14 @@ def apply_change(journal: Journal, change: JournalChange) -> None:
         journal.security_version = change.security_version
         journal.attempt = change.attempt
         journal.slot_versions.pop(change.target_slot, None)  # about to be overwritten
+        journal.slot_images.pop(change.target_slot, None)
         journal.bytes_written = 0
         journal.reason = ""
+        journal.delta = change.delta.to_dict() if change.delta is not None else None
+        journal.delta_fallback = change.delta_fallback
     else:
+        journal.delta = None
+        journal.delta_fallback = ""
         journal.target = None
         journal.target_slot = None
         journal.bytes_written = 0

@@ -199,7 +199,8 @@ class AgentService:
         log.info(
             "installing from bundle", extra={"bundle": str(bundle.path), "target": bundle.target}
         )
-        return self._cycle(lambda: self.agent.install_target(bundle.target))
+        deltas = bundle.manifest.deltas
+        return self._cycle(lambda: self.agent.install_target(bundle.target, deltas))
 
 
 def open_for_bundle(

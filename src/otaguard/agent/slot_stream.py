@@ -161,6 +161,12 @@ class SlotStream:
         finally:
             self.drop_readback()
 
+    def forget(self) -> None:
+        """Forget the running hash and read-back: the slot was written around this stream
+        (a delta rebuilt it), so both are rebuilt from the slot when next needed."""
+        self.drop_readback()
+        self._hash_state = (None, 0, None)
+
     def drop_readback(self) -> None:
         if self._readback is not None:
             self._readback[2].close()

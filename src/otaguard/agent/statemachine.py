@@ -12,6 +12,7 @@ The path of one update::
          -> trial -> health_check -> committing -> committed -> idle
                                   \\-> rolling_back -> rolled_back -> idle
     (downloading | verifying | installing) -> failed -> idle
+    (downloading | verifying) -> downloading   (a delta failed: the full image, once)
 
 ``checking`` is the one state that is never journaled: it has no durable effect, so a restart
 in it is a restart in ``idle`` (and journaling it would write the flash on every poll).
@@ -58,6 +59,9 @@ class Event(StrEnum):
     ERROR = "error"  # the update cannot go on; the old slot stays active
     CANCEL = "cancel"  # the server cancelled the deployment
     REPORTED = "reported"  # the final outcome is queued durably for the server
+    # The delta failed (patch unavailable, tampered, undecodable, or the rebuilt image did not
+    # verify): download the full image instead, once (``agent/delta_choice.py``)
+    DELTA_FALLBACK = "delta_fallback"
 
 
 FINAL = frozenset({State.COMMITTED, State.ROLLED_BACK, State.FAILED})
@@ -73,9 +77,11 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.DOWNLOADING, Event.DOWNLOADED): State.VERIFYING,
     (State.DOWNLOADING, Event.ERROR): State.FAILED,
     (State.DOWNLOADING, Event.CANCEL): State.FAILED,
+    (State.DOWNLOADING, Event.DELTA_FALLBACK): State.DOWNLOADING,
     (State.VERIFYING, Event.VERIFIED): State.INSTALLING,
     (State.VERIFYING, Event.ERROR): State.FAILED,
     (State.VERIFYING, Event.CANCEL): State.FAILED,
+    (State.VERIFYING, Event.DELTA_FALLBACK): State.DOWNLOADING,
     (State.INSTALLING, Event.INSTALLED): State.REBOOT_PENDING,
     (State.INSTALLING, Event.BOOTED_OLD): State.ROLLED_BACK,
     (State.INSTALLING, Event.ERROR): State.FAILED,

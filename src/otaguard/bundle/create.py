@@ -5,6 +5,11 @@ exactly as a device would, through a fetcher that keeps a copy of every metadata
 fetched; the target is then streamed into a temporary file and checked against its signed length
 and hashes. The bundle holds the root chain from version 1 (so a device that trusts any older
 root can walk it forward) and those files, under the names a TUF client asks for.
+
+With ``delta_from`` (source image sha256s), the maker-signed delta targets from those images to
+the target are added too (and the metadata on their way), each checked like the image and
+against ``repo/delta_targets.py``: a device running one of those images may apply the delta
+instead; the full image stays in the bundle for every other device and as the fallback.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from urllib.parse import unquote
 
 import httpx
 from tuf.api import exceptions as tuf_exc
+from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
 from otaguard.bundle.format import Manifest, write_bundle
-from otaguard.errors import DownloadError, VerificationError
+from otaguard.errors import DeltaMetadataError, DownloadError, VerificationError
 from otaguard.net.client import make_client
 from otaguard.net.download import download_into
 from otaguard.net.fetcher import HttpxFetcher
+from otaguard.repo.delta_targets import check_fits, delta_path, parse_delta_target
 
 MAX_ROOTS = 1024
 
@@ -69,6 +76,7 @@ def create_bundle(
     *,
     trusted_root: bytes | None = None,
     ca_file: Path | None = None,
+    delta_from: tuple[str, ...] = (),
 ) -> Manifest:
     """Write a bundle for ``target`` from ``server_url`` to ``out``; returns its manifest.
 
@@ -103,32 +111,61 @@ def create_bundle(
             raise VerificationError(f"repository metadata rejected: {exc}") from exc
         if info is None:
             raise VerificationError(f"target {target} is not in the signed repository")
-        image = work / "image"
-        with open(image, "wb") as fh:
-
-            def write(chunk: bytes) -> None:
-                fh.write(chunk)
-
-            download_into(
-                client,
-                f"/tuf/targets/{info.get_prefixed_paths()[0]}",
-                length=info.length,
-                offset=0,
-                write=write,
-            )
-        with open(image, "rb") as check:
-            try:
-                info.verify_length_and_hashes(check)
-            except Exception as exc:  # tuf raises LengthOrHashMismatchError
-                raise VerificationError(
-                    f"served image does not match its signature: {exc}"
-                ) from exc
+        downloads = {info.get_prefixed_paths()[0]: _download(client, info, work / "image")}
+        deltas = [_delta_info(updater, info, source) for source in delta_from]
+        for n, delta in enumerate(deltas):
+            downloads[delta.get_prefixed_paths()[0]] = _download(client, delta, work / f"d{n}")
         files: dict[str, Path | bytes] = {}
         for name, raw in sorted(roots.items(), key=lambda kv: int(kv[0].split(".")[0])):
             files[f"metadata/{name}"] = raw
         for name, raw in fetcher.files.items():
             if not name.endswith(".root.json"):
                 files[f"metadata/{name}"] = raw
-        files[f"targets/{info.get_prefixed_paths()[0]}"] = image
+        for path, local in downloads.items():
+            files[f"targets/{path}"] = local
         created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        return write_bundle(out, target, base, created, files)
+        return write_bundle(out, target, base, created, files, deltas=tuple(d.path for d in deltas))
+
+
+def _delta_info(updater: Updater, full: TargetFile, source_sha256: str) -> TargetFile:
+    """The signed delta target rebuilding ``full`` from image ``source_sha256``, checked."""
+    try:
+        path = delta_path(full.path, source_sha256)
+        info = updater.get_targetinfo(path)
+        if info is None:
+            raise VerificationError(f"no delta {path} in the signed repository")
+        delta = parse_delta_target(info)
+        if delta.source_sha256 != source_sha256:
+            raise VerificationError(f"delta {path} was made from another image")
+        check_fits(delta, full)
+    except DeltaMetadataError as exc:
+        raise VerificationError(f"delta from {source_sha256[:16]}: {exc}") from exc
+    except tuf_exc.DownloadError as exc:
+        raise DownloadError(f"repository metadata unavailable: {exc}") from exc
+    except (tuf_exc.RepositoryError, ValueError) as exc:
+        raise VerificationError(f"repository metadata rejected: {exc}") from exc
+    return info
+
+
+def _download(client: httpx.Client, info: TargetFile, local: Path) -> Path:
+    """Stream target ``info`` into ``local``; check its signed length and hashes."""
+    with open(local, "wb") as fh:
+
+        def write(chunk: bytes) -> None:
+            fh.write(chunk)
+
+        download_into(
+            client,
+            f"/tuf/targets/{info.get_prefixed_paths()[0]}",
+            length=info.length,
+            offset=0,
+            write=write,
+        )
+    with open(local, "rb") as check:
+        try:
+            info.verify_length_and_hashes(check)
+        except Exception as exc:  # tuf raises LengthOrHashMismatchError
+            raise VerificationError(
+                f"served {info.path} does not match its signature: {exc}"
+            ) from exc
+    return local

@@ -3,13 +3,15 @@
 Layout (member names; every member a regular file, each name once)::
 
     otaguard-bundle.json            manifest, first member: {"format": 1, "target": NAME,
-                                    "created": ISO time, "source": URL, "files": {member: sha256}}
+                                    "created": ISO time, "source": URL, "files": {member: sha256},
+                                    "deltas": [delta target names] (only when there are some)}
     metadata/1.root.json ...        the signed root chain (every version from 1), then the
     metadata/timestamp.json         metadata a TUF client fetches for NAME, under the names it
     metadata/N.snapshot.json        fetches them by (consistent snapshots): timestamp, snapshot,
     metadata/N.targets.json         top-level targets and each delegated targets role on the
     metadata/N.<role>.json          way to NAME
-    targets/<dir>/<sha256>.<file>   the image, under its hash-prefixed TUF target path
+    targets/<dir>/<sha256>.<file>   the image, under its hash-prefixed TUF target path, and
+                                    any delta targets of it (``repo/delta_targets.py``)
 
 A bundle is a static TUF mirror of exactly what one device needs for one target. Nothing in it
 is trusted: the device verifies it all from its own trusted root, as online. The manifest's
@@ -43,19 +45,20 @@ class Manifest:
     created: str
     source: str
     files: dict[str, str]
+    #: delta targets of ``target`` the bundle carries too (a device may use one instead)
+    deltas: tuple[str, ...] = ()
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "format": FORMAT,
-                "target": self.target,
-                "created": self.created,
-                "source": self.source,
-                "files": self.files,
-            },
-            indent=1,
-            sort_keys=True,
-        ).encode()
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "target": self.target,
+            "created": self.created,
+            "source": self.source,
+            "files": self.files,
+        }
+        if self.deltas:
+            data["deltas"] = list(self.deltas)
+        return json.dumps(data, indent=1, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
@@ -66,11 +69,15 @@ class Manifest:
             files = data["files"]
             if not isinstance(files, dict):
                 raise TypeError("files is not an object")
+            deltas = data.get("deltas", [])
+            if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
+                raise TypeError("deltas is not a list of target names")
             return cls(
                 target=str(data["target"]),
                 created=str(data.get("created", "")),
                 source=str(data.get("source", "")),
                 files={str(k): str(v) for k, v in files.items()},
+                deltas=tuple(deltas),
             )
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             # RecursionError: JSON nested deeper than the interpreter's recursion limit.
@@ -173,7 +180,13 @@ class BundleReader:
 
 
 def write_bundle(
-    out: Path, manifest_target: str, source: str, created: str, files: dict[str, Path | bytes]
+    out: Path,
+    manifest_target: str,
+    source: str,
+    created: str,
+    files: dict[str, Path | bytes],
+    *,
+    deltas: tuple[str, ...] = (),
 ) -> Manifest:
     """Write a bundle atomically (temp file, fsync, rename): manifest first, then ``files``."""
     digests: dict[str, str] = {}
@@ -183,7 +196,9 @@ def write_bundle(
         else:
             with open(content, "rb") as fh:
                 digests[name] = _sha256_of(fh)
-    manifest = Manifest(target=manifest_target, created=created, source=source, files=digests)
+    manifest = Manifest(
+        target=manifest_target, created=created, source=source, files=digests, deltas=deltas
+    )
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         with open(tmp, "wb") as raw:

@@ -188,6 +188,15 @@ def bundle_create(
     root: Annotated[
         Path | None, typer.Option("--root", help="Trusted root.json to start verification at.")
     ] = None,
+    delta_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--delta-from",
+            metavar="SHA256",
+            help="Also carry the signed delta from the image with this sha256 (what devices "
+            "report in their active slot); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Write a bundle with TARGET and its signed TUF metadata, verified on the way."""
     from otaguard.bundle.create import create_bundle
@@ -199,7 +208,15 @@ def bundle_create(
             trusted = root.read_bytes()
         elif repo is not None:
             trusted = MakerRepository(repo).root_history()[0].read_bytes()
-        manifest = create_bundle(server, target, out, trusted_root=trusted, ca_file=ca)
+        manifest = create_bundle(
+            server,
+            target,
+            out,
+            trusted_root=trusted,
+            ca_file=ca,
+            delta_from=tuple(delta_from or ()),
+        )
     except (OTAGuardError, OSError) as exc:
         raise _fail(exc) from exc
-    typer.echo(f"wrote {out}: {manifest.target}, {len(manifest.files)} files")
+    deltas = f", deltas {', '.join(manifest.deltas)}" if manifest.deltas else ""
+    typer.echo(f"wrote {out}: {manifest.target}, {len(manifest.files)} files{deltas}")

@@ -29,6 +29,16 @@ from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker import MakerRepository
 from otaguard.repo.roles import ROOT, TARGETS
 
+DeltaFrom = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--delta-from",
+        metavar="VERSION",
+        help="Also build a delta from this earlier release of the same hardware (repeatable); "
+        "skipped when it does not pay.",
+    ),
+]
+
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
     out: list[str] = []
@@ -60,6 +70,7 @@ def release_add(
     fixes: Annotated[
         list[str] | None, typer.Option("--fixes", help="CVE ids fixed: CVE-..[,CVE-..].")
     ] = None,
+    delta_from: DeltaFrom = None,
 ) -> None:
     """Add an image as a new target; targets gets a new version that needs signing."""
     from otaguard.repo.sbom import cyclonedx_sha256
@@ -83,6 +94,31 @@ def release_add(
             f"added {target.path} ({target.length} bytes, sha256 {target.hashes['sha256'][:16]}…)"
         )
         console.print(f"targets v{st.version} needs {st.threshold} signature(s)")
+        if delta_from:
+            _add_deltas(r, target.path, delta_from)
+
+
+@release_app.command("delta")
+def release_delta(
+    target: Annotated[str, typer.Argument(help="Target name of the new release.")],
+    delta_from: DeltaFrom,
+    repo: Annotated[Path, typer.Option("--repo", help="Maker repository directory.")] = Path(),
+) -> None:
+    """Add delta targets to an added release from earlier releases of the same hardware."""
+    with cli_errors():
+        if not delta_from:
+            raise RepositoryError("name at least one earlier release with --delta-from")
+        _add_deltas(open_repo(repo), target, delta_from)
+
+
+def _add_deltas(r: MakerRepository, target_name: str, versions: list[str]) -> None:
+    from otaguard.repo.maker_deltas import add_deltas
+
+    outcomes = add_deltas(r, target_name, list(_split(versions)))
+    for outcome in outcomes:
+        console.print(outcome.message)
+    for role in sorted({o.role for o in outcomes if o.role is not None}):
+        print_role_status(r, role)
 
 
 @release_app.command("sign")

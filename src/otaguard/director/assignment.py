@@ -10,6 +10,11 @@ nonce in an ``x-otaguard`` field. The device installs a target only if
 
 So the director decides *which* maker-signed image a device gets and *when*; it can never make a
 device install something the maker did not sign.
+
+When the device's signed manifest reports exactly the source image of a maker-signed delta of
+the assigned image, the ``x-otaguard`` field also names that delta target (``"delta": path``,
+covered by the signature). The device still fetches the delta through TUF (verified before it
+is decoded) and checks its signed custom metadata (``repo/delta_targets.py``) itself.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import DeserializationError
 
-from otaguard.errors import AssignmentError
+from otaguard.errors import AssignmentError, DeltaMetadataError
+from otaguard.repo.delta_targets import SOURCE_PREFIX_HEX, SUFFIX, delta_path_prefix
 from otaguard.repo.roles import utcnow
 
 ASSIGNMENT_TTL = dt.timedelta(hours=1)
@@ -39,6 +45,8 @@ class Assignment:
     nonce: str
     target: TargetFile
     expires: dt.datetime
+    #: the delta target (in the maker's repository) the device may use instead of the image
+    delta_path: str | None = None
 
 
 def sign_assignment(
@@ -48,23 +56,26 @@ def sign_assignment(
     deployment_id: int,
     counter: int,
     target: TargetFile,
+    delta_path: str | None = None,
     ttl: dt.timedelta = ASSIGNMENT_TTL,
     now: dt.datetime | None = None,
 ) -> bytes:
-    """Signed assignment bytes for ``device_id`` to install ``target``."""
+    """Signed assignment bytes for ``device_id`` to install ``target`` (optionally offering
+    the delta target ``delta_path`` that rebuilds it)."""
     if counter < 1:
         raise AssignmentError("assignment counter must be >= 1")
+    info: dict[str, Any] = {
+        "device_id": device_id,
+        "deployment_id": deployment_id,
+        "nonce": secrets.token_hex(16),
+    }
+    if delta_path is not None:
+        info["delta"] = check_delta_path(delta_path, target.path)
     signed = Targets(
         version=counter,
         expires=(now or utcnow()) + ttl,
         targets={target.path: TargetFile(target.length, dict(target.hashes), target.path)},
-        unrecognized_fields={
-            FIELD: {
-                "device_id": device_id,
-                "deployment_id": deployment_id,
-                "nonce": secrets.token_hex(16),
-            }
-        },
+        unrecognized_fields={FIELD: info},
     )
     md = Metadata(signed)
     md.sign(signer)
@@ -117,6 +128,7 @@ def verify_assignment(
     if len(md.signed.targets) != 1:
         raise AssignmentError("assignment must name exactly one target")
     (target,) = md.signed.targets.values()
+    delta = info.get("delta")
     return Assignment(
         device_id=device_id,
         deployment_id=int(info.get("deployment_id", 0)),
@@ -124,7 +136,30 @@ def verify_assignment(
         nonce=str(info.get("nonce", "")),
         target=target,
         expires=md.signed.expires,
+        delta_path=None if delta is None else check_delta_path(delta, target.path),
     )
+
+
+def check_delta_path(value: Any, target_path: str) -> str:
+    """An assignment's delta field: a delta target path of the assigned ``target_path``.
+
+    Raises:
+        AssignmentError: not a string, or not a delta path of that image.
+    """
+    try:
+        prefix = delta_path_prefix(target_path)
+    except DeltaMetadataError as exc:
+        raise AssignmentError(f"assigned target cannot have a delta: {exc}") from exc
+    source = value[len(prefix) : -len(SUFFIX)] if isinstance(value, str) else ""
+    if (
+        not isinstance(value, str)
+        or not value.startswith(prefix)
+        or not value.endswith(SUFFIX)
+        or len(source) != SOURCE_PREFIX_HEX
+        or not all(c in "0123456789abcdef" for c in source)
+    ):
+        raise AssignmentError(f"assignment's delta is not a delta path of {target_path}")
+    return value
 
 
 def matches_repository(assignment: Assignment, repo_target: TargetFile) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -29,6 +30,7 @@ PAYLOAD_TYPE = "application/vnd.otaguard.version-manifest+json"
 #: how far a manifest's clock may be from the server's (either way) before it is refused
 MAX_CLOCK_SKEW = dt.timedelta(minutes=10)
 MAX_PAYLOAD_BYTES = 4096
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class VersionManifest:
     agent_version: str | None
     nonce: str
     timestamp: str  # RFC 3339 UTC, as the device's clock saw it
+    #: sha256 (hex) of the image in the active slot, as installed (decompressed); None from
+    #: agents that do not report it. The server offers a delta only for exactly this image.
+    image_sha256: str | None = None
 
     @classmethod
     def create(
@@ -52,6 +57,7 @@ class VersionManifest:
         slot: str | None,
         security_version: int,
         agent_version: str | None,
+        image_sha256: str | None = None,
         now: dt.datetime | None = None,
     ) -> VersionManifest:
         when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
@@ -64,10 +70,14 @@ class VersionManifest:
             agent_version=agent_version,
             nonce=secrets.token_hex(16),
             timestamp=when.isoformat().replace("+00:00", "Z"),
+            image_sha256=image_sha256,
         )
 
     def payload(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        fields = asdict(self)
+        if fields["image_sha256"] is None:  # as older agents sign it, for older servers
+            del fields["image_sha256"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def time(self) -> dt.datetime:
@@ -203,6 +213,9 @@ def _parse_payload(payload: bytes) -> VersionManifest:
     timestamp = _opt_str(data, "timestamp", 40)
     if not device_id or not hardware or not nonce or not timestamp:
         raise ManifestError("manifest needs device_id, hardware, nonce and timestamp")
+    image_sha256 = _opt_str(data, "image_sha256", 64)
+    if image_sha256 is not None and not _SHA256.match(image_sha256):
+        raise ManifestError("manifest field image_sha256 must be 64 lower-case hex characters")
     manifest = VersionManifest(
         device_id=device_id,
         hardware=hardware,
@@ -212,6 +225,7 @@ def _parse_payload(payload: bytes) -> VersionManifest:
         agent_version=_opt_str(data, "agent_version", 64),
         nonce=nonce,
         timestamp=timestamp,
+        image_sha256=image_sha256,
     )
     _ = manifest.time  # refuse an unparsable clock here, not later
     return manifest

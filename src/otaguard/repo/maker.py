@@ -30,6 +30,7 @@ from tuf.api.serialization.json import JSONSerializer
 from otaguard.errors import KeyMaterialError, RepositoryError
 from otaguard.repo import delegation
 from otaguard.repo.compression import compression_of, measure_decompressed
+from otaguard.repo.delta_targets import check_role_deltas, is_delta_target, parse_delta_target
 from otaguard.repo.images import ReleaseInfo, check_target_name
 from otaguard.repo.roles import (
     ROOT,
@@ -200,6 +201,8 @@ class MakerRepository:
         if name in md.signed.targets:
             raise RepositoryError(f"target {name} already exists; releases are immutable")
         for existing in md.signed.targets.values():
+            if is_delta_target(existing):
+                continue
             other = ReleaseInfo.from_custom(existing.custom)
             if other.version == info.version and set(other.hardware) & set(info.hardware):
                 raise RepositoryError(
@@ -222,6 +225,35 @@ class MakerRepository:
         md.signed.targets[name] = target
         self.save_new_version(role, md)
         return target
+
+    def role_of(self, name: str) -> str:
+        """The targets role that lists target ``name``."""
+        for role in (TARGETS, *self.delegated_roles()):
+            if name in self.targets_metadata(role).signed.targets:
+                return role
+        raise RepositoryError(f"no target {name} in this repository")
+
+    def add_delta_target(self, patch: Path, target: TargetFile) -> str:
+        """Stage the patch file ``patch`` as the delta target ``target`` (built by
+        ``repo/delta_targets.make_delta_target``) in the role of the full image it rebuilds;
+        that role gets a new version needing new signatures. Returns the role."""
+        delta = parse_delta_target(target)
+        role = self.role_of(delta.target_path)
+        if role != TARGETS:
+            chain = delegation.delegation_chain(self._load_role, role)
+            delegation.check_delegated_paths(chain, [target.path])
+        md = self.targets_metadata(role)
+        if target.path in md.signed.targets:
+            raise RepositoryError(f"target {target.path} already exists; releases are immutable")
+        check_role_deltas({**md.signed.targets, target.path: target})
+        staged = self.staged_dir / target.path
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        tmp = staged.with_name(f".{staged.name}.tmp")
+        shutil.copyfile(patch, tmp)
+        os.replace(tmp, staged)
+        md.signed.targets[target.path] = target
+        self.save_new_version(role, md)
+        return role
 
     def save_new_version(self, role: str, md: Metadata[Targets], *, fresh: bool = False) -> None:
         """Write ``md`` as the next version of targets role ``role`` (unsigned), or as its

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from otaguard.errors import RepositoryError
+from otaguard.repo.delta_targets import check_role_deltas, is_delta_target
 from otaguard.repo.images import ReleaseInfo, sha256_of
 from otaguard.repo.online import OnlineRepository, PublishResult
 
@@ -44,13 +45,13 @@ class ReleaseCatalog(Protocol):
     ) -> object: ...
 
 
-def targets_of(roles: Mapping[str, bytes]) -> dict[str, TargetFile]:
-    """Every target the targets roles ``roles`` (name -> metadata bytes) list, by name.
+def targets_by_role(roles: Mapping[str, bytes]) -> dict[str, dict[str, TargetFile]]:
+    """The targets each targets role of ``roles`` (name -> metadata bytes) lists.
 
     Raises:
         RepositoryError: a role is not readable targets metadata.
     """
-    targets: dict[str, TargetFile] = {}
+    found: dict[str, dict[str, TargetFile]] = {}
     for role, data in roles.items():
         try:
             md = Metadata[Targets].from_bytes(data)
@@ -58,8 +59,34 @@ def targets_of(roles: Mapping[str, bytes]) -> dict[str, TargetFile]:
             raise RepositoryError(f"{role}: not valid targets metadata: {exc}") from exc
         if not isinstance(md.signed, Targets):
             raise RepositoryError(f"{role}: expected targets metadata")
-        targets.update(md.signed.targets)
+        found[role] = dict(md.signed.targets)
+    return found
+
+
+def targets_of(roles: Mapping[str, bytes]) -> dict[str, TargetFile]:
+    """Every target the targets roles ``roles`` (name -> metadata bytes) list, by name.
+
+    Raises:
+        RepositoryError: a role is not readable targets metadata.
+    """
+    targets: dict[str, TargetFile] = {}
+    for listed in targets_by_role(roles).values():
+        targets.update(listed)
     return targets
+
+
+def check_deltas(roles: Mapping[str, bytes]) -> None:
+    """Every delta target (``repo/delta_targets.py``) is well formed and rebuilds a full image
+    of its own role, which it matches, and is smaller than that image's artifact.
+
+    Raises:
+        DeltaMetadataError: (a ``RepositoryError``) the first delta that fails, named.
+    """
+    for role, listed in targets_by_role(roles).items():
+        try:
+            check_role_deltas(listed)
+        except RepositoryError as exc:
+            raise type(exc)(f"{role}: {exc}") from exc
 
 
 def check_artifacts(targets: Mapping[str, TargetFile], artifacts: ArtifactIndex) -> None:
@@ -73,12 +100,16 @@ def check_artifacts(targets: Mapping[str, TargetFile], artifacts: ArtifactIndex)
         digest = sha256_of(target)
         if not artifacts.exists(digest) or artifacts.size(digest) != target.length:
             raise RepositoryError(f"artifact for {name} ({digest[:12]}) has not been uploaded")
-        ReleaseInfo.of_target(target)
+        if not is_delta_target(target):  # a delta's fields: check_deltas
+            ReleaseInfo.of_target(target)
 
 
 def record_releases(targets: Mapping[str, TargetFile], catalog: ReleaseCatalog) -> None:
-    """Record each published target as a release (its version, hardware, security version)."""
+    """Record each published full-image target as a release (its version, hardware, security
+    version); a delta target is not a release (nothing deploys it: it is offered with one)."""
     for name, target in targets.items():
+        if is_delta_target(target):
+            continue
         info = ReleaseInfo.of_target(target)
         catalog.upsert_release(
             name,
@@ -104,7 +135,8 @@ def publish_release(
 
     Raises:
         RepositoryError: unreadable metadata, an artifact missing or of the wrong length,
-            invalid release information, or any refusal of ``OnlineRepository.publish``
+            invalid release information, a delta target that does not fit a full image of
+            its own role (``DeltaMetadataError``), or any refusal of ``OnlineRepository.publish``
             (a changed published target, expired metadata...).
         VerificationError: a role not signed by the threshold of its delegator's keys, or
             naming a target outside its delegated paths.
@@ -112,6 +144,7 @@ def publish_release(
     """
     targets = targets_of(roles)
     check_artifacts(targets, artifacts)
+    check_deltas(roles)
     result = repo.publish(roles)
     record_releases(targets, catalog)
     return result

@@ -30,6 +30,8 @@ from otaguard.server.monitor import run_monitor
 from otaguard.server.push import MqttPush, NoPush
 from otaguard.server.routes import ROUTERS
 from otaguard.server.routes.repository import STREAMED_BODIES
+from otaguard.server.transfers import flush as flush_transfers
+from otaguard.server.transfers import keep_flushing
 from otaguard.server.webhooks import WebhookNotifier
 
 TIMESTAMP_REFRESH_SECONDS = 600.0
@@ -78,11 +80,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     push = _push(ctx, app.state.metrics)
     task = asyncio.create_task(_keep_fresh(ctx))
     monitor = asyncio.create_task(run_monitor(ctx, app.state.metrics, notifier))
+    transfers = asyncio.create_task(keep_flushing(ctx, app.state.metrics))
     try:
         yield
     finally:
         task.cancel()
         monitor.cancel()
+        transfers.cancel()
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(flush_transfers, ctx, app.state.metrics)
         if notifier is not None:
             await run_in_threadpool(notifier.close)
         if push is not None:

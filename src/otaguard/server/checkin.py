@@ -44,6 +44,7 @@ from otaguard.errors import (
     StoreBusyError,
     UnsupportedMediaTypeError,
 )
+from otaguard.repo.delta_targets import pick_delta
 from otaguard.server import schemas
 from otaguard.server.auth import identify_device, refuse_device
 from otaguard.server.context import ServerContext
@@ -258,14 +259,18 @@ def reply_for(
     if target is None:
         metrics.checkins.labels("missing_target").inc()
         return schemas.CheckInReply(action="none", poll_interval=interval)
+    delta = pick_delta(target, offer.image_sha256, ctx.repo.find_target)
     assignment = sign_assignment(
         ctx.director,
         device_id=device_id,
         deployment_id=offer.deployment_id,
         counter=offer.counter,
         target=target,
+        delta_path=None if delta is None else delta.path,
     )
     metrics.checkins.labels("update").inc()
+    if delta is not None:
+        metrics.deltas_offered.inc()
     return schemas.CheckInReply(
         action="update",
         assignment=assignment.decode(),

@@ -20,6 +20,7 @@ from otaguard.server.push_settings import PushSettings
 from otaguard.server.refusals import DeviceRefusals, RefusalLog
 from otaguard.store.blobs import BlobStore, LocalBlobStore
 from otaguard.store.database import SqlMetadataStore, Store
+from otaguard.store.transfers import TransferTally
 
 PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
 ADMIN_TOKEN_ENV = "OTAGUARD_ADMIN_TOKEN"
@@ -134,6 +135,8 @@ class ServerContext:
     device_ca: DeviceAuthority = field(init=False)
     refusals: RefusalLog = field(init=False)
     device_refusals: DeviceRefusals = field(init=False)
+    #: bytes served to devices, until recorded (``server/transfers.py``)
+    transfer_tally: TransferTally = field(init=False)
     # Where routes and the evaluator note "this device has something new" (server/push.py);
     # the app's lifespan replaces it with the MQTT publisher when a broker is configured.
     push: NoPush = field(default_factory=NoPush)
@@ -143,6 +146,7 @@ class ServerContext:
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         self.refusals = RefusalLog(self.identity.audit)
         self.device_refusals = DeviceRefusals(self.refusals)
+        self.transfer_tally = TransferTally()
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.
         self.device_ca = DeviceAuthority.ensure(

@@ -29,6 +29,29 @@ class ServerMetrics:
         self.bytes_served = Counter(
             "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
         )
+        self.deltas_offered = Counter(
+            "otaguard_deltas_offered",
+            "Assignments that offered a delta (the device reported the delta's source image)",
+            registry=self.registry,
+        )
+        self.deployment_bytes_sent = Gauge(
+            "otaguard_deployment_bytes_sent",
+            "Bytes served for a deployment's assignments (full images and deltas)",
+            ["deployment"],
+            registry=self.registry,
+        )
+        self.deployment_delta_bytes = Gauge(
+            "otaguard_deployment_delta_bytes",
+            "Of a deployment's bytes sent, those of delta files",
+            ["deployment"],
+            registry=self.registry,
+        )
+        self.deployment_full_bytes = Gauge(
+            "otaguard_deployment_full_bytes",
+            "Bytes full images would have needed for the devices served in a deployment",
+            ["deployment"],
+            registry=self.registry,
+        )
         self.checkin_batch = Histogram(
             "otaguard_checkin_batch_size",
             "Check-ins handled per database transaction (group commit)",

@@ -140,6 +140,11 @@ class DeviceOut(BaseModel):
     agent_version: str | None
     update_state: UpdateState
     last_seen: dt.datetime | None
+    image_sha256: str | None = Field(
+        default=None,
+        description="sha256 of the image in the active slot, as its last signed manifest "
+        "reported (a delta is offered only from exactly this image)",
+    )
 
 
 class DeviceDetail(DeviceOut):
@@ -220,6 +225,20 @@ class DeploymentIn(Strict):
     )
 
 
+class TransferOut(BaseModel):
+    """A deployment's fleet bytes view: what the server served for its devices' assignments
+    (target downloads: full images and deltas) against what full images would have needed."""
+
+    bytes_sent: int = 0
+    delta_bytes: int = Field(default=0, description="Of bytes_sent, those of delta files")
+    full_bytes: int = Field(
+        default=0, description="Devices served anything x the release artifact's length"
+    )
+    saved_bytes: int = Field(default=0, description="full_bytes - bytes_sent")
+    devices_served: int = 0
+    devices_delta: int = Field(default=0, description="Devices that downloaded a delta")
+
+
 class DeploymentOut(BaseModel):
     id: int
     name: str
@@ -234,6 +253,7 @@ class DeploymentOut(BaseModel):
     rollout_status: str | None = None
     start_at: dt.datetime | None = None
     allow_downgrade: bool = False
+    transfer: TransferOut = Field(default_factory=TransferOut)
 
 
 class ExcludedDeviceOut(BaseModel):

@@ -54,6 +54,8 @@ class DeviceReport(Protocol):
     def nonce(self) -> str | None: ...
     @property
     def time(self) -> dt.datetime | None: ...
+    @property
+    def image_sha256(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Offer:
     deployment_id: int
     target_name: str
     counter: int
+    #: the active slot's image the device's signed manifest reported (a delta's source)
+    image_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Reported:
     agent_version: str | None
     nonce: str | None = None
     time: dt.datetime | None = None  # unsigned: no replay check
+    image_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,7 @@ _RECORD_REPORT = (
         last_seen=bindparam("b_seen"),
         manifest_at=func.coalesce(bindparam("b_mat", type_=UtcDateTime()), _DEVICES.c.manifest_at),
         manifest_nonce=func.coalesce(bindparam("b_mnonce"), _DEVICES.c.manifest_nonce),
+        image_sha256=bindparam("b_image"),
     )
 )
 _DEVICES_FOR_CHECKIN = (
@@ -250,6 +256,7 @@ def _accept(
             "b_seen": now,
             "b_mat": report.time,
             "b_mnonce": report.nonce,
+            "b_image": report.image_sha256,
         }
         if report.time is not None:
             last[request.device_id] = (report.time, report.nonce)
@@ -261,13 +268,14 @@ def _offer(
     conn: Connection,
     requests: Sequence[CheckinRequest],
     accepted: list[int],
-    reported: list[str],
+    reports: Mapping[str, Mapping[str, Any]],
     rows: _DeviceRows,
     outcomes: list[CheckinOutcome],
 ) -> None:
     """Give each accepted request its offer, if any, with the device's next assignment
     counter (a device twice in the batch gets two), and store the counters raised.
-    ``reported``: the devices of the accepted requests, once each."""
+    ``reports``: what the accepted requests' devices reported (their last), by device."""
+    reported = list(reports)
     eligible = [
         d for d in reported if rows[d].accepted and rows[d].decommissioned_at is None
     ]  # an operator has not yet accepted the device, or retired it: nothing to offer
@@ -278,7 +286,8 @@ def _offer(
         found = offers.get(device_id)
         if found is not None:
             counters[device_id] += 1
-            outcomes[i] = CheckinOutcome(offer=Offer(*found, counters[device_id]))
+            image = reports[device_id]["b_image"]
+            outcomes[i] = CheckinOutcome(offer=Offer(*found, counters[device_id], image))
     raised = [
         {"b_id": device_id, "b_counter": counter}
         for device_id, counter in counters.items()
@@ -364,5 +373,5 @@ class CheckIns:
             if not reports:
                 return outcomes
             conn.execute(_RECORD_REPORT, list(reports.values()))  # one executemany
-            _offer(conn, requests, accepted, list(reports), rows, outcomes)
+            _offer(conn, requests, accepted, reports, rows, outcomes)
         return outcomes

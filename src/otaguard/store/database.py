@@ -51,6 +51,7 @@ from otaguard.store.monitoring import Monitoring
 from otaguard.store.releases import Releases
 from otaguard.store.reports import MAX_DETAIL_CHARS, StatusReports
 from otaguard.store.rollouts import Rollouts
+from otaguard.store.transfers import Transfers
 from otaguard.store.tuf_metadata import SqlMetadataStore
 from otaguard.store.views import DeploymentView, DeviceView, EventView, ReleaseView
 from otaguard.store.wakeups import WakeupQueries
@@ -99,6 +100,7 @@ class Store(Database):
         self.rollouts = Rollouts(self)  # phased rollouts: used as ``store.rollouts.*``
         self.monitoring = Monitoring(self)  # alerts, health, timelines: ``store.monitoring.*``
         self.wakeups = WakeupQueries(self)  # whom a push wake-up reaches: ``store.wakeups.*``
+        self.transfers = Transfers(self)  # served bytes per deployment: ``store.transfers.*``
 
     # -- check-ins (checkin.py) -------------------------------------------------------------
     def check_in(

@@ -27,6 +27,7 @@ from otaguard.store.devices import device_filter
 from otaguard.store.engine import Database
 from otaguard.store.models import Deployment, DeploymentTarget, Device, Release
 from otaguard.store.rollouts import Rollouts
+from otaguard.store.transfers import TransferSummary, summaries_in, summary_fields
 from otaguard.store.views import DeploymentView
 
 _OPEN = [TargetStatus.PENDING.value, TargetStatus.IN_PROGRESS.value]
@@ -51,6 +52,7 @@ def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
             .group_by(DeploymentTarget.status)
         )
     }
+    transfer = summaries_in(s, [dep.id]).get(dep.id, TransferSummary())
     return DeploymentView(
         dep.id,
         dep.name,
@@ -64,6 +66,7 @@ def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
         rollout_status=dep.rollout_status,
         start_at=dep.start_at,
         allow_downgrade=dep.allow_downgrade,
+        transfer=summary_fields(transfer),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -45,6 +46,9 @@ class Device(Base):
     # The last accepted signed manifest's clock and nonce: an older one is a replay.
     manifest_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     manifest_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The active slot's image sha256 the last accepted signed manifest reported (None: not
+    # reported): a delta is offered only when it was made from exactly this image.
+    image_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Accepted for updates (False: enrolled, waiting for an operator's accept when the server
     # asks for that step); decommissioned devices are never offered anything again.
@@ -121,6 +125,10 @@ class DeploymentTarget(Base):
     phase: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rank: Mapped[int | None] = mapped_column(Integer, nullable=True)  # place in the spread order
     admitted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Bytes the server served for this device's assignment (full image or delta downloads),
+    # and how many of them were a delta's (store/transfers.py).
+    bytes_sent: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    delta_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (Index("ix_deployment_targets_device", "device_id", "status"),)
 

@@ -8,7 +8,7 @@ shapes, not on the tables. Each view is made by ``View.of(row)`` inside the tran
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from otaguard.fleet.compatibility import Exclusion
@@ -26,6 +26,8 @@ class DeviceView:
     agent_version: str | None
     update_state: str
     last_seen: dt.datetime | None
+    #: the active slot's image sha256 its last signed manifest reported (a delta's source)
+    image_sha256: str | None = None
 
     @classmethod
     def of(cls, d: Device) -> DeviceView:
@@ -39,6 +41,7 @@ class DeviceView:
             d.agent_version,
             d.update_state,
             d.last_seen,
+            d.image_sha256,
         )
 
 
@@ -83,6 +86,9 @@ class DeploymentView:
     rollout_status: str | None = None
     start_at: dt.datetime | None = None
     allow_downgrade: bool = False
+    #: the fleet bytes view (``store/transfers.py``: bytes sent, what full images would have
+    #: needed, delta devices)
+    transfer: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:

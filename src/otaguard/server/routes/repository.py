@@ -22,6 +22,7 @@ from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.ranges import blob_response, bytes_response, etag_matches
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics
+from otaguard.server.transfers import note_download
 from otaguard.store.blobs import check_digest
 
 _METADATA_NAME = re.compile(
@@ -93,6 +94,7 @@ def metadata(
 @tuf_router.get("/targets/{path:path}", responses=_DOWNLOAD_RESPONSES)
 def target(
     path: str,
+    request: Request,
     ctx: Ctx,
     metrics: Metrics,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -116,7 +118,9 @@ def target(
         range_,
         {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
     )
-    metrics.bytes_served.inc(int(response.headers.get("content-length", 0)))
+    served = int(response.headers.get("content-length", 0))
+    metrics.bytes_served.inc(served)
+    note_download(ctx, request.scope, path, digest, served)  # the fleet's bytes view
     return response
 
 

@@ -12,6 +12,13 @@ class ServerMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        self._device_traffic()
+        self._deltas()
+        self._latencies()
+        self._rollouts_and_alerts()
+        self._push()
+
+    def _device_traffic(self) -> None:
         self.checkins = Counter(
             "otaguard_checkins", "Device check-ins", ["outcome"], registry=self.registry
         )
@@ -29,6 +36,8 @@ class ServerMetrics:
         self.bytes_served = Counter(
             "otaguard_artifact_bytes_served", "Artifact bytes sent", registry=self.registry
         )
+
+    def _deltas(self) -> None:
         self.deltas_offered = Counter(
             "otaguard_deltas_offered",
             "Assignments that offered a delta (the device reported the delta's source image)",
@@ -52,6 +61,8 @@ class ServerMetrics:
             ["deployment"],
             registry=self.registry,
         )
+
+    def _latencies(self) -> None:
         self.checkin_batch = Histogram(
             "otaguard_checkin_batch_size",
             "Check-ins handled per database transaction (group commit)",
@@ -67,6 +78,8 @@ class ServerMetrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+
+    def _rollouts_and_alerts(self) -> None:
         self.alerts = Counter(
             "otaguard_alerts", "Alerts raised (new keys), by kind", ["kind"], registry=self.registry
         )
@@ -83,6 +96,8 @@ class ServerMetrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def _push(self) -> None:
         self.push_wakeups = Counter(
             "otaguard_push_wakeups",
             "MQTT wake-ups by outcome: published (acknowledged by the broker), dropped "

@@ -26,8 +26,10 @@ from qemu.board import PARTUUIDS, BoardFiles, missing_tools
 from qemu.fixtures import FactoryBoot, fresh_disk
 from qemu.machine import (
     Boot,
+    Handover,
     boot,
     boot_env,
+    boot_to_handover,
     env_file_bytes,
     fw_printenv,
     read_env,
@@ -54,6 +56,11 @@ def board(qemu_board: BoardFiles) -> BoardFiles:
 def boot_logged(disk: Path, *, fast: bool = True) -> Boot:
     count = len(list(disk.parent.glob("serial-*.log")))
     return boot(disk, fast=fast, log_file=disk.parent / f"serial-{count + 1}.log")
+
+
+def handover_logged(disk: Path) -> Handover:
+    count = len(list(disk.parent.glob("serial-*.log")))
+    return boot_to_handover(disk, log_file=disk.parent / f"serial-{count + 1}.log")
 
 
 def switch_to_trial(disk: Path, slot: str) -> None:
@@ -161,12 +168,15 @@ def test_qemu_committed_b_boots_without_trial(after_trial: Path) -> None:
 def test_qemu_unconfirmed_b_falls_back_to_a_after_bootlimit(
     after_trial: Path, tmp_path: Path
 ) -> None:
-    # The fixture made trial boot 1; boots 2..bootlimit stay on b, each one counted.
+    # The fixture made trial boot 1 (to b's init); boots 2..bootlimit stay on b, each one
+    # counted (stopped at U-Boot's handover to b's kernel: machine.boot_to_handover).
     for count in range(2, DEFAULT_BOOTLIMIT + 1):
-        result = boot_logged(after_trial)
-        assert (result.version, result.slot, result.trial) == (NEW, "b", True)
+        handover = handover_logged(after_trial)
+        assert (handover.slot, handover.trial, handover.bootcount) == ("b", True, str(count))
+        assert f"root=PARTUUID={PARTUUIDS['slot_b']}" in handover.cmdline.split()
+        assert "otaguard.trial=1" in handover.cmdline.split()
         assert read_env(after_trial)["bootcount"] == str(count)
-    result = boot_logged(after_trial)
+    result = boot_logged(after_trial)  # the one after bootlimit: to a's init
     assert (result.version, result.slot, result.trial) == (OLD, "a", False)
     assert "falling back to slot a" in result.log
     env = read_env(after_trial)

@@ -8,6 +8,12 @@ is killed when it passes or anything fails: no QEMU outlives its ``boot()`` call
 ``fast`` (the default) stops U-Boot's 2 s autoboot countdown and runs its standard distro boot
 (``boot``) with ``boot_targets`` narrowed to the virtio disk, skipping the USB/SCSI/network
 scans: the same path that finds ``boot.scr`` and runs it, a few seconds sooner.
+
+``boot_to_handover`` powers the board off as soon as U-Boot hands over to the kernel: the boot
+script has decided and saved everything by then (slot, trial, bootcount), and the kernel's
+boot to init, two thirds of a boot's CPU under TCG, is skipped. The tests use it only for the
+intermediate trial boots of a fallback sequence; every boot whose outcome a test asserts
+reaches the init.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from qemu.board import ENV_FILE, ENV_SIZE, GRUB_ENV_FILE, MIB, UBOOT_ROM, partit
 BOOT_LINE = re.compile(rb"OTAGUARD-BOOT version=(\S+) slot=(\S+) trial=(\S+)")
 CMDLINE_LINE = re.compile(rb"OTAGUARD-CMDLINE ([^\r\n]*)")
 AUTOBOOT_PROMPT = b"Hit any key to stop autoboot"
+# boot.cmd's last word before zboot, and U-Boot's own lines as it hands over to the kernel.
+HANDOVER_LINE = re.compile(rb"OTAGuard: booting slot (\S+) \(trial=(\d), bootcount=(\S*)\)")
+UBOOT_CMDLINE = re.compile(rb'Kernel command line: "([^"]*)"')
+STARTING_KERNEL = b"Starting kernel"
 BOOT_PARTITION_OFFSET = partition_range("boot")[0]
 
 
@@ -41,6 +51,18 @@ class Boot:
     cmdline: str
     log: str  # the whole serial console
     seconds: float  # power-on to power-off
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What U-Boot decided on a boot stopped at the kernel handover."""
+
+    slot: str
+    trial: bool
+    bootcount: str
+    cmdline: str
+    log: str
+    seconds: float
 
 
 class BootFailed(AssertionError):
@@ -86,6 +108,44 @@ def boot(
 ) -> Boot:
     """Power the board on once, wait for it to power itself off, return what its init said.
     ``grub``: the GRUB loader of a GRUB board (board.build_grub_board) instead of U-Boot."""
+    log, seconds = _run(disk, timeout, fast=fast, log_file=log_file, grub=grub, stop_at=None)
+    return _parse(log, seconds)
+
+
+def boot_to_handover(
+    disk: Path, timeout: float = 60.0, *, log_file: Path | None = None
+) -> Handover:
+    """Power the U-Boot board on and off again once U-Boot starts the kernel; return the slot,
+    trial state, bootcount and kernel command line the boot script chose."""
+    log, seconds = _run(
+        disk, timeout, fast=True, log_file=log_file, grub=None, stop_at=STARTING_KERNEL
+    )
+    found, cmdline = HANDOVER_LINE.search(log), UBOOT_CMDLINE.search(log)
+    if found is None or cmdline is None or STARTING_KERNEL not in log:
+        tail = log[-3000:].decode(errors="replace")
+        raise BootFailed(f"U-Boot did not hand over to a kernel; the console's end:\n{tail}")
+    slot, trial, count = (g.decode() for g in found.groups())
+    return Handover(
+        slot=slot,
+        trial=trial == "1",
+        bootcount=count,
+        cmdline=cmdline.group(1).decode().strip(),
+        log=log.decode(errors="replace"),
+        seconds=seconds,
+    )
+
+
+def _run(
+    disk: Path,
+    timeout: float,
+    *,
+    fast: bool,
+    log_file: Path | None,
+    grub: Path | None,
+    stop_at: bytes | None,
+) -> tuple[bytes, float]:
+    """Run QEMU until it exits (the init powered off) or ``stop_at`` appears on the console;
+    QEMU is killed on the way out whatever happened. Returns the console and the seconds."""
     proc = subprocess.Popen(
         qemu_command(disk, grub), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -104,6 +164,8 @@ def boot(
                 if not chunk:
                     break  # QEMU exited: the init powered off (or something died)
                 log += chunk
+                if stop_at is not None and stop_at in log:
+                    break
             if not interrupted and AUTOBOOT_PROMPT in log:
                 proc.stdin.write(b"\n")
                 proc.stdin.flush()
@@ -123,7 +185,7 @@ def boot(
         proc.stdout.close()
         if log_file is not None:
             log_file.write_bytes(bytes(log))
-    return _parse(bytes(log), time.monotonic() - start)
+    return bytes(log), time.monotonic() - start
 
 
 def _mtools_image(disk: Path) -> str:

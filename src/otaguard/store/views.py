@@ -8,7 +8,7 @@ shapes, not on the tables. Each view is made by ``View.of(row)`` inside the tran
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from otaguard.fleet.compatibility import Exclusion
@@ -75,6 +75,8 @@ class DeploymentView:
     created_by: str
     created_at: dt.datetime
     counts: dict[str, int]
+    #: the devices by their last report for it (``fleet.status.DeviceState`` values)
+    states: dict[str, int] = field(default_factory=dict)
     #: devices the selector picked that were left out, and why (set on creation only)
     excluded: tuple[Exclusion, ...] = ()
     #: how it ended (``fleet.progress.Outcome``), once it did

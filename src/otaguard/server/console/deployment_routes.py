@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from otaguard.errors import CompatibilityError
+from otaguard.fleet.status import DeviceState
 from otaguard.server import schemas
 from otaguard.server.console import charts
 from otaguard.server.console.actions import deployment_actions
@@ -28,6 +29,7 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 PER_PAGE = 25
 FAILED_SHOWN = 100
+DEVICE_STATES: tuple[str, ...] = tuple(s.value for s in DeviceState)
 DEPLOYMENT_STATES = ("awaiting_approval", "active", "completed", "cancelled")
 SELECTOR_KINDS = ("all", "tag", "hardware", "devices")
 DONE = {
@@ -115,14 +117,19 @@ async def create_deployment(
     )
 
 
-def _detail_values(ctx: ServerContext, deployment_id: int, status: str | None) -> dict[str, Any]:
+def _detail_values(
+    ctx: ServerContext, deployment_id: int, status: str | None, state: str | None
+) -> dict[str, Any]:
     dep = ctx.store.get_deployment(deployment_id)
+    targets = ctx.store.deployment_targets(
+        deployment_id, status=status, state=state, limit=PER_PAGE * 4
+    )
     return {
         "dep": dep,
         "segments": charts.stacked(dep.counts),
         "approved_by": ctx.identity.approval(deployment_id),
         "failed": ctx.store.deployment_targets(deployment_id, status="failed", limit=FAILED_SHOWN),
-        "targets": ctx.store.deployment_targets(deployment_id, status=status, limit=PER_PAGE * 4),
+        "targets": targets,
     }
 
 
@@ -133,11 +140,17 @@ async def deployment(
     user: ConsoleUser,
     ctx: Ctx,
     status: Annotated[str, Query(max_length=32)] = "",
+    state: Annotated[str, Query(max_length=32)] = "",
     done: Annotated[str, Query(max_length=16)] = "",
     excluded: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> Response:
+    """One deployment; its devices filtered by ``status`` and/or ``state`` (the device
+    list's vocabulary, ``fleet.status.DeviceState``: an unknown one filters nothing out)."""
     as_of = int(time.time() * 1000)  # before the read, as ``progress_of`` stamps its own
-    values = await run_in_threadpool(_detail_values, ctx, deployment_id, status or None)
+    state = state if state in DEVICE_STATES else ""
+    values = await run_in_threadpool(
+        _detail_values, ctx, deployment_id, status or None, state or None
+    )
     values["as_of"] = as_of
     dep = values["dep"]
     return page(
@@ -145,6 +158,8 @@ async def deployment(
         "deployment.html",
         **values,
         filter_status=status,
+        filter_state=state,
+        states=DEVICE_STATES,
         done=DONE.get(done, ""),
         excluded=excluded,
         actions=deployment_actions(dep.state, dep.created_by, user),

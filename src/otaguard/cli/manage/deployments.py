@@ -71,7 +71,7 @@ def deployments_list(
 
 
 def _show(d: dict[str, Any], title: str) -> None:
-    fields(d, [*DEPLOYMENT_COLUMNS, ("selector", "selector")], title=title)
+    fields(d, [*DEPLOYMENT_COLUMNS, ("by state", "states"), ("selector", "selector")], title=title)
 
 
 @deployments_app.command("show")

@@ -100,7 +100,7 @@ def _parse(log: bytes, seconds: float) -> Boot:
 
 def boot(
     disk: Path,
-    timeout: float = 60.0,
+    timeout: float = 120.0,
     *,
     fast: bool = True,
     log_file: Path | None = None,

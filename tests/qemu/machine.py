@@ -113,7 +113,7 @@ def boot(
 
 
 def boot_to_handover(
-    disk: Path, timeout: float = 60.0, *, log_file: Path | None = None
+    disk: Path, timeout: float = 120.0, *, log_file: Path | None = None
 ) -> Handover:
     """Power the U-Boot board on and off again once U-Boot starts the kernel; return the slot,
     trial state, bootcount and kernel command line the boot script chose."""

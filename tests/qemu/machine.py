@@ -36,6 +36,8 @@ from qemu.board import ENV_FILE, ENV_SIZE, GRUB_ENV_FILE, MIB, UBOOT_ROM, partit
 BOOT_LINE = re.compile(rb"OTAGUARD-BOOT version=(\S+) slot=(\S+) trial=(\S+)")
 CMDLINE_LINE = re.compile(rb"OTAGUARD-CMDLINE ([^\r\n]*)")
 AUTOBOOT_PROMPT = b"Hit any key to stop autoboot"
+UBOOT_PROMPT = b"=> "
+FAST_BOOT_COMMAND = b"setenv boot_targets virtio0; boot\n"
 # boot.cmd's last word before zboot, and U-Boot's own lines as it hands over to the kernel.
 HANDOVER_LINE = re.compile(rb"OTAGuard: booting slot (\S+) \(trial=(\d), bootcount=(\S*)\)")
 UBOOT_CMDLINE = re.compile(rb'Kernel command line: "([^"]*)"')
@@ -63,6 +65,26 @@ class Handover:
     cmdline: str
     log: str
     seconds: float
+
+
+@dataclass
+class _Keys:
+    """What a fast boot types at U-Boot: a key at the autoboot countdown, then the boot command
+    once U-Boot shows its prompt, not before: a command typed while U-Boot is still stopping
+    its countdown can be cut (it flushes its input), leaving the board at the prompt until the
+    deadline; on a loaded machine a fixed pause was not always long enough."""
+
+    stage: int  # 0: waiting for the countdown, 1: for the prompt, 2: nothing more to type
+    mark: int = 0
+
+    def step(self, log: bytes) -> bytes:
+        if self.stage == 0 and AUTOBOOT_PROMPT in log:
+            self.stage, self.mark = 1, len(log)
+            return b"\n"
+        if self.stage == 1 and UBOOT_PROMPT in log[self.mark :]:
+            self.stage = 2
+            return FAST_BOOT_COMMAND
+        return b""
 
 
 class BootFailed(AssertionError):
@@ -153,7 +175,7 @@ def _run(
     assert proc.stdin is not None
     assert proc.stdout is not None
     log = bytearray()
-    interrupted = not fast or grub is not None
+    keys = _Keys(stage=0 if fast and grub is None else 2)
     start = time.monotonic()
     deadline = start + timeout
     try:
@@ -166,13 +188,9 @@ def _run(
                 log += chunk
                 if stop_at is not None and stop_at in log:
                     break
-            if not interrupted and AUTOBOOT_PROMPT in log:
-                proc.stdin.write(b"\n")
+            if typed := keys.step(bytes(log)):
+                proc.stdin.write(typed)
                 proc.stdin.flush()
-                time.sleep(0.3)
-                proc.stdin.write(b"setenv boot_targets virtio0; boot\n")
-                proc.stdin.flush()
-                interrupted = True
         else:
             raise BootFailed(
                 f"board still running after {timeout:.0f} s:\n{log[-3000:].decode(errors='replace')}"

@@ -103,6 +103,11 @@ def qemu_command(disk: Path, grub: Path | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def _last_attempt(log: bytes) -> bytes:
+    """The console of the power-on that completed (after any power cycle ``_run`` noted)."""
+    return log.rsplit(b"; power-cycled]\n", 1)[-1]
+
+
 def _parse(log: bytes, seconds: float) -> Boot:
     found = BOOT_LINE.search(log)
     if found is None:
@@ -131,7 +136,7 @@ def boot(
     """Power the board on once, wait for it to power itself off, return what its init said.
     ``grub``: the GRUB loader of a GRUB board (board.build_grub_board) instead of U-Boot."""
     log, seconds = _run(disk, timeout, fast=fast, log_file=log_file, grub=grub, stop_at=None)
-    return _parse(log, seconds)
+    return _parse(_last_attempt(log), seconds)
 
 
 def boot_to_handover(
@@ -157,6 +162,18 @@ def boot_to_handover(
     )
 
 
+#: U-Boot has started boot.scr: from here on it may write the disk, so it is never restarted.
+SCRIPT_STARTED = b"## Executing script"
+#: Silence before boot.scr that counts as a hung firmware (seen at host load 50+: U-Boot stopped
+#: after "Loading Environment" for minutes, before touching the disk), and how often to power
+#: it off and on again before giving up.
+STALL_SECONDS, STALL_RETRIES = 30.0, 2
+
+
+class _Stalled(Exception):
+    """U-Boot printed nothing for STALL_SECONDS before it ran boot.scr."""
+
+
 def _run(
     disk: Path,
     timeout: float,
@@ -167,16 +184,47 @@ def _run(
     stop_at: bytes | None,
 ) -> tuple[bytes, float]:
     """Run QEMU until it exits (the init powered off) or ``stop_at`` appears on the console;
-    QEMU is killed on the way out whatever happened. Returns the console and the seconds."""
+    QEMU is killed on the way out whatever happened. A U-Boot hung before boot.scr (nothing on
+    the disk touched yet) is powered off and on again, at most STALL_RETRIES times, noted in
+    the log. Returns the console (every attempt) and the seconds of the last attempt."""
+    log = bytearray()
+    try:
+        for attempt in range(STALL_RETRIES + 1):
+            stall = STALL_SECONDS if grub is None and attempt < STALL_RETRIES else None
+            try:
+                seconds = _run_once(
+                    disk, timeout, log, fast=fast, grub=grub, stop_at=stop_at, stall=stall
+                )
+            except _Stalled:
+                log += b"\n[harness: U-Boot silent before boot.scr; power-cycled]\n"
+                continue
+            return bytes(log), seconds
+        raise AssertionError("unreachable: the last attempt has no stall limit")
+    finally:
+        if log_file is not None:
+            log_file.write_bytes(bytes(log))
+
+
+def _run_once(
+    disk: Path,
+    timeout: float,
+    log: bytearray,
+    *,
+    fast: bool,
+    grub: Path | None,
+    stop_at: bytes | None,
+    stall: float | None,
+) -> float:
+    """One power-on; the console is appended to ``log``. Returns the seconds it ran."""
     proc = subprocess.Popen(
         qemu_command(disk, grub), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdin is not None
     assert proc.stdout is not None
-    log = bytearray()
+    first = len(log)
     keys = _Keys(stage=0 if fast and grub is None else 2)
-    start = time.monotonic()
+    start = last_output = time.monotonic()
     deadline = start + timeout
     try:
         while time.monotonic() < deadline:
@@ -186,11 +234,15 @@ def _run(
                 if not chunk:
                     break  # QEMU exited: the init powered off (or something died)
                 log += chunk
-                if stop_at is not None and stop_at in log:
+                last_output = time.monotonic()
+                if stop_at is not None and stop_at in log[first:]:
                     break
-            if typed := keys.step(bytes(log)):
+            if typed := keys.step(bytes(log[first:])):
                 proc.stdin.write(typed)
                 proc.stdin.flush()
+            silent = time.monotonic() - last_output
+            if stall is not None and silent > stall and SCRIPT_STARTED not in log[first:]:
+                raise _Stalled()
         else:
             raise BootFailed(
                 f"board still running after {timeout:.0f} s:\n{log[-3000:].decode(errors='replace')}"
@@ -201,9 +253,7 @@ def _run(
         proc.wait(timeout=10)
         proc.stdin.close()
         proc.stdout.close()
-        if log_file is not None:
-            log_file.write_bytes(bytes(log))
-    return bytes(log), time.monotonic() - start
+    return time.monotonic() - start
 
 
 def _mtools_image(disk: Path) -> str:

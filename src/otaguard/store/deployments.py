@@ -58,22 +58,17 @@ def _target_filter(deployment_id: int, status: str | None, state: str | None) ->
 
 
 def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
-    counts = {
-        str(status): int(n)
-        for status, n in s.execute(
-            select(DeploymentTarget.status, func.count())
-            .where(DeploymentTarget.deployment_id == dep.id)
-            .group_by(DeploymentTarget.status)
-        )
-    }
-    states = {
-        device_state(last_event).value: int(n)
-        for last_event, n in s.execute(
-            select(DeploymentTarget.last_event, func.count())
-            .where(DeploymentTarget.deployment_id == dep.id)
-            .group_by(DeploymentTarget.last_event)
-        )
-    }
+    # One GROUP BY for both summaries: by status in the deployment and by last report.
+    counts: dict[str, int] = {}
+    states: dict[str, int] = {}
+    for status, last_event, n in s.execute(
+        select(DeploymentTarget.status, DeploymentTarget.last_event, func.count())
+        .where(DeploymentTarget.deployment_id == dep.id)
+        .group_by(DeploymentTarget.status, DeploymentTarget.last_event)
+    ):
+        counts[str(status)] = counts.get(str(status), 0) + int(n)
+        state = device_state(last_event).value
+        states[state] = states.get(state, 0) + int(n)
     return DeploymentView(
         dep.id,
         dep.name,

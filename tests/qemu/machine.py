@@ -68,7 +68,7 @@ class Handover:
 
 
 @dataclass
-class _Keys:
+class UBootKeys:
     """What a fast boot types at U-Boot: a key at the autoboot countdown, then the boot command
     once U-Boot shows its prompt, not before: a command typed while U-Boot is still stopping
     its countdown can be cut (it flushes its input), leaving the board at the prompt until the
@@ -103,7 +103,7 @@ def qemu_command(disk: Path, grub: Path | None = None) -> list[str]:
     ]  # fmt: skip
 
 
-def _last_attempt(log: bytes) -> bytes:
+def last_attempt(log: bytes) -> bytes:
     """The console of the power-on that completed (after any power cycle ``_run`` noted)."""
     return log.rsplit(b"; power-cycled]\n", 1)[-1]
 
@@ -136,7 +136,7 @@ def boot(
     """Power the board on once, wait for it to power itself off, return what its init said.
     ``grub``: the GRUB loader of a GRUB board (board.build_grub_board) instead of U-Boot."""
     log, seconds = _run(disk, timeout, fast=fast, log_file=log_file, grub=grub, stop_at=None)
-    return _parse(_last_attempt(log), seconds)
+    return _parse(last_attempt(log), seconds)
 
 
 def boot_to_handover(
@@ -223,7 +223,7 @@ def _run_once(
     assert proc.stdin is not None
     assert proc.stdout is not None
     first = len(log)
-    keys = _Keys(stage=0 if fast and grub is None else 2)
+    keys = UBootKeys(stage=0 if fast and grub is None else 2)
     start = last_output = time.monotonic()
     deadline = start + timeout
     try:

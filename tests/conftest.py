@@ -10,6 +10,9 @@ import pytest
 
 from otaguard.demo import Demo
 
+# The QEMU board, built once per session and shared by every tests/test_qemu_*.py module.
+pytest_plugins = ["qemu.fixtures"]
+
 
 @pytest.fixture
 def demo_world(tmp_path: Path) -> Iterator[Demo]:

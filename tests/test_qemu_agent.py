@@ -11,6 +11,13 @@ kernel command line the board printed. The release is the raw ext4 root filesyst
 (b) nothing confirms the trial boot (its health check failed, so otaguard-confirm.service never
     ran): U-Boot counts the trial boots, falls back to slot a after ``bootlimit``, and the
     agent, starting on slot a, reports ``rolled_back`` to the server.
+
+The board is the session's (tests/qemu/fixtures.py), and so is its factory boot: the agent's
+first cycle reads the command line that boot printed (1.0.0, slot a, committed; a committed
+boot writes nothing on the disk, tests/test_qemu_boot.py checks it), rather than every test
+powering the factory image on again. The rollback scenario is provisioned with ``bootlimit``
+2 (one unconfirmed trial boot is retried, then U-Boot falls back); the count up to the default
+limit of 3 is tests/test_qemu_boot.py's.
 """
 
 from __future__ import annotations
@@ -29,8 +36,16 @@ from otaguard.demo import HARDWARE, Demo
 from otaguard.device.bootloader import DEFAULT_BOOTLIMIT
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.roles import TARGETS
-from qemu.board import ENV_SIZE, BoardFiles, build_board, missing_tools
-from qemu.machine import Boot, boot, boot_env, read_partition, write_partition
+from qemu.board import ENV_SIZE, BoardFiles, missing_tools
+from qemu.fixtures import FactoryBoot, fresh_disk
+from qemu.machine import (
+    Boot,
+    boot,
+    boot_env,
+    boot_to_handover,
+    read_partition,
+    write_partition,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools()),
@@ -40,9 +55,12 @@ runner = CliRunner()
 OLD, NEW = "1.0.0", "2.0.0"
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory: pytest.TempPathFactory) -> BoardFiles:
-    return build_board(tmp_path_factory.mktemp("qemu-agent-board"))
+ROLLBACK_BOOTLIMIT = 2
+
+
+@pytest.fixture
+def board(qemu_board: BoardFiles) -> BoardFiles:
+    return qemu_board
 
 
 @dataclass
@@ -79,9 +97,12 @@ def agent(toml: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def installed_on_trial(d: Demo, board: BoardFiles, work: Path) -> tuple[Board, Path, int, str]:
-    """A provisioned board running 1.0.0 from slot a (slot b erased), 2.0.0 deployed to it,
-    installed by the agent and booted once on trial by U-Boot."""
+def installed_on_trial(
+    d: Demo, board: BoardFiles, factory: FactoryBoot, work: Path, bootlimit: int | None = None
+) -> tuple[Board, Path, int, str]:
+    """A provisioned board running 1.0.0 from slot a (slot b erased; ``bootlimit`` written in
+    its environment if given), 2.0.0 deployed to it, installed by the agent and booted once on
+    trial by U-Boot."""
     _, v1 = d.release(OLD)
     artifact = work / "rootfs-2.0.0.ext4.zst"
     artifact.write_bytes(zstandard.ZstdCompressor().compress(board.slot_images[NEW].read_bytes()))
@@ -96,10 +117,12 @@ def installed_on_trial(d: Demo, board: BoardFiles, work: Path) -> tuple[Board, P
     d.provision_fleet(v1)
     (dev,) = d.fleet
     dev.close()  # from here on, the agent works on the QEMU board's storage
-    disk = work / "disk.img"
-    shutil.copyfile(board.disk, disk)
+    disk = fresh_disk(board.disk, work)
     (work / "empty").write_bytes(b"")
     write_partition(disk, "slot_b", work / "empty")
+    if bootlimit is not None:
+        with boot_env(disk) as env:
+            env.update(bootlimit=str(bootlimit))
     b = Board(disk, work)
     toml = write_agent_toml(
         dev,
@@ -110,8 +133,10 @@ def installed_on_trial(d: Demo, board: BoardFiles, work: Path) -> tuple[Board, P
         uboot_env_size=ENV_SIZE,
         cmdline_file=work / "cmdline",
     )
-    first = b.power_on()
+    first = factory.boot  # this disk's slot a and environment, powered on once per session
     assert (first.version, first.slot, first.trial) == (OLD, "a", False)
+    (work / "cmdline").write_text(first.cmdline + "\n")
+    b.pull()
     dep_id = d.deploy(name)
     code, out = agent(toml, "run", "--once")
     assert code == 0, out
@@ -122,10 +147,10 @@ def installed_on_trial(d: Demo, board: BoardFiles, work: Path) -> tuple[Board, P
 
 
 def test_qemu_agent_update_confirmed_stays(
-    demo_world: Demo, board: BoardFiles, tmp_path: Path
+    demo_world: Demo, board: BoardFiles, qemu_factory_boot: FactoryBoot, tmp_path: Path
 ) -> None:
     d = demo_world
-    b, toml, dep_id, device_id = installed_on_trial(d, board, tmp_path)
+    b, toml, dep_id, device_id = installed_on_trial(d, board, qemu_factory_boot, tmp_path)
     code, out = agent(toml, "confirm")
     assert code == 0, out
     b.push()
@@ -142,13 +167,16 @@ def test_qemu_agent_update_confirmed_stays(
 
 
 def test_qemu_unconfirmed_update_falls_back_and_server_hears_rolled_back(
-    demo_world: Demo, board: BoardFiles, tmp_path: Path
+    demo_world: Demo, board: BoardFiles, qemu_factory_boot: FactoryBoot, tmp_path: Path
 ) -> None:
     d = demo_world
-    b, toml, dep_id, device_id = installed_on_trial(d, board, tmp_path)
-    for _ in range(2, DEFAULT_BOOTLIMIT + 1):  # trial boots 2..bootlimit, none confirmed
-        again = b.power_on()
-        assert (again.version, again.slot, again.trial) == (NEW, "b", True)
+    b, toml, dep_id, device_id = installed_on_trial(
+        d, board, qemu_factory_boot, tmp_path, bootlimit=ROLLBACK_BOOTLIMIT
+    )
+    assert ROLLBACK_BOOTLIMIT < DEFAULT_BOOTLIMIT  # fewer boots; the default is counted elsewhere
+    for _ in range(2, ROLLBACK_BOOTLIMIT + 1):  # trial boots 2..bootlimit, none confirmed
+        again = boot_to_handover(b.disk, log_file=b.work / "serial-handover.log")
+        assert (again.slot, again.trial) == ("b", True)  # U-Boot starts b's kernel on trial
     fallback = b.power_on()
     assert (fallback.version, fallback.slot, fallback.trial) == (OLD, "a", False)
     assert "falling back to slot a" in fallback.log

@@ -6,7 +6,9 @@ boot committed; a b that is never confirmed is abandoned after ``bootlimit`` tri
 U-Boot falls back to a, leaving an environment from which the agent's ``boot_event`` concludes
 ``rolled_back``. Every boot is a real kernel reaching its init (``OTAGUARD-BOOT`` on ttyS0).
 
-The board is built once per session (tests/qemu/board.py); each test boots its own copy.
+The board is built once per session and its factory boot runs once per session
+(tests/qemu/fixtures.py, shared with the agent and GRUB tests); each test boots its own copy of
+the disk.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import pytest
 from otaguard.agent.layout import booted_slot
 from otaguard.agent.statemachine import BootFacts, Event, State, boot_event, next_state
 from otaguard.device.bootloader import DEFAULT_BOOTLIMIT, default_env
-from qemu.board import PARTUUIDS, BoardFiles, build_board, missing_tools
+from qemu.board import PARTUUIDS, BoardFiles, missing_tools
+from qemu.fixtures import FactoryBoot, fresh_disk
 from qemu.machine import (
     Boot,
+    Handover,
     boot,
     boot_env,
+    boot_to_handover,
     env_file_bytes,
     fw_printenv,
     read_env,
@@ -43,20 +48,19 @@ OLD, NEW = "1.0.0", "2.0.0"
 ATTEMPT = "5e1ec7ed"
 
 
-@pytest.fixture(scope="session")
-def board(tmp_path_factory: pytest.TempPathFactory) -> BoardFiles:
-    return build_board(tmp_path_factory.mktemp("qemu-board"))
-
-
-def fresh_disk(board: BoardFiles, directory: Path) -> Path:
-    disk = directory / "disk.img"
-    shutil.copyfile(board.disk, disk)
-    return disk
+@pytest.fixture
+def board(qemu_board: BoardFiles) -> BoardFiles:
+    return qemu_board
 
 
 def boot_logged(disk: Path, *, fast: bool = True) -> Boot:
     count = len(list(disk.parent.glob("serial-*.log")))
     return boot(disk, fast=fast, log_file=disk.parent / f"serial-{count + 1}.log")
+
+
+def handover_logged(disk: Path) -> Handover:
+    count = len(list(disk.parent.glob("serial-*.log")))
+    return boot_to_handover(disk, log_file=disk.parent / f"serial-{count + 1}.log")
 
 
 def switch_to_trial(disk: Path, slot: str) -> None:
@@ -87,26 +91,30 @@ def agent_facts(disk: Path, cmdline: str, target: str, tmp_path: Path) -> BootFa
 
 
 @pytest.fixture(scope="module")
-def trial_boot(board: BoardFiles, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Boot]:
+def trial_boot(
+    qemu_board: BoardFiles, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Boot]:
     """Slot b switched on trial by our code, then booted once: (disk, that boot)."""
-    disk = fresh_disk(board, tmp_path_factory.mktemp("trial"))
+    disk = fresh_disk(qemu_board.disk, tmp_path_factory.mktemp("trial"))
     switch_to_trial(disk, "b")
     return disk, boot_logged(disk)
 
 
 @pytest.fixture
 def after_trial(trial_boot: tuple[Path, Boot], tmp_path: Path) -> Path:
-    disk = tmp_path / "disk.img"
-    shutil.copyfile(trial_boot[0], disk)
-    return disk
+    return fresh_disk(trial_boot[0], tmp_path)
 
 
 def test_qemu_default_env_boots_slot_a_committed(
-    board: BoardFiles, tmp_path: Path, report_figure: Callable[[str], None]
+    board: BoardFiles,
+    qemu_factory_boot: FactoryBoot,
+    tmp_path: Path,
+    report_figure: Callable[[str], None],
 ) -> None:
-    disk = fresh_disk(board, tmp_path)
-    before = env_file_bytes(disk)
-    result = boot_logged(disk, fast=False)  # untouched: U-Boot's own autoboot finds boot.scr
+    # The untouched board, booted once per session by the fixture with U-Boot's own autoboot
+    # (nothing typed at its prompt): it finds boot.scr by itself.
+    disk, result = qemu_factory_boot.disk, qemu_factory_boot.boot
+    before = env_file_bytes(board.disk)
     assert (result.version, result.slot, result.trial) == (OLD, "a", False)
     report_figure(
         f"QEMU board, power-on to init's poweroff (U-Boot autoboot): {result.seconds:.1f} s"
@@ -115,8 +123,10 @@ def test_qemu_default_env_boots_slot_a_committed(
     assert f"root=PARTUUID={PARTUUIDS['slot_a']}" in result.cmdline.split()
     (tmp_path / "cmdline").write_text(result.cmdline)
     assert booted_slot(tmp_path / "cmdline") == "a"
-    # A committed boot never writes the environment.
+    # A committed boot never writes the environment, nor anything else on the disk (what lets
+    # the agent tests reuse this boot's command line: tests/qemu/fixtures.py).
     assert env_file_bytes(disk) == before
+    assert disk.read_bytes() == board.disk.read_bytes()
     assert read_env(disk) == default_env("a")
     # What booted is the raw ext4 release the board was built from, byte for byte.
     read_partition(disk, "slot_a", tmp_path / "slot_a.img")
@@ -158,12 +168,15 @@ def test_qemu_committed_b_boots_without_trial(after_trial: Path) -> None:
 def test_qemu_unconfirmed_b_falls_back_to_a_after_bootlimit(
     after_trial: Path, tmp_path: Path
 ) -> None:
-    # The fixture made trial boot 1; boots 2..bootlimit stay on b, each one counted.
+    # The fixture made trial boot 1 (to b's init); boots 2..bootlimit stay on b, each one
+    # counted (stopped at U-Boot's handover to b's kernel: machine.boot_to_handover).
     for count in range(2, DEFAULT_BOOTLIMIT + 1):
-        result = boot_logged(after_trial)
-        assert (result.version, result.slot, result.trial) == (NEW, "b", True)
+        handover = handover_logged(after_trial)
+        assert (handover.slot, handover.trial, handover.bootcount) == ("b", True, str(count))
+        assert f"root=PARTUUID={PARTUUIDS['slot_b']}" in handover.cmdline.split()
+        assert "otaguard.trial=1" in handover.cmdline.split()
         assert read_env(after_trial)["bootcount"] == str(count)
-    result = boot_logged(after_trial)
+    result = boot_logged(after_trial)  # the one after bootlimit: to a's init
     assert (result.version, result.slot, result.trial) == (OLD, "a", False)
     assert "falling back to slot a" in result.log
     env = read_env(after_trial)
@@ -179,7 +192,7 @@ def test_qemu_unconfirmed_b_falls_back_to_a_after_bootlimit(
 
 
 def test_qemu_corrupt_env_boots_slot_a(board: BoardFiles, tmp_path: Path) -> None:
-    disk = fresh_disk(board, tmp_path)
+    disk = fresh_disk(board.disk, tmp_path)
     switch_to_trial(disk, "b")
     with boot_env(disk) as env:
         raw = bytearray(env.paths[0].read_bytes())
@@ -193,7 +206,7 @@ def test_qemu_corrupt_env_boots_slot_a(board: BoardFiles, tmp_path: Path) -> Non
 def test_qemu_trial_slot_that_does_not_load_falls_back_at_once(
     board: BoardFiles, tmp_path: Path
 ) -> None:
-    disk = fresh_disk(board, tmp_path)
+    disk = fresh_disk(board.disk, tmp_path)
     switch_to_trial(disk, "b")
     (tmp_path / "empty").write_bytes(b"")
     write_partition(disk, "slot_b", tmp_path / "empty")  # slot b erased: no kernel to load

@@ -11,7 +11,6 @@ board (tests/test_qemu_boot.py).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ from otaguard.device.bootloader import default_env
 from qemu.board import (
     BoardFiles,
     GrubBoardFiles,
-    build_board,
     build_grub_board,
     missing_grub_tools,
     missing_tools,
 )
+from qemu.fixtures import fresh_disk
 from qemu.machine import Boot, boot, grub_env
 
 MISSING = missing_tools() + missing_grub_tools()
@@ -43,9 +42,9 @@ ATTEMPT = "9a0b1c2d"
 
 
 @pytest.fixture(scope="module")
-def grub_board(tmp_path_factory: pytest.TempPathFactory) -> GrubBoardFiles:
-    board: BoardFiles = build_board(tmp_path_factory.mktemp("qemu-grub-board"))
-    return build_grub_board(board)
+def grub_board(qemu_board: BoardFiles) -> GrubBoardFiles:
+    """The session's board (tests/qemu/fixtures.py) with GRUB in front of its slots."""
+    return build_grub_board(qemu_board)
 
 
 def boot_grub(board: GrubBoardFiles, disk: Path) -> Boot:
@@ -64,8 +63,7 @@ def grub_trial(
     grub_board: GrubBoardFiles, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Boot]:
     """Slot b switched on trial (agent.py ``_install``) with bootlimit 2, booted once."""
-    disk = tmp_path_factory.mktemp("grub-trial") / "disk.img"
-    shutil.copyfile(grub_board.disk, disk)
+    disk = fresh_disk(grub_board.disk, tmp_path_factory.mktemp("grub-trial"))
     with grub_env(disk) as env:
         env.update(bootlimit="2")  # provisioning's choice; keeps this slow test shorter
         env.update(boot_slot="b", upgrade_available="1", bootcount="0", ota_attempt=ATTEMPT)
@@ -88,8 +86,7 @@ def test_qemu_grub_trial_boots_b_and_counts_the_boot(grub_trial: tuple[Path, Boo
 def test_qemu_grub_committed_b_boots_without_trial(
     grub_board: GrubBoardFiles, grub_trial: tuple[Path, Boot], tmp_path: Path
 ) -> None:
-    disk = tmp_path / "disk.img"
-    shutil.copyfile(grub_trial[0], disk)
+    disk = fresh_disk(grub_trial[0], tmp_path)
     with grub_env(disk) as env:
         env.update(upgrade_available="0", bootcount="0")  # agent.py ``_commit``
     result = boot_grub(grub_board, disk)
@@ -100,8 +97,7 @@ def test_qemu_grub_committed_b_boots_without_trial(
 def test_qemu_grub_unconfirmed_b_falls_back_to_a(
     grub_board: GrubBoardFiles, grub_trial: tuple[Path, Boot], tmp_path: Path
 ) -> None:
-    disk = tmp_path / "disk.img"
-    shutil.copyfile(grub_trial[0], disk)
+    disk = fresh_disk(grub_trial[0], tmp_path)
     second = boot_grub(grub_board, disk)
     assert (second.version, second.slot, second.trial) == (NEW, "b", True)
     assert env_of(disk)["bootcount"] == "2"

@@ -131,10 +131,17 @@ class FleetClient(ManagementClient):
         return result
 
     def deployment_devices_page(
-        self, deployment_id: int, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        deployment_id: int,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        state: str | None = None,
     ) -> dict[str, Any]:
         url = f"/api/v1/deployments/{deployment_id}/devices"
-        result: dict[str, Any] = self._get(url, status=status, limit=limit, offset=offset)
+        result: dict[str, Any] = self._get(
+            url, status=status, state=state, limit=limit, offset=offset
+        )
         return result
 
     def approve_deployment(self, deployment_id: int) -> dict[str, Any]:

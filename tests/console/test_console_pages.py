@@ -5,9 +5,11 @@ and export, operators, roles and tokens."""
 from __future__ import annotations
 
 import json
+import re
 
 from sqlalchemy import update
 
+from otaguard.fleet.status import UpdateEvent
 from otaguard.server.console.session import SESSION_COOKIE
 from otaguard.store.identity_models import AuditRecord
 
@@ -156,3 +158,44 @@ def test_operators_revoke_only_their_own_tokens(console: ConsoleApp) -> None:
     revoked = {t.id: t.revoked for t in console.ctx.identity.list_tokens()}
     assert revoked[mine.id] is True
     assert revoked[theirs.id] is False
+
+
+def _device_rows(deployment_page: str) -> list[str]:
+    """The device ids in the deployment page's "Devices" table (not its failed list)."""
+    devices = deployment_page.split('id="targets-h"', 1)[1]
+    return re.findall(r'<td><a href="/console/devices/([^"]+)">', devices)
+
+
+def test_console_filters_devices_and_a_deployment_by_the_same_state(console: ConsoleApp) -> None:
+    """One vocabulary (issue 15): ``state=rolled_back`` on the device list and on a
+    deployment's page find the same device; ``waiting`` likewise."""
+    _release(console)
+    store = console.ctx.store
+    for device_id in ("dev-ok", "dev-rb", "dev-wait"):
+        store.register_device(device_id, "hw", "c", ["lab"])
+    dep = store.create_deployment(
+        name="d", target_name="hw/fw-2.img", selector={"tag": "lab"}, created_by="dora"
+    )
+    for device_id, event in (
+        ("dev-ok", UpdateEvent.COMMITTED),
+        ("dev-rb", UpdateEvent.ROLLED_BACK),
+        ("dev-wait", UpdateEvent.WAITING),
+    ):
+        store.record_event(
+            device_id, event=event, deployment_id=dep.id, version="2.0.0", slot="b", detail={}
+        )
+    vera = {SESSION_COOKIE: console.session("vera")}
+    for state, device_id in (("rolled_back", "dev-rb"), ("waiting", "dev-wait")):
+        devices = console.client.get(f"/console/devices?state={state}", cookies=vera).text
+        page = console.client.get(f"/console/deployments/{dep.id}?state={state}", cookies=vera)
+        assert page.status_code == 200
+        assert _device_rows(page.text) == [device_id], state
+        assert f"/console/devices/{device_id}" in devices
+        others = {"dev-ok", "dev-rb", "dev-wait"} - {device_id}
+        assert not any(f'/console/devices/{o}"' in devices for o in others), state
+        assert f'?state={state}" aria-current="page"' in page.text
+    # The page's tabs count each state; an unknown state filters nothing out.
+    page = console.client.get(f"/console/deployments/{dep.id}?state=bogus", cookies=vera).text
+    assert "rolled back (1)" in page
+    assert "waiting (1)" in page
+    assert _device_rows(page) == ["dev-ok", "dev-rb", "dev-wait"]

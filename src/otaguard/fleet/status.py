@@ -1,8 +1,14 @@
-"""Pure rules for what a device's reports mean for the server's view of it.
+"""Pure rules for what a device's reports mean for the server's view of it, and the one status
+vocabulary every view of a device uses.
 
 The server never assumes success: a device is ``succeeded`` for a deployment only after it
 reported ``committed`` running the deployed version, and ``failed`` when it reported a failure,
 a refusal or a rollback (the reason is kept with the event).
+
+``DeviceState`` is the one list of device states: the API's ``state`` filters on the device
+list and on a deployment's device list, their responses, the management CLI's ``--state``
+choices and the console's filters all take it from here (tests/fleet/test_status_vocabulary.py
+fails if another list of them appears in the code).
 """
 
 from __future__ import annotations
@@ -30,6 +36,33 @@ class UpdateEvent(StrEnum):
     WAITING = "waiting"
 
 
+class DeviceState(StrEnum):
+    """A device's state: ``idle`` until it reports, then the last step it reported (an
+    ``UpdateEvent``). On the device list it is the device's last report (``update_state``); on
+    a deployment's device list, its last report for that deployment (``idle``: none yet). So
+    ``state=rolled_back`` finds the rolled-back devices in both, ``state=waiting`` the ones
+    held up by something transient."""
+
+    IDLE = "idle"
+    ASSIGNED = "assigned"
+    DOWNLOADING = "downloading"
+    DOWNLOADED = "downloaded"
+    VERIFIED = "verified"
+    INSTALLED = "installed"
+    REBOOTING = "rebooting"
+    BOOTED = "booted"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    REFUSED = "refused"
+    FAILED = "failed"
+    WAITING = "waiting"
+
+
+def device_state(last_event: str | None) -> DeviceState:
+    """The state shown for a last report (None: nothing reported yet)."""
+    return DeviceState.IDLE if last_event is None else DeviceState(last_event)
+
+
 class TargetStatus(StrEnum):
     """Where one device stands in one deployment."""
 
@@ -49,6 +82,10 @@ class DeploymentState(StrEnum):
 
 
 FAILURE_EVENTS = frozenset({UpdateEvent.ROLLED_BACK, UpdateEvent.REFUSED, UpdateEvent.FAILED})
+#: the states that mean a verified-bad release (the deployment entry is ``failed``), and the
+#: one that means a transient obstacle the device retries (the entry stays ``in_progress``)
+FAILURE_STATES = frozenset(DeviceState(e.value) for e in FAILURE_EVENTS)
+TRANSIENT_STATES = frozenset({DeviceState.WAITING})
 FINAL_TARGET_STATUSES = frozenset(
     {TargetStatus.SUCCEEDED, TargetStatus.FAILED, TargetStatus.CANCELLED}
 )

@@ -7,29 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from otaguard.fleet.status import UpdateEvent
+from otaguard.fleet.status import DeviceState, UpdateEvent
 
 DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TAG = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 MAX_INT = 2**31 - 1
 
-#: what a device's ``update_state`` can be: ``idle`` until it reports, then its last report
-UpdateState = Literal[
-    "idle",
-    "assigned",
-    "downloading",
-    "downloaded",
-    "verified",
-    "installed",
-    "rebooting",
-    "booted",
-    "committed",
-    "rolled_back",
-    "refused",
-    "failed",
-    "waiting",
-]
 
 DeviceIdStr = Annotated[str, Field(pattern=DEVICE_ID)]
 TagStr = Annotated[str, Field(pattern=TAG)]
@@ -138,7 +122,9 @@ class DeviceOut(BaseModel):
     active_slot: str | None
     security_version: int
     agent_version: str | None
-    update_state: UpdateState
+    update_state: DeviceState = Field(
+        description="idle until the device reports, then the last step it reported"
+    )
     last_seen: dt.datetime | None
     image_sha256: str | None = Field(
         default=None,
@@ -249,6 +235,11 @@ class DeploymentOut(BaseModel):
     created_at: dt.datetime
     counts: dict[str, int]
     total: int
+    states: dict[DeviceState, int] = Field(
+        default_factory=dict,
+        description="The deployment's devices by their last report for it (the device list's "
+        "state vocabulary; idle: none yet), e.g. how many rolled back or are waiting",
+    )
     outcome: str | None = None
     rollout_status: str | None = None
     start_at: dt.datetime | None = None
@@ -274,6 +265,10 @@ class DeploymentCreated(DeploymentOut):
 class DeploymentTargetOut(BaseModel):
     device_id: str
     status: str
+    state: DeviceState = Field(
+        description="The device's last report for this deployment (idle: none yet); the "
+        "vocabulary and filter of the device list's update_state"
+    )
     last_event: str | None
     detail: str | None
     updated_at: dt.datetime

@@ -282,15 +282,18 @@ class Store(Database):
         deployment_id: int,
         *,
         status: str | None = None,
+        state: str | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         return self.deployments.deployment_targets(
-            deployment_id, status=status, limit=limit, offset=offset
+            deployment_id, status=status, state=state, limit=limit, offset=offset
         )
 
-    def count_deployment_targets(self, deployment_id: int, *, status: str | None = None) -> int:
-        return self.deployments.count_deployment_targets(deployment_id, status=status)
+    def count_deployment_targets(
+        self, deployment_id: int, *, status: str | None = None, state: str | None = None
+    ) -> int:
+        return self.deployments.count_deployment_targets(deployment_id, status=status, state=state)
 
     def deployment_target(self, deployment_id: int, device_id: str) -> dict[str, Any] | None:
         return self.deployments.deployment_target(deployment_id, device_id)

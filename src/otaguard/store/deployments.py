@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from otaguard.errors import CompatibilityError, ConflictError, NotFoundError
 from otaguard.fleet.compatibility import Candidate, select_compatible
 from otaguard.fleet.phases import RolloutPlan
-from otaguard.fleet.status import DeploymentState, TargetStatus
+from otaguard.fleet.status import DeploymentState, DeviceState, TargetStatus, device_state
 from otaguard.store.base import utcnow
 from otaguard.store.devices import device_filter
 from otaguard.store.engine import Database
@@ -37,21 +37,39 @@ def _target_dict(t: DeploymentTarget) -> dict[str, Any]:
     return {
         "device_id": t.device_id,
         "status": t.status,
+        "state": device_state(t.last_event).value,
         "last_event": t.last_event,
         "detail": t.detail,
         "updated_at": t.updated_at,
     }
 
 
+def _target_filter(deployment_id: int, status: str | None, state: str | None) -> list[Any]:
+    """WHERE terms for a deployment's targets; ``state`` is the device list's vocabulary
+    (``DeviceState``): the target's last report, ``idle`` for none yet."""
+    cond: list[Any] = [DeploymentTarget.deployment_id == deployment_id]
+    if status is not None:
+        cond.append(DeploymentTarget.status == status)
+    if state is not None:
+        if DeviceState(state) is DeviceState.IDLE:
+            cond.append(DeploymentTarget.last_event.is_(None))
+        else:
+            cond.append(DeploymentTarget.last_event == DeviceState(state).value)
+    return cond
+
+
 def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
-    counts = {
-        str(status): int(n)
-        for status, n in s.execute(
-            select(DeploymentTarget.status, func.count())
-            .where(DeploymentTarget.deployment_id == dep.id)
-            .group_by(DeploymentTarget.status)
-        )
-    }
+    # One GROUP BY for both summaries: by status in the deployment and by last report.
+    counts: dict[str, int] = {}
+    states: dict[str, int] = {}
+    for status, last_event, n in s.execute(
+        select(DeploymentTarget.status, DeploymentTarget.last_event, func.count())
+        .where(DeploymentTarget.deployment_id == dep.id)
+        .group_by(DeploymentTarget.status, DeploymentTarget.last_event)
+    ):
+        counts[str(status)] = counts.get(str(status), 0) + int(n)
+        state = device_state(last_event).value
+        states[state] = states.get(state, 0) + int(n)
     transfer = summaries_in(s, [dep.id]).get(dep.id, TransferSummary())
     return DeploymentView(
         dep.id,
@@ -62,6 +80,7 @@ def _deployment_view(s: Session, dep: Deployment) -> DeploymentView:
         dep.created_by,
         dep.created_at,
         counts,
+        states=states,
         outcome=dep.outcome,
         rollout_status=dep.rollout_status,
         start_at=dep.start_at,
@@ -266,28 +285,27 @@ class Deployments:
         deployment_id: int,
         *,
         status: str | None = None,
+        state: str | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """The deployment's devices by id, optionally only those with ``status``, one page at
-        a time."""
+        """The deployment's devices by id, optionally only those with ``status`` and/or
+        whose last report for it is ``state`` (a ``DeviceState``), one page at a time."""
         with self.db.session(write=False) as s:
             q = (
                 select(DeploymentTarget)
-                .where(DeploymentTarget.deployment_id == deployment_id)
+                .where(*_target_filter(deployment_id, status, state))
                 .order_by(DeploymentTarget.device_id)
                 .offset(offset)
                 .limit(limit)
             )
-            if status is not None:
-                q = q.where(DeploymentTarget.status == status)
             return [_target_dict(t) for t in s.scalars(q)]
 
-    def count_deployment_targets(self, deployment_id: int, *, status: str | None = None) -> int:
+    def count_deployment_targets(
+        self, deployment_id: int, *, status: str | None = None, state: str | None = None
+    ) -> int:
         with self.db.session(write=False) as s:
-            q = select(func.count()).where(DeploymentTarget.deployment_id == deployment_id)
-            if status is not None:
-                q = q.where(DeploymentTarget.status == status)
+            q = select(func.count()).where(*_target_filter(deployment_id, status, state))
             return int(s.scalar(q) or 0)
 
     def deployment_target(self, deployment_id: int, device_id: str) -> dict[str, Any] | None:

@@ -78,6 +78,8 @@ class DeploymentView:
     created_by: str
     created_at: dt.datetime
     counts: dict[str, int]
+    #: the devices by their last report for it (``fleet.status.DeviceState`` values)
+    states: dict[str, int] = field(default_factory=dict)
     #: devices the selector picked that were left out, and why (set on creation only)
     excluded: tuple[Exclusion, ...] = ()
     #: how it ended (``fleet.progress.Outcome``), once it did

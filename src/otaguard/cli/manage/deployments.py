@@ -16,6 +16,7 @@ import typer
 from otaguard.cli.manage.output import as_json, fields, note, page_note, table
 from otaguard.cli.manage.runtime import JsonOpt, LimitOpt, OffsetOpt, client, fail
 from otaguard.cli.manage.watch import watch
+from otaguard.fleet.status import DeviceState
 from otaguard.fleet_client import FleetClient
 
 deployments_app = typer.Typer(
@@ -39,7 +40,7 @@ DEPLOYMENT_COLUMNS = [
 TARGET_COLUMNS = [
     ("device", "device_id"),
     ("status", "status"),
-    ("last event", "last_event"),
+    ("state", "state"),
     ("detail", "detail"),
     ("updated", "updated_at"),
 ]
@@ -70,7 +71,7 @@ def deployments_list(
 
 
 def _show(d: dict[str, Any], title: str) -> None:
-    fields(d, [*DEPLOYMENT_COLUMNS, ("selector", "selector")], title=title)
+    fields(d, [*DEPLOYMENT_COLUMNS, ("by state", "states"), ("selector", "selector")], title=title)
 
 
 @deployments_app.command("show")
@@ -89,13 +90,20 @@ def deployments_devices(
     ctx: typer.Context,
     deployment: DeploymentArg,
     status: Annotated[Status | None, typer.Option(help="Only devices with this status.")] = None,
+    state: Annotated[
+        DeviceState | None,
+        typer.Option(help="Only devices whose last report for it is this (as `devices list`)."),
+    ] = None,
     limit: LimitOpt = 100,
     offset: OffsetOpt = 0,
     json: JsonOpt = False,
 ) -> None:
-    """The deployment's devices and where each stands (``--status failed``: what went wrong)."""
+    """The deployment's devices and where each stands (``--status failed``: what went wrong;
+    ``--state rolled_back`` or ``--state waiting``: the same filter as ``devices list``)."""
     with client(ctx) as api:
-        page = api.deployment_devices_page(deployment, status=status, limit=limit, offset=offset)
+        page = api.deployment_devices_page(
+            deployment, status=status, state=state, limit=limit, offset=offset
+        )
     if json:
         as_json(page)
         return

@@ -5,31 +5,18 @@ from __future__ import annotations
 
 import json as jsonlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from otaguard.cli.manage.output import as_json, fields, note, page_note, table
 from otaguard.cli.manage.runtime import JsonOpt, LimitOpt, OffsetOpt, client, fail
 from otaguard.cli.manage.secrets import emit_secret
+from otaguard.fleet.status import DeviceState
 
 devices_app = typer.Typer(help="Devices: list, inspect, tag, certificates.", no_args_is_help=True)
 
 DeviceArg = Annotated[str, typer.Argument(help="Device id.", metavar="DEVICE")]
-UpdateState = Literal[
-    "idle",
-    "assigned",
-    "downloading",
-    "downloaded",
-    "verified",
-    "installed",
-    "rebooting",
-    "booted",
-    "committed",
-    "rolled_back",
-    "refused",
-    "failed",
-]
 OutOpt = Annotated[
     Path | None, typer.Option("--out", "-o", help="Write the secret to this file (0600).")
 ]
@@ -59,7 +46,7 @@ def devices_list(
     hardware: Annotated[str | None, typer.Option(help="Only this hardware.")] = None,
     version: Annotated[str | None, typer.Option(help="Only devices running it.")] = None,
     state: Annotated[
-        UpdateState | None, typer.Option(help="Only devices whose last report is this.")
+        DeviceState | None, typer.Option(help="Only devices whose last report is this.")
     ] = None,
     limit: LimitOpt = 100,
     offset: OffsetOpt = 0,

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from otaguard.errors import CompatibilityError
 from otaguard.fleet.phases import RolloutPlan
 from otaguard.fleet.plan_codec import plan_from_json
+from otaguard.fleet.status import DeviceState
 from otaguard.server import rollout_control, schemas
 from otaguard.server.auth import audit_detail
 from otaguard.server.console import charts, phases
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schem
 
 PER_PAGE = 25
 FAILED_SHOWN = 100
+DEVICE_STATES: tuple[str, ...] = tuple(s.value for s in DeviceState)
 DEPLOYMENT_STATES = ("awaiting_approval", "active", "completed", "cancelled", "aborted")
 ADVANCE_MODES = ("auto", "manual")
 MAX_PHASES = 10
@@ -168,9 +170,14 @@ async def create_deployment(
     )
 
 
-def _detail_values(ctx: ServerContext, deployment_id: int, status: str | None) -> dict[str, Any]:
+def _detail_values(
+    ctx: ServerContext, deployment_id: int, status: str | None, state: str | None
+) -> dict[str, Any]:
     dep = ctx.store.get_deployment(deployment_id)
     view = ctx.store.rollouts.view(deployment_id) if dep.rollout_status else None
+    targets = ctx.store.deployment_targets(
+        deployment_id, status=status, state=state, limit=PER_PAGE * 4
+    )
     return {
         "dep": dep,
         "rollout": view,
@@ -179,7 +186,7 @@ def _detail_values(ctx: ServerContext, deployment_id: int, status: str | None) -
         "segments": charts.stacked(dep.counts),
         "approved_by": ctx.identity.approval(deployment_id),
         "failed": ctx.store.deployment_targets(deployment_id, status="failed", limit=FAILED_SHOWN),
-        "targets": ctx.store.deployment_targets(deployment_id, status=status, limit=PER_PAGE * 4),
+        "targets": targets,
     }
 
 
@@ -190,11 +197,17 @@ async def deployment(
     user: ConsoleUser,
     ctx: Ctx,
     status: Annotated[str, Query(max_length=32)] = "",
+    state: Annotated[str, Query(max_length=32)] = "",
     done: Annotated[str, Query(max_length=16)] = "",
     excluded: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> Response:
+    """One deployment; its devices filtered by ``status`` and/or ``state`` (the device
+    list's vocabulary, ``fleet.status.DeviceState``: an unknown one filters nothing out)."""
     as_of = int(time.time() * 1000)  # before the read, as ``progress_of`` stamps its own
-    values = await run_in_threadpool(_detail_values, ctx, deployment_id, status or None)
+    state = state if state in DEVICE_STATES else ""
+    values = await run_in_threadpool(
+        _detail_values, ctx, deployment_id, status or None, state or None
+    )
     values["as_of"] = as_of
     dep, view = values["dep"], values["rollout"]
     facts = phases.facts(view) if view else None
@@ -203,6 +216,8 @@ async def deployment(
         "deployment.html",
         **values,
         filter_status=status,
+        filter_state=state,
+        states=DEVICE_STATES,
         done=DONE.get(done, ""),
         excluded=excluded,
         actions=deployment_actions(dep.state, dep.created_by, user, facts),

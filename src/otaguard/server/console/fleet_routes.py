@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from otaguard.fleet.status import DeviceState
 from otaguard.server import schemas
 from otaguard.server.console import charts, timefmt, timeline
 from otaguard.server.console.fleet import ContactCuts, summarize
@@ -22,7 +23,7 @@ from otaguard.server.state import Ctx
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
-DEVICE_STATES: tuple[str, ...] = get_args(schemas.UpdateState)
+DEVICE_STATES: tuple[str, ...] = tuple(s.value for s in DeviceState)
 #: deployments the overview lists in each of its two tables
 OVERVIEW_DEPLOYMENTS = 10
 #: open alerts the overview lists (the alerts page has them all)

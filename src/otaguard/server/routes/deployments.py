@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request
 
 from otaguard.errors import CompatibilityError
 from otaguard.fleet.plan_codec import plan_from_json
+from otaguard.fleet.status import DeviceState
 from otaguard.server import schemas
 from otaguard.server.auth import audit_detail
 from otaguard.server.routes.params import (
@@ -89,16 +90,20 @@ def deployment_devices(
     _user: Operator,
     ctx: Ctx,
     status: Annotated[schemas.TargetStatusName | None, Query()] = None,
+    state: Annotated[DeviceState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> schemas.DeploymentTargetPage:
-    """The deployment's devices by id with where each stands (optionally only those with
-    ``status``, e.g. ``failed``), one page at a time."""
+    """The deployment's devices by id with where each stands, one page at a time; optionally
+    only those with ``status`` (e.g. ``failed``) and/or whose last report for it is ``state``
+    (the device list's vocabulary: ``rolled_back``, ``waiting``...; ``idle``: none yet)."""
     ctx.store.get_deployment(deployment_id)
-    rows = ctx.store.deployment_targets(deployment_id, status=status, limit=limit, offset=offset)
+    rows = ctx.store.deployment_targets(
+        deployment_id, status=status, state=state, limit=limit, offset=offset
+    )
     return schemas.DeploymentTargetPage(
         items=[schemas.DeploymentTargetOut(**t) for t in rows],
-        total=ctx.store.count_deployment_targets(deployment_id, status=status),
+        total=ctx.store.count_deployment_targets(deployment_id, status=status, state=state),
         limit=limit,
         offset=offset,
     )

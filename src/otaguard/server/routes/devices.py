@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from otaguard.director.manifest import check_public_key
+from otaguard.fleet.status import DeviceState
 from otaguard.server import schemas
 from otaguard.server.routes.params import ERROR_RESPONSES, DeviceIdPath, Operator
 from otaguard.server.state import Ctx
@@ -37,7 +38,7 @@ def list_devices(
     hardware: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
-    state: Annotated[schemas.UpdateState | None, Query()] = None,
+    state: Annotated[DeviceState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> schemas.DevicePage:

@@ -162,7 +162,9 @@ def parse_filter(data: Any) -> GroupFilter:
         except GroupFilterError as exc:
             problems.append(f"condition {index + 1}: {exc}")
     if problems:
-        raise GroupFilterError("invalid group filter: " + "; ".join(problems), problems=tuple(problems))
+        raise GroupFilterError(
+            "invalid group filter: " + "; ".join(problems), problems=tuple(problems)
+        )
     return GroupFilter(tuple(conditions), str(match))
 
 
@@ -174,9 +176,7 @@ def _parse_condition(item: Any) -> Condition:
         raise GroupFilterError(f"unknown fields {extra}")
     attribute, op = item.get("attribute"), item.get("op")
     if attribute not in ATTRIBUTES:
-        raise GroupFilterError(
-            f"unknown attribute {attribute!r} (one of: {', '.join(ATTRIBUTES)})"
-        )
+        raise GroupFilterError(f"unknown attribute {attribute!r} (one of: {', '.join(ATTRIBUTES)})")
     kind = ATTRIBUTES[attribute]
     if op not in OPERATORS[kind]:
         raise GroupFilterError(

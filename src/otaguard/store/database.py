@@ -47,6 +47,7 @@ from otaguard.store.engine import (
     make_engine,
     schema_revision,
 )
+from otaguard.store.groups import Groups
 from otaguard.store.monitoring import Monitoring
 from otaguard.store.releases import Releases
 from otaguard.store.reports import MAX_DETAIL_CHARS, StatusReports
@@ -97,6 +98,7 @@ class Store(Database):
         self.releases = Releases(self)
         self.rollouts = Rollouts(self)  # phased rollouts: used as ``store.rollouts.*``
         self.monitoring = Monitoring(self)  # alerts, health, timelines: ``store.monitoring.*``
+        self.groups = Groups(self)  # saved dynamic groups: ``store.groups.*``
 
     # -- check-ins (checkin.py) -------------------------------------------------------------
     def check_in(

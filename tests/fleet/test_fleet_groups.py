@@ -178,7 +178,10 @@ def test_required_values_narrow_soundly() -> None:
         ({"conditions": [{"attribute": "hardware", "op": "eq", "value": ""}]}, "string of 1"),
         ({"conditions": [{"attribute": "slot", "op": "exists", "value": "yes"}]}, "true or false"),
         ({"conditions": [{"attribute": "slot", "op": "eq", "value": "a", "x": 1}]}, "unknown fi"),
-        ({"match": "some", "conditions": [{"attribute": "slot", "op": "eq", "value": "a"}]}, "match"),
+        (
+            {"match": "some", "conditions": [{"attribute": "slot", "op": "eq", "value": "a"}]},
+            "match",
+        ),
         ({"conditions": [{"attribute": "slot", "op": "eq", "value": "a"}], "y": 1}, "unknown fil"),
         ({"conditions": ["slot=a"]}, "must be an object"),
     ],

@@ -9,6 +9,7 @@ it (``agent/installing.py``, ``agent/agent.py``) sequence the work and ask the p
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import secrets
@@ -21,6 +22,8 @@ import httpx
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.device_api import DeviceApi
 from otaguard.agent.health import HealthCheck, command_health_check
+from otaguard.agent.health_reporter import HealthReporter
+from otaguard.agent.health_reports import HealthProbe
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
 from otaguard.agent.renewal import CertificateRenewal
@@ -53,6 +56,8 @@ class AgentCore:
         rng: random.Random | None = None,
         storage: Storage | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], dt.datetime] | None = None,
+        health_probe: HealthProbe | None = None,
     ) -> None:
         self.config = config
         self.slots = slots
@@ -65,6 +70,8 @@ class AgentCore:
         self.boot: BootResult | None = None
         self.sleep = sleep
         self.clock = clock
+        # The time of day, for maintenance windows and the health-report schedule.
+        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
         self.rng = rng or random.Random()
         self.director_key = load_public_key(config.director_key_file)
         # Before the TLS identity is loaded: finishes a renewal a power cut interrupted.
@@ -83,6 +90,13 @@ class AgentCore:
             else self.client
         )
         self.stream = SlotStream(slots, config, self.keeper)
+        self.health_reports = HealthReporter(
+            config,
+            probe=health_probe,
+            check=self.health_now,
+            send=lambda body: self.api.send_health(body),
+            wall_clock=self.wall_clock,
+        )
         self.last_cancel_check = float("-inf")
         # True while confirming a trial boot (``agent confirm``): reports stay in the outbox.
         self.offline = False
@@ -120,6 +134,27 @@ class AgentCore:
             self.repo_client = self.client
         old.close()
         return True
+
+    def health_now(self) -> bool | None:
+        """The health check's verdict on the running image, for a health report."""
+        if self.boot is None:
+            return None
+        try:
+            return self.health_check(self.boot)[0]
+        except Exception:  # a broken health check is an unhealthy image
+            return False
+
+    def report_health(self) -> None:
+        """Send the health report that is due (``agent/health_reporter.py``); never fails."""
+        if self.offline:
+            return
+        try:
+            sent = self.health_reports.maybe_report(self.current_version())
+        except Exception as exc:  # reporting health must never stop an update cycle
+            log.warning("health report skipped: %s: %s", type(exc).__name__, exc)
+            return
+        if sent is not None:
+            log.info("health report sent", extra={"kind": sent.value})
 
     def close(self) -> None:
         self.stream.drop_readback()

@@ -14,6 +14,7 @@ import logging
 from tuf.api.metadata import TargetFile
 
 from otaguard.agent.core import AgentCore
+from otaguard.agent.install_window import WAITING_PREFIX, install_gate
 from otaguard.agent.journal import EndUpdate, SetReason, SlotHolds
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.reporting import final_report, installed_reports
@@ -46,8 +47,15 @@ class Installer(AgentCore):
             elif state is State.VERIFYING:
                 self.verify()
             elif state is State.INSTALLING:
+                if not self.switched():
+                    waiting = self.outside_window()
+                    if waiting is not None:
+                        return waiting
                 self.install()
             elif state is State.REBOOT_PENDING:
+                waiting = self.outside_window()
+                if waiting is not None:
+                    return waiting
                 return Outcome(
                     Action.REBOOT, f"installed {j.new_version} into slot {j.target_slot}"
                 )
@@ -218,6 +226,23 @@ class Installer(AgentCore):
             return info.image_sha256, info.image_length
         return target.hashes.get("sha256", ""), target.length
 
+    def switched(self) -> bool:
+        """The boot environment already carries this attempt's switch (done before a power
+        cut): finishing it is not a new install, whatever the time."""
+        return (
+            bool(self.journal.attempt) and self.env.read().get(ATTEMPT_VAR) == self.journal.attempt
+        )
+
+    def outside_window(self) -> Outcome | None:
+        """None when the device's maintenance windows allow installing now; else the waiting
+        outcome (reported once per opening: ``agent/install_window.py``)."""
+        gate = install_gate(self.config.schedule, self.wall_clock())
+        if gate.open:
+            if self.journal.reason.startswith(f"waiting: {WAITING_PREFIX}"):
+                self.journal.reason = ""  # not the reason of whatever comes next
+            return None
+        return self.waiting(gate.reason)
+
     def install(self) -> None:
         """Point the boot env at the new slot, on trial, tagged with this attempt."""
         j = self.journal
@@ -252,6 +277,8 @@ class Installer(AgentCore):
     def finish(self) -> Outcome:
         """Queue the final report with the transition back to idle (one journal write)."""
         j = self.journal
+        if j.state is State.COMMITTED:
+            self.health_reports.committed(j.new_version)  # its health window starts
         report, outcome = final_report(j.state, j.reason, self.otp.value())
         self.transition(Event.REPORTED, EndUpdate(), reports=(report,))
         return outcome

@@ -129,7 +129,8 @@ class GroupFilter:
             if c.attribute == attribute and c.op in ("eq", "has"):
                 return (c.value,)
             if c.attribute == attribute and c.op in ("in", "has_all"):
-                return c.value if c.op == "in" else c.value[:1]
+                values: tuple[Any, ...] = c.value
+                return values if c.op == "in" else values[:1]
         return None
 
 
@@ -230,11 +231,11 @@ def _holds(c: Condition, device: DeviceFacts) -> bool:
     if kind is Kind.TAGS:
         wanted = set(c.value) if isinstance(c.value, tuple) else {c.value}
         if c.op == "has":
-            return c.value in actual
+            return bool(c.value in actual)
         if c.op == "has_any":
             return bool(wanted & actual)
         if c.op == "has_all":
-            return wanted <= actual
+            return bool(wanted <= actual)
         return not wanted & actual  # has_none
     if c.op == "exists":
         return (actual is not None) is c.value

@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -71,7 +71,7 @@ def facts_of(d: Device) -> DeviceFacts:
 
 def evaluate(s: Session, group: GroupFilter) -> list[Device]:
     """The devices (not decommissioned) that belong to ``group`` now, by id."""
-    cond = [Device.decommissioned_at.is_(None)]
+    cond: list[ColumnElement[bool]] = [Device.decommissioned_at.is_(None)]
     hardware = group.required("hardware")
     if hardware is not None:
         cond.append(Device.hardware.in_(hardware))

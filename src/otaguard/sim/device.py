@@ -69,7 +69,7 @@ class SimulatedDevice:
         self._transport = http_transport
         self._sleep = sleep
         self._wall_clock = wall_clock  # the time of day (maintenance windows, health reports)
-        self._probe = health_probe  # the health signals it reports (tests make them worse)
+        self.health_probe = health_probe  # the health signals it reports (tests worsen them)
         self.agent: UpdateAgent | None = None
         self.boot: BootResult | None = None
         self.boots = 0
@@ -136,7 +136,7 @@ class SimulatedDevice:
             http_transport=self._transport,
             storage=self.storage,
             wall_clock=self._wall_clock,
-            health_probe=self._probe,
+            health_probe=self.health_probe,
             **kwargs,  # type: ignore[arg-type]
         )
         return self.agent.after_boot(self.boot)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -251,12 +252,20 @@ def _holds(c: Condition, device: DeviceFacts) -> bool:
 
 def _ordered(kind: Kind, op: str, actual: Any, wanted: Any) -> bool:
     if kind is Kind.VERSION:
-        try:
-            left, right = Version(actual), Version(wanted)
-        except InvalidVersion:
+        left, right = _version(actual), _version(wanted)
+        if left is None or right is None:
             return False
         return _compare(op, left, right)
     return _compare(op, actual, wanted)
+
+
+@lru_cache(maxsize=4096)
+def _version(text: str) -> Version | None:
+    """PEP 440 parse, cached: a fleet runs a handful of versions."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:

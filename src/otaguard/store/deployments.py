@@ -102,6 +102,14 @@ def _selected_devices(s: Session, selector: dict[str, Any]) -> tuple[list[Device
     return devices, named - known
 
 
+def _stored_selector(s: Session, selector: dict[str, Any]) -> dict[str, Any]:
+    """The selector as kept with the deployment: a group's filter is copied in (what the
+    group meant when it was evaluated; the group may change or go later)."""
+    if not selector.get("group"):
+        return selector
+    return {**selector, "group_filter": group_filter(s, selector["group"]).to_json()}
+
+
 class Deployments:
     """Deployments and their targets on one ``Database`` (one transaction per method)."""
 
@@ -165,13 +173,10 @@ class Deployments:
             gated = selector.get("tag") in production or any(
                 production.intersection(d.tags) for d in devices if d.id in included
             )
-            if selector.get("group"):  # what the group meant when it was evaluated
-                snapshot = group_filter(s, selector["group"]).to_json()
-                selector = {**selector, "group_filter": snapshot}
             dep = Deployment(
                 name=name,
                 target_name=target_name,
-                selector=selector,
+                selector=_stored_selector(s, selector),
                 created_by=created_by,
                 state=(
                     DeploymentState.AWAITING_APPROVAL if gated else DeploymentState.ACTIVE

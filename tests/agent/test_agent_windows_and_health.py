@@ -30,12 +30,16 @@ def test_downloads_outside_the_window_installs_inside(demo_world: Demo) -> None:
     _, v1 = d.release("1.0.0")
     v2_name, _ = d.release("2.0.0", security_version=1)
     now = [dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)]  # a Tuesday, noon
-    d.devices = 2
+    d.devices = 3
     d.provision_fleet(v1, sleep=lambda _s: None, wall_clock=lambda: now[0])
-    windowed, free = d.fleet
-    windowed.config.maintenance_windows = ["02:00-04:00 Europe/Berlin"]
-    dep_id = d.deploy(v2_name)
+    windowed, free, dropped = d.fleet
+    for dev in (windowed, dropped):
+        dev.config.maintenance_windows = ["02:00-04:00 Europe/Berlin"]
+        dev.config.cancel_check_seconds = 0.0
     assert d.api is not None
+    ids = [dev.config.device_id for dev in d.fleet]
+    dep_id = int(d.api.create_deployment("r", v2_name, {"devices": ids[:2]})["id"])
+    other = int(d.api.create_deployment("s", v2_name, {"devices": ids[2:]})["id"])
 
     out = windowed.run_once()
     assert out.action == "retry"
@@ -60,11 +64,29 @@ def test_downloads_outside_the_window_installs_inside(demo_world: Demo) -> None:
     free.run_until_settled()
     assert free.version == "2.0.0"
 
+    # a deployment cancelled while its device waits for a window is never installed
+    assert dropped.run_once().detail.startswith("waiting: maintenance window closed")
+    assert d.ctx is not None
+    assert d.ctx.settings.tls is not None
+    api = GroupClient(d.url, d.ctx.admin_token, d.ctx.settings.tls.ca_cert)
+    api.cancel_deployment(other)
+    api.close()
+    out = dropped.run_once()
+    assert (out.action, out.detail) == (
+        "failed",
+        "the server cancelled the deployment while it waited for a maintenance window",
+    )
+    assert dropped.env.read()["boot_slot"] == "a"
+    assert dropped.agent is not None
+    assert dropped.agent.journal.state.value == "idle"
+
     now[0] = dt.datetime(2026, 12, 2, 1, 30, tzinfo=dt.UTC)  # 02:30 in Berlin
     windowed.run_until_settled()
     assert windowed.version == "2.0.0"
     (target,) = [t for t in d.api.deployment_devices(dep_id) if t["device_id"] == device_id]
     assert target["status"] == "succeeded"
+    dropped.run_until_settled()  # the window is open, but nothing is offered any more
+    assert (dropped.version, dropped.env.read()["boot_slot"]) == ("1.0.0", "a")
 
 
 FLEET = 20

@@ -47,13 +47,13 @@ class Installer(AgentCore):
             elif state is State.VERIFYING:
                 self.verify()
             elif state is State.INSTALLING:
-                if not self.switched():
-                    waiting = self.outside_window()
-                    if waiting is not None:
-                        return waiting
-                self.install()
+                waiting = None if self.switched() else self.outside_window(may_cancel=True)
+                if waiting is not None:
+                    return waiting
+                if j.state is State.INSTALLING:  # not cancelled while it waited
+                    self.install()
             elif state is State.REBOOT_PENDING:
-                waiting = self.outside_window()
+                waiting = self.outside_window(may_cancel=False)
                 if waiting is not None:
                     return waiting
                 return Outcome(
@@ -233,13 +233,19 @@ class Installer(AgentCore):
             bool(self.journal.attempt) and self.env.read().get(ATTEMPT_VAR) == self.journal.attempt
         )
 
-    def outside_window(self) -> Outcome | None:
+    def outside_window(self, *, may_cancel: bool) -> Outcome | None:
         """None when the device's maintenance windows allow installing now; else the waiting
-        outcome (reported once per opening: ``agent/install_window.py``)."""
+        outcome (reported once per opening: ``agent/install_window.py``). While it waits
+        before the switch (``may_cancel``), a deployment the server cancelled or aborted ends
+        here (FAILED, reported): nothing was installed."""
         gate = install_gate(self.config.schedule, self.wall_clock())
         if gate.open:
             if self.journal.reason.startswith(f"waiting: {WAITING_PREFIX}"):
                 self.journal.reason = ""  # not the reason of whatever comes next
+            return None
+        if may_cancel and self.cancelled():
+            reason = "the server cancelled the deployment while it waited for a maintenance window"
+            self.transition(Event.CANCEL, SetReason(reason))
             return None
         return self.waiting(gate.reason)
 

@@ -59,10 +59,18 @@ def test_downloads_outside_the_window_installs_inside(demo_world: Demo) -> None:
     assert windowed.reboot().action == "retry"
     assert windowed.env.read()["boot_slot"] == "a"
     assert len(waiting_events(d, device_id)) == 1
+    # a device that polls once a day still wakes up when its window opens (13 h from noon)
+    windowed.config.poll_interval = 86400.0
+    assert windowed.agent is not None
+    assert 13 * 3600 <= windowed.agent.poll_delay() <= 13 * 3600 + 30
 
     # control: the same update on a device without windows installs at once
     free.run_until_settled()
     assert free.version == "2.0.0"
+    free.run_once()  # idle: its first health report after the update goes out
+    free.config.poll_interval = 86400.0
+    assert free.agent is not None
+    assert free.agent.poll_delay() == 300.0  # and it wakes up for the next one
 
     # a deployment cancelled while its device waits for a window is never installed
     assert dropped.run_once().detail.startswith("waiting: maintenance window closed")

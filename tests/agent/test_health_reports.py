@@ -23,6 +23,7 @@ from otaguard.agent.health_reports import (
     report_body,
     report_due,
     restarts,
+    seconds_until_due,
 )
 
 S = ReportSchedule(window=3600.0, interval=300.0, baseline_interval=21600.0)
@@ -129,3 +130,35 @@ def test_probe_output() -> None:
     assert parse_probe_output("not json") == HealthSample()
     assert parse_probe_output("[1, 2]") == HealthSample()
     assert parse_probe_output('{"restarts": true, "check_passed": 1}') == HealthSample()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "state", "now", "until"),
+    [
+        (S, ReportState(), T0, 0.0),  # due now
+        (S, after_sent(ReportState(), T0), T0 + 100, 21500.0),  # next baseline
+        (S, committed(sent=T0 + 10), T0 + 20, 290.0),  # next after-update report
+        (S, committed(sent=T0 + 3400), T0 + 3500, 3400 + 21600 - 3500),  # window ends first
+        (ReportSchedule(3600.0, 300.0, 0.0), committed(sent=T0 + 3400), T0 + 3500, None),
+        (ReportSchedule(3600.0, 300.0, 0.0), after_sent(ReportState(), T0), T0 + 9999, None),
+        (ReportSchedule(0.0, 300.0, 0.0), ReportState(), T0, None),  # reports off
+    ],
+)
+def test_seconds_until_the_next_report(
+    schedule: ReportSchedule, state: ReportState, now: float, until: float | None
+) -> None:
+    assert seconds_until_due(schedule, state, now) == until
+
+
+def test_the_wake_up_time_is_when_the_report_falls_due() -> None:
+    """Sleeping exactly ``seconds_until_due`` lands on a due report, never before one."""
+    state = committed(sent=T0)
+    now = T0 + 1.0
+    for _ in range(30):
+        wait = seconds_until_due(S, state, now)
+        assert wait is not None
+        if wait > 0:
+            assert report_due(S, state, now + wait - 0.5) is None
+        now += wait
+        assert report_due(S, state, now) is not None
+        state = after_sent(state, now)

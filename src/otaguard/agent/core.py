@@ -24,12 +24,13 @@ from otaguard.agent.device_api import DeviceApi
 from otaguard.agent.health import HealthCheck, command_health_check
 from otaguard.agent.health_reporter import HealthReporter
 from otaguard.agent.health_reports import HealthProbe
+from otaguard.agent.install_window import WAITING_PREFIX, install_gate
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
 from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.reporting import Report, RunningImage, report_item
 from otaguard.agent.slot_stream import SlotStream
-from otaguard.agent.statemachine import Event
+from otaguard.agent.statemachine import Event, State
 from otaguard.crypto.keys import load_public_key
 from otaguard.device.bootenv import BootEnv
 from otaguard.device.bootloader import BootResult
@@ -232,6 +233,24 @@ class AgentCore:
         return known
 
     def poll_delay(self) -> float:
-        """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter."""
+        """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter, or
+        less when a health report falls due or the maintenance window the update waits for
+        opens sooner (a device that polls rarely still reports and installs on time)."""
         base = self.config.poll_interval
-        return base * (1 + self.rng.uniform(-self.config.poll_jitter, self.config.poll_jitter))
+        delay = base * (1 + self.rng.uniform(-self.config.poll_jitter, self.config.poll_jitter))
+        wake = self.wake_in()
+        return delay if wake is None else min(delay, wake)
+
+    def wake_in(self) -> float | None:
+        """Seconds until something other than the poll needs the agent, if anything does."""
+        times = []
+        if self.journal.state is State.IDLE:
+            until = self.health_reports.seconds_until_due()
+            if until is not None and until > 0:  # due now (and failing): the poll's pace
+                times.append(until)
+        if self.journal.reason.startswith(f"waiting: {WAITING_PREFIX}"):
+            now = self.wall_clock()
+            opens = install_gate(self.config.schedule, now).opens_at
+            if opens is not None:  # a little spread: a fleet's windows open together
+                times.append(max(1.0, (opens - now).total_seconds()) + self.rng.uniform(0, 30))
+        return min(times) if times else None

@@ -31,6 +31,7 @@ from otaguard.agent.health_reports import (
     report_body,
     report_due,
     restarts,
+    seconds_until_due,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ class HealthReporter:
 
     def committed(self, version: str | None) -> None:
         self.save(after_commit(self.state, version, self.now()))
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the next report falls due (0: now; None: reports are off)."""
+        return seconds_until_due(self.schedule, self.state, self.now())
 
     def maybe_report(self, version: str | None) -> ReportKind | None:
         """Send the report that is due, if any; the kind sent (None: nothing sent)."""

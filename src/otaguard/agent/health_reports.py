@@ -125,6 +125,23 @@ def report_due(schedule: ReportSchedule, state: ReportState, now: float) -> Repo
     return None
 
 
+def seconds_until_due(schedule: ReportSchedule, state: ReportState, now: float) -> float | None:
+    """Seconds from ``now`` until the next report falls due (0: due now), or None when none
+    ever will (reports off). Lets a device that polls rarely wake up for its reports."""
+    if report_due(schedule, state, now) is not None:
+        return 0.0
+    last = state.last_sent_at
+    if last is None:  # not due with nothing sent: baselines are off and no window is open
+        return None
+    if in_window(schedule, state, now):
+        assert state.committed_at is not None
+        if last + schedule.interval < state.committed_at + schedule.window:
+            return last + schedule.interval - now
+    if schedule.baseline_interval <= 0:
+        return None
+    return last + schedule.baseline_interval - now
+
+
 def after_boot(state: ReportState, now: float) -> ReportState:
     return replace(state, boots=(*state.boots, now)[-MAX_BOOTS_KEPT:])
 

@@ -225,7 +225,7 @@ def test_negations_are_complements_when_the_value_is_reported(device: DeviceFact
         assert one("tag", "has_none", tags, device) is not one("tag", "has_any", tags, device)
 
 
-@given(st.lists(facts, max_size=8))
+@given(st.lists(facts, max_size=8, unique_by=lambda d: d.device_id))
 def test_any_is_the_union_and_all_the_intersection(fleet: list[DeviceFacts]) -> None:
     a = {"attribute": "hardware", "op": "eq", "value": "a"}
     b = {"attribute": "tag", "op": "has", "value": "eu"}

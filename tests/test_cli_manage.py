@@ -393,6 +393,37 @@ def test_groups_list_and_set(world: World) -> None:
     assert "vault" not in {g["tag"] for g in world.json("viewer", "groups", "list")}
 
 
+def test_dynamic_groups_and_a_deployment_from_one(world: World) -> None:
+    msg = world.refused("viewer", "dynamic-groups", "create", "old", "-w", "version<2.0")
+    assert msg == "forbidden: your role viewer may not do group.dynamic.write"
+    bad = world.refused("deployer", "dynamic-groups", "create", "x", "-w", "tag<3")
+    assert "operator 'lt' does not apply to tag" in bad
+    assert world.refused("deployer", "dynamic-groups", "create", "x", "-w", "version")
+    made = world.json(
+        "deployer", "dynamic-groups", "create", "old", "-w", f"hardware={HARDWARE}",
+        "-w", "version<2.0", "-w", "tag has demo", "--description", "still on 1.x",
+    )  # fmt: skip
+    assert made["summary"] == f"hardware = {HARDWARE} and version < 2.0 and tag has demo"
+    members = world.json("viewer", "dynamic-groups", "members", "old")
+    assert members["total"] >= 1
+    assert "members of old" in world.ok("viewer", "dynamic-groups", "members", "old").stdout
+    assert [g["name"] for g in world.json("viewer", "dynamic-groups", "list")["items"]] == ["old"]
+    assert "still on 1.x" in world.ok("viewer", "dynamic-groups", "show", "old").stdout
+    changed = world.json("deployer", "dynamic-groups", "update", "old", "-w", "slot exists",
+                         "-w", "version missing", "--any")  # fmt: skip
+    assert changed["filter"]["match"] == "any"
+    world.ok("deployer", "dynamic-groups", "update", "old", "-w", "version<2.0")
+    d = world.json("deployer", "deployments", "create", "from-group", "-r", world.v2,
+                   "--group", "old")  # fmt: skip
+    assert d["selector"]["group"] == "old"
+    assert d["total"] == members["total"]
+    if d["state"] == "awaiting_approval":
+        world.ok("approver", "deployments", "approve", str(d["id"]))
+    world.ok("deployer", "deployments", "cancel", str(d["id"]), "--yes")
+    world.ok("deployer", "dynamic-groups", "delete", "old", "--yes")
+    assert world.refused("viewer", "dynamic-groups", "show", "old").startswith("not found")
+
+
 def test_releases_list_and_show(world: World) -> None:
     items = world.json("viewer", "releases", "list")
     assert [r["target_name"] for r in items] == [world.v1, world.v2]

@@ -14,6 +14,7 @@ import pytest
 from otaguard.cli.manage import credentials as cred
 from otaguard.cli.manage.deployments import selector_of
 from otaguard.cli.manage.devices import new_tags
+from otaguard.cli.manage.dynamic_groups import filter_of, parse_where
 from otaguard.cli.manage.messages import explain
 from otaguard.cli.manage.output import age, cell, rows
 from otaguard.cli.manage.progress import (
@@ -218,6 +219,57 @@ def test_exactly_one_selector() -> None:
         selector_of(all_devices=False, tag=None, hardware=None, devices=[])
     with pytest.raises(ValueError, match="one way"):
         selector_of(all_devices=True, tag="eu", hardware=None, devices=[])
+    assert selector_of(all_devices=False, tag=None, hardware=None, devices=[], group="g") == {
+        "group": "g"
+    }
+    with pytest.raises(ValueError, match="--group"):
+        selector_of(all_devices=False, tag="eu", hardware=None, devices=[], group="g")
+
+
+# -- dynamic group conditions -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "condition"),
+    [
+        ("version<2.0", ("version", "lt", "2.0")),
+        ("version <= 2.0", ("version", "le", "2.0")),
+        ("agent_version>=0.1", ("agent_version", "ge", "0.1")),
+        ("security_version > 2", ("security_version", "gt", 2)),
+        ("hardware=sim-board", ("hardware", "eq", "sim-board")),
+        ("hardware != sim-board", ("hardware", "ne", "sim-board")),
+        ("hardware^=sim-", ("hardware", "prefix", "sim-")),
+        ("tag has eu", ("tag", "has", "eu")),
+        ("tag has-any eu, us", ("tag", "has_any", ["eu", "us"])),
+        ("tag has-all eu,lab", ("tag", "has_all", ["eu", "lab"])),
+        ("tag has-none lab", ("tag", "has_none", ["lab"])),
+        ("update_state in failed,rolled_back", ("update_state", "in", ["failed", "rolled_back"])),
+        ("security_version not-in 1,2", ("security_version", "not_in", [1, 2])),
+        ("slot exists", ("slot", "exists", True)),
+        ("version missing", ("version", "exists", False)),
+    ],
+)
+def test_where_conditions(text: str, condition: tuple[str, str, object]) -> None:
+    attribute, op, value = condition
+    assert parse_where(text) == {"attribute": attribute, "op": op, "value": value}
+
+
+@pytest.mark.parametrize("text", ["version", "version ~ 2", "security_version=two", ""])
+def test_where_conditions_that_do_not_parse(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_where(text)
+
+
+def test_filter_from_where_or_a_file(tmp_path: Path) -> None:
+    assert filter_of(["slot exists"], True, None) == {
+        "match": "any",
+        "conditions": [{"attribute": "slot", "op": "exists", "value": True}],
+    }
+    path = tmp_path / "f.json"
+    path.write_text('{"conditions": []}')
+    assert filter_of([], False, path) == {"conditions": []}  # the server judges it
+    with pytest.raises(ValueError, match="one way"):
+        filter_of(["slot exists"], False, path)
+    with pytest.raises(ValueError, match="one way"):
+        filter_of([], False, None)
 
 
 # -- watching -----------------------------------------------------------------------------------

@@ -174,6 +174,13 @@ class MaintenanceWindowError(PolicyError):
     code = "maintenance_window"
 
 
+class GroupFilterError(PolicyError):
+    """A saved dynamic group's filter is invalid (unknown attribute, an operator that does not
+    apply to it, a value of the wrong type); ``problems`` lists every fault."""
+
+    code = "group_filter"
+
+
 class RolloutStateError(ConflictError):
     """An operator action does not fit the rollout's state (advance a paused rollout, resume
     one that is not paused, act on one that has ended)."""

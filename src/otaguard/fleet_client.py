@@ -249,3 +249,38 @@ class RolloutClient(FleetClient):
 
     def change_own_password(self, current: str, new: str) -> None:
         self._call("PUT", "/api/v1/auth/password", json={"current": current, "new": new})
+
+
+class GroupClient(RolloutClient):
+    """The saved dynamic group routes (``/api/v1/dynamic-groups``), one method per route."""
+
+    def dynamic_groups(self, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/api/v1/dynamic-groups", limit=limit, offset=offset)
+        return result
+
+    def dynamic_group(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/dynamic-groups/{_path(name)}")
+        return result
+
+    def create_dynamic_group(
+        self, name: str, group_filter: dict[str, Any], description: str = ""
+    ) -> dict[str, Any]:
+        body = {"name": name, "description": description, "filter": group_filter}
+        result: dict[str, Any] = self._call("POST", "/api/v1/dynamic-groups", json=body)
+        return result
+
+    def update_dynamic_group(
+        self, name: str, group_filter: dict[str, Any], description: str = ""
+    ) -> dict[str, Any]:
+        body = {"description": description, "filter": group_filter}
+        url = f"/api/v1/dynamic-groups/{_path(name)}"
+        result: dict[str, Any] = self._call("PUT", url, json=body)
+        return result
+
+    def delete_dynamic_group(self, name: str) -> None:
+        self._call("DELETE", f"/api/v1/dynamic-groups/{_path(name)}")
+
+    def dynamic_group_devices(self, name: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        url = f"/api/v1/dynamic-groups/{_path(name)}/devices"
+        result: dict[str, Any] = self._get(url, limit=limit, offset=offset)
+        return result

@@ -47,6 +47,7 @@ EXPECTED: dict[str, set[str]] = {
     "alert.acknowledge": {"deployer", "admin"},
     "device.accept": {"deployer", "admin"},
     "device.decommission": {"admin"},
+    "group.dynamic.write": {"deployer", "admin"},  # saved dynamic groups (issue 12, item 8)
 }
 
 

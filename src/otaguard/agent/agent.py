@@ -77,6 +77,7 @@ class UpdateAgent(Installer):
         """Reconcile the journal with what the bootloader actually booted, then go on with the
         journaled state's work (everything but downloading, which ``run_once`` resumes)."""
         self.boot = boot
+        self.health_reports.booted()
         j = self.journal
         if j.state is State.CHECKING:  # never journaled; defensive
             j.state = State.IDLE
@@ -161,6 +162,7 @@ class UpdateAgent(Installer):
             return Outcome(Action.RETRY, str(exc))
         if reply.assignment is None:
             self.transition(Event.NOTHING)
+            self.report_health()  # idle and the server is reachable: the gate's signals
             return Outcome(Action.IDLE)
         return self.start(reply.assignment, reply.deployment_id)
 

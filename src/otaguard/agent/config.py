@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from otaguard.agent.config_values import check_url, check_values
+from otaguard.agent.install_window import parse_windows
 from otaguard.agent.push_config import MqttConfig
 from otaguard.director.wakeup import topic
 from otaguard.errors import ConfigError, WakeUpError
+from otaguard.fleet.windows import Schedule
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,18 @@ class AgentConfig:
     cert_renew_retry_max: float = 86400.0
     health_command: list[str] = field(default_factory=list)
     health_timeout: float = 60.0
+    # Health reports for the server's health gate (agent/health_reports.py): every
+    # health_report_interval during health_report_window after a committed update (0: none),
+    # and every health_baseline_interval otherwise (0: none), so devices still on the old
+    # version are the gate's control cohort. health_probe_command prints a JSON object:
+    # "boot_seconds", "restarts" and other numbers (custom metrics); optional.
+    health_report_window: float = 3600.0
+    health_report_interval: float = 300.0
+    health_baseline_interval: float = 21600.0
+    health_probe_command: list[str] = field(default_factory=list)
+    # When installing (and rebooting into the new image) is allowed, in the device's local
+    # time (agent/install_window.py, grammar in fleet/windows.py); empty: any time.
+    maintenance_windows: list[str] = field(default_factory=list)
     poll_interval: float = 300.0
     poll_jitter: float = 0.2
     max_download_attempts: int = 8  # consecutive attempts without progress
@@ -121,6 +135,14 @@ class AgentConfig:
                 topic(self.mqtt.topic_prefix, self.device_id)
             except WakeUpError as exc:
                 raise ConfigError(f"mqtt: {exc}") from exc
+        if self.health_report_window > 0 and self.health_report_interval <= 0:
+            raise ConfigError("health_report_interval must be above 0 when reports are on")
+        parse_windows("maintenance_windows", self.maintenance_windows)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The parsed ``maintenance_windows`` (None: no restriction)."""
+        return parse_windows("maintenance_windows", self.maintenance_windows)
 
     @property
     def tuf_dir(self) -> Path:

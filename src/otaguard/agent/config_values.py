@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from otaguard.agent.install_window import parse_windows
 from otaguard.errors import ConfigError
 
 DURATION_KEYS = (
@@ -25,6 +26,9 @@ DURATION_KEYS = (
     "backoff_max",
     "checkpoint_journal_seconds",
     "request_timeout",
+    "health_report_window",
+    "health_report_interval",
+    "health_baseline_interval",
 )
 INT_KEYS = ("max_download_attempts", "max_download_requests", "checkpoint_bytes")
 FLOAT_KEYS = ("cert_renew_fraction", "poll_jitter")
@@ -79,9 +83,14 @@ def check_values(agent: dict[str, Any]) -> dict[str, Any]:
     for key in STRING_KEYS:
         if key in out and (not isinstance(out[key], str) or not out[key]):
             raise ConfigError(f"{key}: expected a non-empty string, not {out[key]!r}")
-    command = out.get("health_command", [])
-    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
-        raise ConfigError(f"health_command: expected a list of strings, not {command!r}")
+    for key in ("health_command", "health_probe_command"):
+        command = out.get(key, [])
+        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+            raise ConfigError(f"{key}: expected a list of strings, not {command!r}")
+    if "maintenance_windows" in out:
+        windows = out["maintenance_windows"]
+        parse_windows("maintenance_windows", windows)  # names the key and every bad window
+        out["maintenance_windows"] = [windows] if isinstance(windows, str) else list(windows)
     if not isinstance(out.get("insecure_http", False), bool):
         raise ConfigError("insecure_http: expected true or false")
     for key in ("server_url", "repository_url"):

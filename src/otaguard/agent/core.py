@@ -9,6 +9,7 @@ it (``agent/installing.py``, ``agent/agent.py``) sequence the work and ask the p
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import secrets
@@ -22,13 +23,16 @@ from tuf.api.metadata import TargetFile
 from otaguard.agent.config import AgentConfig
 from otaguard.agent.device_api import DeviceApi
 from otaguard.agent.health import HealthCheck, command_health_check
+from otaguard.agent.health_reporter import HealthReporter
+from otaguard.agent.health_reports import HealthProbe
+from otaguard.agent.install_window import WAITING_PREFIX, install_gate
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.reporting import Report, RunningImage, report_item
 from otaguard.agent.slot_stream import SlotStream
-from otaguard.agent.statemachine import Event
+from otaguard.agent.statemachine import Event, State
 from otaguard.crypto.keys import load_public_key
 from otaguard.device.bootenv import BootEnv
 from otaguard.device.bootloader import BootResult
@@ -55,6 +59,8 @@ class AgentCore:
         rng: random.Random | None = None,
         storage: Storage | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], dt.datetime] | None = None,
+        health_probe: HealthProbe | None = None,
     ) -> None:
         self.config = config
         self.slots = slots
@@ -67,6 +73,8 @@ class AgentCore:
         self.boot: BootResult | None = None
         self.sleep = sleep
         self.clock = clock
+        # The time of day, for maintenance windows and the health-report schedule.
+        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
         self.rng = rng or random.Random()
         self.director_key = load_public_key(config.director_key_file)
         # Before the TLS identity is loaded: finishes a renewal a power cut interrupted.
@@ -85,6 +93,13 @@ class AgentCore:
             else self.client
         )
         self.stream = SlotStream(slots, config, self.keeper)
+        self.health_reports = HealthReporter(
+            config,
+            probe=health_probe,
+            check=self.health_now,
+            send=lambda body: self.api.send_health(body),
+            wall_clock=self.wall_clock,
+        )
         self.last_cancel_check = float("-inf")
         # True while confirming a trial boot (``agent confirm``): reports stay in the outbox.
         self.offline = False
@@ -122,6 +137,27 @@ class AgentCore:
             self.repo_client = self.client
         old.close()
         return True
+
+    def health_now(self) -> bool | None:
+        """The health check's verdict on the running image, for a health report."""
+        if self.boot is None:
+            return None
+        try:
+            return self.health_check(self.boot)[0]
+        except Exception:  # a broken health check is an unhealthy image
+            return False
+
+    def report_health(self) -> None:
+        """Send the health report that is due (``agent/health_reporter.py``); never fails."""
+        if self.offline:
+            return
+        try:
+            sent = self.health_reports.maybe_report(self.current_version())
+        except Exception as exc:  # reporting health must never stop an update cycle
+            log.warning("health report skipped: %s: %s", type(exc).__name__, exc)
+            return
+        if sent is not None:
+            log.info("health report sent", extra={"kind": sent.value})
 
     def close(self) -> None:
         self.stream.drop_readback()
@@ -216,6 +252,24 @@ class AgentCore:
         return known
 
     def poll_delay(self) -> float:
-        """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter."""
+        """Seconds until the next poll: the interval with +-``poll_jitter`` uniform jitter, or
+        less when a health report falls due or the maintenance window the update waits for
+        opens sooner (a device that polls rarely still reports and installs on time)."""
         base = self.config.poll_interval
-        return base * (1 + self.rng.uniform(-self.config.poll_jitter, self.config.poll_jitter))
+        delay = base * (1 + self.rng.uniform(-self.config.poll_jitter, self.config.poll_jitter))
+        wake = self.wake_in()
+        return delay if wake is None else min(delay, wake)
+
+    def wake_in(self) -> float | None:
+        """Seconds until something other than the poll needs the agent, if anything does."""
+        times = []
+        if self.journal.state is State.IDLE:
+            until = self.health_reports.seconds_until_due()
+            if until is not None and until > 0:  # due now (and failing): the poll's pace
+                times.append(until)
+        if self.journal.reason.startswith(f"waiting: {WAITING_PREFIX}"):
+            now = self.wall_clock()
+            opens = install_gate(self.config.schedule, now).opens_at
+            if opens is not None:  # a little spread: a fleet's windows open together
+                times.append(max(1.0, (opens - now).total_seconds()) + self.rng.uniform(0, 30))
+        return min(times) if times else None

@@ -75,3 +75,18 @@ class DeviceApi:
         if r.status_code >= 400:
             log.error("server rejected report %s: %s", item["event"], r.text[:200])
         return True
+
+    def send_health(self, body: dict[str, Any]) -> bool:
+        """Post one health report; True when the server has dealt with it (stored, or refused
+        for good with a 4xx, logged: the next report is due soon anyway); False when it is
+        unreachable or failed (5xx): the report is due again at the next poll."""
+        try:
+            r = self.client.post("/device/v1/health", json=body)
+        except httpx.HTTPError as exc:
+            log.warning("health report not delivered yet: %s", exc)
+            return False
+        if r.status_code >= 500:
+            return False
+        if r.status_code >= 400:
+            log.error("server rejected health report: %s", r.text[:200])
+        return True

@@ -15,6 +15,7 @@ from tuf.api.metadata import TargetFile
 
 from otaguard.agent.delta_choice import Failure, on_failure
 from otaguard.agent.delta_steps import DeltaSteps
+from otaguard.agent.install_window import WAITING_PREFIX, install_gate
 from otaguard.agent.journal import EndUpdate, SetReason, SlotHolds
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.reporting import final_report, installed_reports
@@ -47,8 +48,15 @@ class Installer(DeltaSteps):
             elif state is State.VERIFYING:
                 self.verify()
             elif state is State.INSTALLING:
-                self.install()
+                waiting = None if self.switched() else self.outside_window(may_cancel=True)
+                if waiting is not None:
+                    return waiting
+                if j.state is State.INSTALLING:  # not cancelled while it waited
+                    self.install()
             elif state is State.REBOOT_PENDING:
+                waiting = self.outside_window(may_cancel=False)
+                if waiting is not None:
+                    return waiting
                 return Outcome(
                     Action.REBOOT, f"installed {j.new_version} into slot {j.target_slot}"
                 )
@@ -204,6 +212,29 @@ class Installer(DeltaSteps):
         else:
             self.transition(Event.ERROR, SetReason(f"verification failed: {why}"))
 
+    def switched(self) -> bool:
+        """The boot environment already carries this attempt's switch (done before a power
+        cut): finishing it is not a new install, whatever the time."""
+        return (
+            bool(self.journal.attempt) and self.env.read().get(ATTEMPT_VAR) == self.journal.attempt
+        )
+
+    def outside_window(self, *, may_cancel: bool) -> Outcome | None:
+        """None when the device's maintenance windows allow installing now; else the waiting
+        outcome (reported once per opening: ``agent/install_window.py``). While it waits
+        before the switch (``may_cancel``), a deployment the server cancelled or aborted ends
+        here (FAILED, reported): nothing was installed."""
+        gate = install_gate(self.config.schedule, self.wall_clock())
+        if gate.open:
+            if self.journal.reason.startswith(f"waiting: {WAITING_PREFIX}"):
+                self.journal.reason = ""  # not the reason of whatever comes next
+            return None
+        if may_cancel and self.cancelled():
+            reason = "the server cancelled the deployment while it waited for a maintenance window"
+            self.transition(Event.CANCEL, SetReason(reason))
+            return None
+        return self.waiting(gate.reason)
+
     def install(self) -> None:
         """Point the boot env at the new slot, on trial, tagged with this attempt."""
         j = self.journal
@@ -238,6 +269,8 @@ class Installer(DeltaSteps):
     def finish(self) -> Outcome:
         """Queue the final report with the transition back to idle (one journal write)."""
         j = self.journal
+        if j.state is State.COMMITTED:
+            self.health_reports.committed(j.new_version)  # its health window starts
         report, outcome = final_report(j.state, j.reason, self.otp.value())
         self.transition(Event.REPORTED, EndUpdate(), reports=(report,))
         self.remove_patch()  # a delta's patch a power cut left behind

@@ -85,6 +85,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.INSTALLING, Event.INSTALLED): State.REBOOT_PENDING,
     (State.INSTALLING, Event.BOOTED_OLD): State.ROLLED_BACK,
     (State.INSTALLING, Event.ERROR): State.FAILED,
+    (State.INSTALLING, Event.CANCEL): State.FAILED,  # cancelled while waiting for a window
     (State.REBOOT_PENDING, Event.BOOTED_NEW): State.TRIAL,
     (State.REBOOT_PENDING, Event.BOOTED_OLD): State.ROLLED_BACK,
     (State.TRIAL, Event.CHECK_HEALTH): State.HEALTH_CHECK,

@@ -50,6 +50,7 @@ class Action(StrEnum):
     DEVICE_CERT_REVOKE = "device.certificate.revoke"
     GROUP_WRITE = "group.write"
     GROUP_READ = "group.read"
+    DYNAMIC_GROUP_WRITE = "group.dynamic.write"  # save, change, delete a named device filter
     USER_MANAGE = "user.manage"
     USER_READ = "user.read"
     TOKEN_SELF = "token.self"  # create, list and revoke one's own API tokens
@@ -83,6 +84,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
         Action.ALERT_ACKNOWLEDGE,
         Action.DEVICE_ACCEPT,
         Action.DEPLOYMENT_RETRY,
+        Action.DYNAMIC_GROUP_WRITE,
     },
     Role.APPROVER: READS | {Action.DEPLOYMENT_APPROVE},
     Role.ADMIN: frozenset(Action) - {Action.DEPLOYMENT_APPROVE},
@@ -160,6 +162,12 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | Access] = {
     ("POST", "/api/v1/certificates/{serial}/revoke"): Action.DEVICE_CERT_REVOKE,
     ("GET", "/api/v1/groups"): Action.GROUP_READ,
     ("PUT", "/api/v1/groups/{tag}"): Action.GROUP_WRITE,
+    ("POST", "/api/v1/dynamic-groups"): Action.DYNAMIC_GROUP_WRITE,
+    ("GET", "/api/v1/dynamic-groups"): Action.GROUP_READ,
+    ("GET", "/api/v1/dynamic-groups/{name}"): Action.GROUP_READ,
+    ("PUT", "/api/v1/dynamic-groups/{name}"): Action.DYNAMIC_GROUP_WRITE,
+    ("DELETE", "/api/v1/dynamic-groups/{name}"): Action.DYNAMIC_GROUP_WRITE,
+    ("GET", "/api/v1/dynamic-groups/{name}/devices"): Action.GROUP_READ,
     ("GET", "/api/v1/users"): Action.USER_READ,
     ("POST", "/api/v1/users"): Action.USER_MANAGE,
     ("PUT", "/api/v1/users/{name}/roles"): Action.USER_MANAGE,

@@ -179,6 +179,12 @@ class Selector(Strict):
     tag: TagStr | None = None
     hardware: str | None = Field(default=None, min_length=1, max_length=64)
     devices: list[DeviceIdStr] | None = Field(default=None, max_length=10000)
+    group: str | None = Field(
+        default=None,
+        pattern=NAME,
+        description="A saved dynamic group: its members when the deployment is created "
+        "(evaluated once; the filter used is kept in the deployment's selector)",
+    )
 
 
 class DeploymentIn(Strict):

@@ -3,6 +3,7 @@ simulated bootloader, and the real agent running against the real server."""
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import httpx
 
 from otaguard.agent.agent import HealthCheck, Outcome, UpdateAgent
 from otaguard.agent.config import AgentConfig
+from otaguard.agent.health_reports import HealthProbe
 from otaguard.crypto.device_key import load_or_create_device_key, public_key_dict
 from otaguard.crypto.keys import write_private
 from otaguard.device.bootenv import BootEnv, UBootEnv
@@ -45,6 +47,8 @@ class SimulatedDevice:
         sleep: Callable[[float], None] | None = None,
         storage: Storage | None = None,
         env_backend: str = "uboot",
+        wall_clock: Callable[[], dt.datetime] | None = None,
+        health_probe: HealthProbe | None = None,
     ) -> None:
         self.directory = directory
         self.config = config
@@ -64,6 +68,8 @@ class SimulatedDevice:
         self._health = health_check
         self._transport = http_transport
         self._sleep = sleep
+        self._wall_clock = wall_clock  # the time of day (maintenance windows, health reports)
+        self.health_probe = health_probe  # the health signals it reports (tests worsen them)
         self.agent: UpdateAgent | None = None
         self.boot: BootResult | None = None
         self.boots = 0
@@ -129,6 +135,8 @@ class SimulatedDevice:
             health_check=self._health or (lambda _b: (True, "simulated health check passed")),
             http_transport=self._transport,
             storage=self.storage,
+            wall_clock=self._wall_clock,
+            health_probe=self.health_probe,
             **kwargs,  # type: ignore[arg-type]
         )
         return self.agent.after_boot(self.boot)

@@ -47,6 +47,7 @@ from otaguard.store.engine import (
     make_engine,
     schema_revision,
 )
+from otaguard.store.groups import Groups
 from otaguard.store.monitoring import Monitoring
 from otaguard.store.releases import Releases
 from otaguard.store.reports import MAX_DETAIL_CHARS, StatusReports
@@ -101,6 +102,7 @@ class Store(Database):
         self.monitoring = Monitoring(self)  # alerts, health, timelines: ``store.monitoring.*``
         self.wakeups = WakeupQueries(self)  # whom a push wake-up reaches: ``store.wakeups.*``
         self.transfers = Transfers(self)  # served bytes per deployment: ``store.transfers.*``
+        self.groups = Groups(self)  # saved dynamic groups: ``store.groups.*``
 
     # -- check-ins (checkin.py) -------------------------------------------------------------
     def check_in(

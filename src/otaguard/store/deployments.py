@@ -25,6 +25,8 @@ from otaguard.fleet.status import DeploymentState, DeviceState, TargetStatus, de
 from otaguard.store.base import utcnow
 from otaguard.store.devices import device_filter
 from otaguard.store.engine import Database
+from otaguard.store.groups import evaluate as evaluate_group
+from otaguard.store.groups import group_filter
 from otaguard.store.models import Deployment, DeploymentTarget, Device, Release
 from otaguard.store.rollouts import Rollouts
 from otaguard.store.transfers import TransferSummary, summaries_in, summary_fields
@@ -101,14 +103,33 @@ def is_downgrade(release_version: str, current: str | None) -> bool:
 
 
 def _selected_devices(s: Session, selector: dict[str, Any]) -> tuple[list[Device], set[str]]:
-    """The devices ``selector`` picks, and the ids it names that are not registered."""
-    cond = device_filter(hardware=selector.get("hardware"), tag=selector.get("tag"))
+    """The devices ``selector`` picks, and the ids it names that are not registered. A saved
+    group (``group``) is evaluated here, once: its members now (``store/groups.py``)."""
+    hardware, tag = selector.get("hardware"), selector.get("tag")
     named = set(selector.get("devices") or ())
-    if named:
-        cond.append(Device.id.in_(sorted(named)))
-    devices = list(s.scalars(select(Device).where(*cond).order_by(Device.id)))
+    if selector.get("group"):
+        devices = [
+            d
+            for d in evaluate_group(s, group_filter(s, selector["group"]))
+            if (not hardware or d.hardware == hardware)
+            and (not tag or tag in d.tags)
+            and (not named or d.id in named)
+        ]
+    else:
+        cond = device_filter(hardware=hardware, tag=tag)
+        if named:
+            cond.append(Device.id.in_(sorted(named)))
+        devices = list(s.scalars(select(Device).where(*cond).order_by(Device.id)))
     known = set(s.scalars(select(Device.id).where(Device.id.in_(sorted(named)))))
     return devices, named - known
+
+
+def _stored_selector(s: Session, selector: dict[str, Any]) -> dict[str, Any]:
+    """The selector as kept with the deployment: a group's filter is copied in (what the
+    group meant when it was evaluated; the group may change or go later)."""
+    if not selector.get("group"):
+        return selector
+    return {**selector, "group_filter": group_filter(s, selector["group"]).to_json()}
 
 
 class Deployments:
@@ -130,7 +151,7 @@ class Deployments:
         allow_downgrade: bool = False,
     ) -> DeploymentView:
         """Deploy a release to the devices the selector picks (all, ``tag``, ``hardware``,
-        ``devices``). Devices that could never install it are left out with a reason
+        ``devices``, a saved ``group``: its members now, the filter kept in the selector). Devices that could never install it are left out with a reason
         (``fleet.compatibility``: hardware, anti-rollback, unknown ids), reported in the
         returned view's ``excluded``; if none is left the deployment is refused. If the
         selector's tag or an included device's tag is in ``production_tags``, the deployment
@@ -177,7 +198,7 @@ class Deployments:
             dep = Deployment(
                 name=name,
                 target_name=target_name,
-                selector=selector,
+                selector=_stored_selector(s, selector),
                 created_by=created_by,
                 state=(
                     DeploymentState.AWAITING_APPROVAL if gated else DeploymentState.ACTIVE

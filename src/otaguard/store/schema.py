@@ -7,10 +7,10 @@ importing ``models`` or ``identity_models`` alone registers only that module's t
 
 from __future__ import annotations
 
-from otaguard.store import identity_models, models, rollout_models
+from otaguard.store import group_models, identity_models, models, rollout_models
 from otaguard.store.base import Base
 
 #: every table of the server's database (fleet and identity), one set of migrations
 metadata = Base.metadata
 
-__all__ = ["Base", "identity_models", "metadata", "models", "rollout_models"]
+__all__ = ["Base", "group_models", "identity_models", "metadata", "models", "rollout_models"]

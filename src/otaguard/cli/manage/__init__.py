@@ -15,6 +15,7 @@ import typer
 from otaguard.cli.manage.audit import audit_app
 from otaguard.cli.manage.deployments import deployments_app
 from otaguard.cli.manage.devices import devices_app
+from otaguard.cli.manage.dynamic_groups import dynamic_groups_app
 from otaguard.cli.manage.groups import groups_app
 from otaguard.cli.manage.releases import releases_app
 from otaguard.cli.manage.rollouts import alerts_app, change_password
@@ -49,6 +50,7 @@ def _select(
 for _name, _app in (
     ("devices", devices_app),
     ("groups", groups_app),
+    ("dynamic-groups", dynamic_groups_app),
     ("releases", releases_app),
     ("deployments", deployments_app),
     ("audit", audit_app),

@@ -112,7 +112,12 @@ def deployments_devices(
 
 
 def selector_of(
-    *, all_devices: bool, tag: str | None, hardware: str | None, devices: list[str]
+    *,
+    all_devices: bool,
+    tag: str | None,
+    hardware: str | None,
+    devices: list[str],
+    group: str | None = None,
 ) -> dict[str, Any]:
     """The API's selector from the options; exactly one way of choosing must be given."""
     chosen = {
@@ -120,10 +125,13 @@ def selector_of(
         "tag": tag,
         "hardware": hardware,
         "devices": devices or None,
+        "group": group,
     }
     selector = {k: v for k, v in chosen.items() if v is not None}
     if len(selector) != 1:
-        raise ValueError("choose the devices one way: --all, --tag, --hardware or --device")
+        raise ValueError(
+            "choose the devices one way: --all, --tag, --hardware, --device or --group"
+        )
     return selector
 
 
@@ -136,6 +144,10 @@ def deployments_create(
     tag: Annotated[str | None, typer.Option("--tag", help="Devices with this tag.")] = None,
     hardware: Annotated[str | None, typer.Option("--hardware", help="This hardware.")] = None,
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="A device.")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="A saved dynamic group (its members now: evaluated once)."),
+    ] = None,
     plan: Annotated[
         Path | None,
         typer.Option("--plan", help="A phased rollout plan, JSON (docs/DESIGN.md, Rollouts)."),
@@ -147,7 +159,7 @@ def deployments_create(
     rolls out in phases."""
     try:
         selector = selector_of(
-            all_devices=all_devices, tag=tag, hardware=hardware, devices=device or []
+            all_devices=all_devices, tag=tag, hardware=hardware, devices=device or [], group=group
         )
         phases = jsonlib.loads(plan.read_text()) if plan is not None else None
     except (ValueError, OSError) as exc:

@@ -17,7 +17,7 @@ from otaguard.cli.manage import credentials
 from otaguard.cli.manage.messages import explain
 from otaguard.cli.manage.output import err
 from otaguard.errors import ApiError, OTAGuardError
-from otaguard.fleet_client import RolloutClient
+from otaguard.fleet_client import GroupClient
 
 #: exit status of every refused or failed command (as the other ``otaguard`` commands)
 EXIT_FAILED = 2
@@ -65,7 +65,7 @@ def failures(context: str | None = None) -> Iterator[None]:
 
 
 @contextmanager
-def client(ctx: typer.Context) -> Iterator[RolloutClient]:
+def client(ctx: typer.Context) -> Iterator[GroupClient]:
     """A client for the selected server with the stored (or ``OTAGUARD_TOKEN``) token; errors
     inside the block become one-line failures."""
     sel = selection(ctx)
@@ -75,7 +75,7 @@ def client(ctx: typer.Context) -> Iterator[RolloutClient]:
         target = credentials.resolve(
             config, env, context=sel.context, server=sel.server, now=dt.datetime.now(dt.UTC)
         )
-        api = RolloutClient(target.server, target.token, target.ca)
+        api = GroupClient(target.server, target.token, target.ca)
     try:
         with failures(target.context):
             yield api

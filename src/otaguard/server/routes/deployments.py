@@ -35,10 +35,12 @@ def create_deployment(
     runs and ``allow_downgrade`` is not set. With a ``plan``, devices are released phase by
     phase (``GET .../rollout``); a malformed plan is refused (400) listing every problem."""
     selector = body.selector.model_dump(exclude_none=True)
-    if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices")):
-        raise CompatibilityError("selector must pick devices: all, tag, hardware or devices")
+    if not any(selector.get(k) for k in ("all", "tag", "hardware", "devices", "group")):
+        raise CompatibilityError("selector must pick devices: all, tag, hardware, devices or group")
     plan = plan_from_json(body.plan) if body.plan is not None else None
     audit_detail(request, phased=plan is not None, allow_downgrade=body.allow_downgrade)
+    if body.selector.group:
+        audit_detail(request, group=body.selector.group)
     dep = ctx.store.create_deployment(
         name=body.name,
         target_name=body.target_name,

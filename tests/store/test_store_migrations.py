@@ -25,14 +25,14 @@ def _diffs(store: Store) -> list[object]:
 def test_migrated_schema_equals_the_models(db_url: str) -> None:
     store = Store(db_url)
     try:
-        assert store.migrate() == "0007"
+        assert store.migrate() == "0009"
         assert _diffs(store) == []
         with store.engine.connect() as conn:
             tables = set(inspect(conn).get_table_names())
-            assert schema_revision(conn) == "0007"
+            assert schema_revision(conn) == "0009"
         assert tables == set(Base.metadata.tables) | {"alembic_version"}
         # Starting again is a no-op.
-        assert store.migrate() == "0007"
+        assert store.migrate() == "0009"
         assert _diffs(store) == []
     finally:
         store.close()
@@ -70,7 +70,7 @@ def test_pre_migration_database_is_adopted_and_keeps_its_tags(db_url: str) -> No
                     {"id": "old-2", "hw": HW, "tags": json.dumps([])},
                 ],
             )
-        assert store.migrate() == "0007"
+        assert store.migrate() == "0009"
         assert _diffs(store) == []
         assert store.get_device("old-1").tags == ["eu", "lab"]
         assert store.get_device("old-2").tags == []
@@ -85,5 +85,5 @@ def test_downgrade_and_upgrade_keep_tags(store: Store) -> None:
         command.downgrade(alembic_config(conn), "0001")
         raw = conn.execute(text("SELECT tags FROM devices WHERE id = 'd1'")).scalar_one()
     assert sorted(json.loads(raw) if isinstance(raw, str) else raw) == ["a", "b"]
-    assert store.migrate() == "0007"
+    assert store.migrate() == "0009"
     assert store.get_device("d1").tags == ["a", "b"]

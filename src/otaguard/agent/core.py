@@ -23,6 +23,8 @@ from otaguard.agent.device_api import DeviceApi
 from otaguard.agent.health import HealthCheck, command_health_check
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
+from otaguard.agent.manifest_sequence import FILE_NAME as SEQUENCE_FILE
+from otaguard.agent.manifest_sequence import ManifestSequence
 from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.reporting import Report, RunningImage, report_item
 from otaguard.agent.slot_stream import SlotStream
@@ -62,6 +64,7 @@ class AgentCore:
             config.health_command, config.health_timeout
         )
         self.keeper = JournalKeeper(JournalFile(config.journal_path, storage))
+        self.manifest_sequence = ManifestSequence(config.state_dir / SEQUENCE_FILE, storage)
         self.boot: BootResult | None = None
         self.sleep = sleep
         self.clock = clock

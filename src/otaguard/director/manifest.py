@@ -1,7 +1,9 @@
 """Version manifests signed by the device (in the spirit of Uptane's ECU version manifests).
 
 At every check-in the device reports what it runs (hardware type, version, slot, security
-version, agent version) plus a nonce and its clock, as a JSON payload in a **DSSE envelope**
+version, agent version) plus a nonce, its clock and its manifest sequence number (strictly
+increasing per device, kept durably by the agent: the server's replay check orders manifests by
+it, whatever the device's clock says; absent from older agents' manifests), as a JSON payload in a **DSSE envelope**
 (``securesystemslib.dsse``) signed with the device's own key. The key is generated on the device
 at provisioning; only its public half is registered with the server. The server verifies the
 envelope against the registered key before it records anything, so what it shows for a device
@@ -29,6 +31,8 @@ PAYLOAD_TYPE = "application/vnd.otaguard.version-manifest+json"
 #: how far a manifest's clock may be from the server's (either way) before it is refused
 MAX_CLOCK_SKEW = dt.timedelta(minutes=10)
 MAX_PAYLOAD_BYTES = 4096
+#: the largest manifest sequence number (a signed 64-bit column on the server)
+MAX_SEQUENCE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class VersionManifest:
     agent_version: str | None
     nonce: str
     timestamp: str  # RFC 3339 UTC, as the device's clock saw it
+    # Strictly increasing per device (1, 2, ...; gaps allowed); None: an agent from before
+    # sequences (its payload has no such field, and the server orders it by its clock).
+    sequence: int | None = None
 
     @classmethod
     def create(
@@ -53,6 +60,7 @@ class VersionManifest:
         security_version: int,
         agent_version: str | None,
         now: dt.datetime | None = None,
+        sequence: int | None = None,
     ) -> VersionManifest:
         when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
         return cls(
@@ -64,10 +72,14 @@ class VersionManifest:
             agent_version=agent_version,
             nonce=secrets.token_hex(16),
             timestamp=when.isoformat().replace("+00:00", "Z"),
+            sequence=sequence,
         )
 
     def payload(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        data = asdict(self)
+        if self.sequence is None:  # the payload an agent from before sequences signs
+            del data["sequence"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def time(self) -> dt.datetime:
@@ -197,6 +209,13 @@ def _parse_payload(payload: bytes) -> VersionManifest:
     sv = data.get("security_version", 0)
     if not isinstance(sv, int) or isinstance(sv, bool) or not 0 <= sv <= 2**31 - 1:
         raise ManifestError("manifest field security_version must be an integer >= 0")
+    sequence = data.get("sequence")
+    if sequence is not None and (
+        not isinstance(sequence, int)
+        or isinstance(sequence, bool)
+        or not 1 <= sequence <= MAX_SEQUENCE
+    ):
+        raise ManifestError(f"manifest field sequence must be an integer from 1 to {MAX_SEQUENCE}")
     device_id = _opt_str(data, "device_id", 128)
     hardware = _opt_str(data, "hardware", 64)
     nonce = _opt_str(data, "nonce", 64)
@@ -212,6 +231,7 @@ def _parse_payload(payload: bytes) -> VersionManifest:
         agent_version=_opt_str(data, "agent_version", 64),
         nonce=nonce,
         timestamp=timestamp,
+        sequence=sequence,
     )
     _ = manifest.time  # refuse an unparsable clock here, not later
     return manifest

@@ -5,9 +5,10 @@ Why a module of its own: this is the statement mix every device runs every poll 
 it is written in SQLAlchemy Core with statements built once at import (no ORM unit of work, no
 statement compilation per request), a fixed number of round trips per *batch* (lock the
 devices, record the reports in one executemany, find the offers, raise the assignment
-counters), and nothing per request but Python. The replay check (a signed manifest must be
-newer than the device's last accepted one) compares against the locked row already read. Keep it that way: no extra query or call per
-request inside ``CheckIns.check_in_many``.
+counters), and nothing per request but Python. The replay check (``is_replay``: a signed
+manifest must come after the device's last accepted one, by its sequence number, or by its
+clock for agents from before sequences) compares against the locked row already read. Keep it
+that way: no extra query or call per request inside ``CheckIns.check_in_many``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class DeviceReport(Protocol):
     def nonce(self) -> str | None: ...
     @property
     def time(self) -> dt.datetime | None: ...
+    @property
+    def sequence(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Reported:
     agent_version: str | None
     nonce: str | None = None
     time: dt.datetime | None = None  # unsigned: no replay check
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ _RECORD_REPORT = (
         last_seen=bindparam("b_seen"),
         manifest_at=func.coalesce(bindparam("b_mat", type_=UtcDateTime()), _DEVICES.c.manifest_at),
         manifest_nonce=func.coalesce(bindparam("b_mnonce"), _DEVICES.c.manifest_nonce),
+        manifest_sequence=func.coalesce(bindparam("b_mseq"), _DEVICES.c.manifest_sequence),
     )
 )
 _DEVICES_FOR_CHECKIN = (
@@ -131,6 +136,7 @@ _DEVICES_FOR_CHECKIN = (
         _DEVICES.c.security_version,
         _DEVICES.c.manifest_at,
         _DEVICES.c.manifest_nonce,
+        _DEVICES.c.manifest_sequence,
     )
     .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_DEVICES.c.id)
@@ -186,18 +192,48 @@ def _offers_for(
     return offered
 
 
-def is_replay(
-    when: dt.datetime | None,
-    nonce: str | None,
-    last_when: dt.datetime | None,
-    last_nonce: str | None,
-) -> bool:
-    """A signed manifest older than the device's last accepted one, or that one again (same
-    second and nonce). Manifests carry whole seconds: another nonce in the same second is
-    a new report. Unsigned reports (no time) are not checked."""
-    if when is None or last_when is None:
+@dataclass(frozen=True)
+class ManifestMark:
+    """Where a signed manifest stands in its device's order: its sequence number (None: an
+    agent from before sequences), its clock (None: an unsigned report) and its nonce. For the
+    device's last accepted manifest: the last sequence ever accepted, and the last manifest's
+    clock and nonce."""
+
+    sequence: int | None
+    when: dt.datetime | None
+    nonce: str | None
+
+
+def is_replay(new: ManifestMark, last: ManifestMark) -> bool:
+    """Must this manifest be refused as a replay of (or older than) the last accepted one?
+
+    * With a sequence number: exactly when it is not above the last accepted sequence
+      (the device keeps it strictly increasing across power cuts). The clock plays no part:
+      a device whose clock went back is not refused, another manifest of the same second with
+      a lower number is. The first sequenced manifest of a device is accepted.
+    * Without one (agents from before sequences, or a device fallen back to such an agent):
+      the clock rule -- older than the last accepted manifest's clock, or that same second
+      with the same nonce. Manifests carry whole seconds, so this rule cannot order two
+      manifests of one second.
+    * Unsigned reports (no clock: tests and tools) are never replays.
+    Freshness (how far the clock may be from the server's) is ``verify_manifest``'s check.
+    """
+    if new.when is None:
         return False
-    return when < last_when or (when == last_when and nonce == last_nonce)
+    if new.sequence is not None:
+        return last.sequence is not None and new.sequence <= last.sequence
+    if last.when is None:
+        return False
+    return new.when < last.when or (new.when == last.when and new.nonce == last.nonce)
+
+
+def _replay_error(report: DeviceReport, last: ManifestMark) -> ManifestReplayError:
+    if report.sequence is not None:
+        return ManifestReplayError(
+            f"manifest sequence {report.sequence} is not above the last accepted "
+            f"{last.sequence}: not newer than the last accepted one"
+        )
+    return ManifestReplayError(f"manifest of {report.time} is not newer than the last accepted one")
 
 
 def _accept(
@@ -212,7 +248,10 @@ def _accept(
     requests' indexes."""
     reports: dict[str, dict[str, Any]] = {}
     accepted: list[int] = []
-    last = {d: (r.manifest_at, r.manifest_nonce) for d, r in rows.items()}
+    last = {
+        d: ManifestMark(r.manifest_sequence, r.manifest_at, r.manifest_nonce)
+        for d, r in rows.items()
+    }
     for i, request in enumerate(requests):
         row = rows.get(request.device_id)
         try:
@@ -228,10 +267,9 @@ def _accept(
                 raise CompatibilityError(
                     f"device reports hardware {report.hardware!r}, registered as {row.hardware!r}"
                 )
-            if is_replay(report.time, report.nonce, *last[request.device_id]):
-                raise ManifestReplayError(
-                    f"manifest of {report.time} is not newer than the last accepted one"
-                )
+            mark = ManifestMark(report.sequence, report.time, report.nonce)
+            if is_replay(mark, last[request.device_id]):
+                raise _replay_error(report, last[request.device_id])
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
             continue
@@ -250,9 +288,14 @@ def _accept(
             "b_seen": now,
             "b_mat": report.time,
             "b_mnonce": report.nonce,
+            "b_mseq": None,
         }
-        if report.time is not None:
-            last[request.device_id] = (report.time, report.nonce)
+        if report.time is not None:  # a manifest without a sequence keeps the last one
+            before = last[request.device_id].sequence
+            seq = report.sequence if report.sequence is not None else before
+            last[request.device_id] = ManifestMark(seq, report.time, report.nonce)
+            # the batch's highest (the device's last report of the batch may have none)
+            reports[request.device_id]["b_mseq"] = seq
         accepted.append(i)
     return reports, accepted
 

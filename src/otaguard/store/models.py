@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -42,9 +43,12 @@ class Device(Base):
     update_state: Mapped[str] = mapped_column(String(32), default="idle")
     assignment_counter: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    # The last accepted signed manifest's clock and nonce: an older one is a replay.
+    # The last accepted signed manifest's clock and nonce, and the highest manifest sequence
+    # number accepted (None: none yet, or reset by a re-enrollment): an earlier one is a
+    # replay (store/checkin.py ``is_replay``).
     manifest_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     manifest_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    manifest_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Accepted for updates (False: enrolled, waiting for an operator's accept when the server
     # asks for that step); decommissioned devices are never offered anything again.

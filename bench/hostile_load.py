@@ -9,7 +9,11 @@ kinds issue 11 found:
   reconnecting whenever the server closes them;
 * oversized heads: requests with a 256 KiB header field (8 times the limit);
 * hostile Range headers (a 5,000-digit position) on ``/tuf/metadata/timestamp.json``;
-* device requests with a wrong bearer credential to ``POST /device/v1/events``.
+* device requests with a wrong bearer credential to ``POST /device/v1/events``;
+* bad password logins (``POST /api/v1/auth/login``, an unknown name, which costs the server
+  one argon2id verification like a wrong password), each flooder moving to another loopback
+  source address (127.0.x.y) every ``LOGINS_PER_ADDRESS`` requests, as a distributed attacker
+  would, so the per-address failure limit does not turn them into cheap 429s.
 
 Each flood kind runs ``--flooders`` clients of at most ``--rate`` requests/s each. Idle and
 loaded phases alternate ``--rounds`` times (the machine may be shared: its own load drifts, and
@@ -41,7 +45,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HUGE_RANGE = "bytes=" + "9" * 5000 + "-"
-KINDS = "oversized,range,wrong_bearer"
+KINDS = "oversized,range,wrong_bearer,login"
+LOGINS_PER_ADDRESS = 20
 OVERSIZED_BLOCKS = 4  # of 64 KiB: a head 8 times the server's 32 KiB limit
 
 
@@ -130,6 +135,33 @@ class Load:
                 self.counts[f"{kind}_closed"] += 1
                 await asyncio.sleep(0.05)
 
+    async def login_flood(self, first: int) -> None:
+        """Bad logins, ``LOGINS_PER_ADDRESS`` per loopback source address (``first``: this
+        flooder's first address number; flooders use disjoint address ranges)."""
+        n = first
+        while True:
+            n += 1
+            source = f"127.0.{(n >> 8) & 255}.{max(2, n & 255)}"
+            try:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, ssl=self.ctx, local_addr=(source, 0)
+                )
+                for i in range(LOGINS_PER_ADDRESS):
+                    start = time.monotonic()
+                    body = json.dumps({"username": f"nobody-{n}-{i}", "password": "x" * 16})
+                    writer.write(
+                        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\n"
+                        + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+                    )
+                    status = await read_status(reader, body=True)
+                    self.counts[f"login_{status}"] += 1
+                    await self.pace(start)
+                writer.close()
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+                self.counts["login_closed"] += 1
+                await asyncio.sleep(0.05)
+
     async def pace(self, start: float) -> None:
         await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - start)))
 
@@ -168,6 +200,11 @@ async def hostile_load(
         for kind, request in hostile_requests().items():
             if kind in kinds:
                 tasks.append(asyncio.ensure_future(load.keep_alive_flood(kind, request)))
+    if "login" in kinds:
+        for f in range(flooders):
+            tasks.append(
+                asyncio.ensure_future(load.login_flood(f * 4096 + int(time.time()) % 4096))
+            )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()

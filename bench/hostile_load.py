@@ -11,8 +11,9 @@ kinds issue 11 found:
 * hostile Range headers (a 5,000-digit position) on ``/tuf/metadata/timestamp.json``;
 * device requests with a wrong bearer credential to ``POST /device/v1/events``;
 * bad password logins (``POST /api/v1/auth/login``, an unknown name, which costs the server
-  one argon2id verification like a wrong password), each flooder moving to another loopback
-  source address (127.0.x.y) every ``LOGINS_PER_ADDRESS`` requests, as a distributed attacker
+  one argon2id verification like a wrong password), sent at the flood rate whether or not the
+  earlier ones were answered (up to 20 in flight per flooder: the issue's 40 concurrent bad
+  logins), each from another loopback source address (127.x.y.z), as a distributed attacker
   would, so the per-address failure limit does not turn them into cheap 429s.
 
 Each flood kind runs ``--flooders`` clients of at most ``--rate`` requests/s each. Idle and
@@ -46,7 +47,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 HUGE_RANGE = "bytes=" + "9" * 5000 + "-"
 KINDS = "oversized,range,wrong_bearer,login"
-LOGINS_PER_ADDRESS = 20
+LOGINS_IN_FLIGHT = 20  # per flooder: two flooders make the issue's 40 concurrent bad logins
 OVERSIZED_BLOCKS = 4  # of 64 KiB: a head 8 times the server's 32 KiB limit
 
 
@@ -136,31 +137,40 @@ class Load:
                 await asyncio.sleep(0.05)
 
     async def login_flood(self, first: int) -> None:
-        """Bad logins, ``LOGINS_PER_ADDRESS`` per loopback source address (``first``: this
-        flooder's first address number; flooders use disjoint address ranges)."""
+        """Bad logins at ``rate`` per second whether or not earlier ones were answered (up to
+        ``LOGINS_IN_FLIGHT`` at once), each on a new connection from the next loopback source
+        address (``first``: this flooder's first address number; flooders use disjoint ranges),
+        so no address reaches the server's per-address failure limit."""
+        in_flight = asyncio.Semaphore(LOGINS_IN_FLIGHT)
         n = first
         while True:
+            start = time.monotonic()
             n += 1
-            source = f"127.0.{(n >> 8) & 255}.{max(2, n & 255)}"
-            try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", self.port, ssl=self.ctx, local_addr=(source, 0)
-                )
-                for i in range(LOGINS_PER_ADDRESS):
-                    start = time.monotonic()
-                    body = json.dumps({"username": f"nobody-{n}-{i}", "password": "x" * 16})
-                    writer.write(
-                        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
-                        b"Content-Type: application/json\r\n"
-                        + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
-                    )
-                    status = await read_status(reader, body=True)
-                    self.counts[f"login_{status}"] += 1
-                    await self.pace(start)
-                writer.close()
-            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
-                self.counts["login_closed"] += 1
-                await asyncio.sleep(0.05)
+            if in_flight.locked():
+                self.counts["login_not_sent_in_flight_cap"] += 1
+            else:
+                await in_flight.acquire()
+                task = asyncio.ensure_future(self.one_login(n))
+                task.add_done_callback(lambda _t: in_flight.release())
+            await self.pace(start)
+
+    async def one_login(self, n: int) -> None:
+        source = f"127.{(n >> 16) & 255}.{(n >> 8) & 255}.{max(2, n & 255)}"
+        body = json.dumps({"username": f"nobody-{n}", "password": "x" * 16})
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", self.port, ssl=self.ctx, local_addr=(source, 0)
+            )
+            writer.write(
+                b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            status = await read_status(reader, body=True)
+            self.counts[f"login_{status}"] += 1
+            writer.close()
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+            self.counts["login_closed"] += 1
 
     async def pace(self, start: float) -> None:
         await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - start)))
@@ -293,8 +303,21 @@ def _phase(
         }
     finally:
         _stop(load)
+    _settle(server.pid)
     counts = json.loads(counts_file.read_text()) if counts_file.exists() else {}
     return latencies, cpu, counts
+
+
+def _settle(pid: int, limit: float = 15.0) -> None:
+    """Wait (at most ``limit`` s) until the server has finished the work the stopped load left
+    queued (password checks): under 5 % of a core over half a second, so the next idle phase
+    is idle."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.025:
+            return
 
 
 def run(

@@ -83,6 +83,7 @@ class Load:
         self.ctx.check_hostname = False
         self.ctx.verify_mode = ssl.CERT_NONE
         self.counts: Counter[str] = Counter()
+        self.logins: set[asyncio.Future[None]] = set()  # in flight (cancelled at the end)
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", self.port, ssl=self.ctx)
@@ -151,6 +152,8 @@ class Load:
             else:
                 await in_flight.acquire()
                 task = asyncio.ensure_future(self.one_login(n))
+                self.logins.add(task)
+                task.add_done_callback(self.logins.discard)
                 task.add_done_callback(lambda _t: in_flight.release())
             await self.pace(start)
 
@@ -218,7 +221,7 @@ async def hostile_load(
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    for task in tasks:
+    for task in [*tasks, *load.logins]:
         task.cancel()
     out.write_text(json.dumps(dict(load.counts)))
 
@@ -226,17 +229,25 @@ async def hostile_load(
 # -- the measuring process ------------------------------------------------------------------
 
 
+#: a /healthz not answered within this is recorded as taking this long (and counted)
+HEALTHZ_TIMEOUT = 10.0
+
+
 def healthz_latencies(url: str, ca: str, samples: int, pause: float) -> list[float]:
     import httpx
 
     latencies = []
-    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca)) as http:
+    verify = ssl.create_default_context(cafile=ca)
+    with httpx.Client(base_url=url, verify=verify, timeout=HEALTHZ_TIMEOUT) as http:
         http.get("/healthz")
         for _ in range(samples):
             start = time.perf_counter()
-            response = http.get("/healthz")
-            latencies.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, response.status_code
+            try:
+                response = http.get("/healthz")
+                assert response.status_code == 200, response.status_code
+                latencies.append((time.perf_counter() - start) * 1000)
+            except httpx.TimeoutException:
+                latencies.append(HEALTHZ_TIMEOUT * 1000)
             time.sleep(pause)
     return latencies
 
@@ -294,8 +305,12 @@ def _phase(
     load = subprocess.Popen(_self(*load_args, str(counts_file)))
     try:
         time.sleep(warmup)
+        profiler = _profile(server.pid, counts_file.with_suffix(".pyspy.txt"))
         before = (cpu_seconds(server.pid), cpu_seconds(load.pid), time.monotonic())
         latencies = healthz_latencies(info["url"], info["ca"], samples, 0.01)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
+            profiler.wait(timeout=30)
         cpu = {
             "server": cpu_seconds(server.pid) - before[0],
             "load": cpu_seconds(load.pid) - before[1],
@@ -306,6 +321,32 @@ def _phase(
     _settle(server.pid)
     counts = json.loads(counts_file.read_text()) if counts_file.exists() else {}
     return latencies, cpu, counts
+
+
+#: ``--profile DIR``: py-spy samples the server during each loaded phase (collapsed stacks)
+PROFILE_DIR: Path | None = None
+
+
+def _profile(pid: int, name: Path) -> subprocess.Popen[bytes] | None:
+    if PROFILE_DIR is None:
+        return None
+    out = PROFILE_DIR / name.name
+    spy = Path(sys.executable).with_name("py-spy")
+    cmd = [
+        str(spy) if spy.exists() else "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--rate",
+        "200",
+        "--nonblocking",
+        "--threads",
+    ]
+    return subprocess.Popen(
+        [*cmd, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _settle(pid: int, limit: float = 15.0) -> None:
@@ -401,6 +442,7 @@ def _results(
         "per_round": per_round,
         "idle": idle_figures,
         "under_load": loaded,
+        "healthz_timeouts_under_load": sum(x >= HEALTHZ_TIMEOUT * 1000 for x in loaded_ms),
         "ratio_p50": round(loaded["p50_ms"] / idle_figures["p50_ms"], 2),
         "ratio_p99": round(loaded["p99_ms"] / idle_figures["p99_ms"], 2),
         "cpu_share_idle": {"server": round(idle_cpu["server"] / idle_cpu["seconds"], 2)},
@@ -437,7 +479,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--kinds", default=KINDS, help="flood kinds, comma-separated")
     parser.add_argument("--rounds", type=int, default=8, help="idle/loaded alternations")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "hostile_load.json")
+    parser.add_argument("--profile", type=Path, help="py-spy the server into this directory")
     args = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
+    if PROFILE_DIR is not None:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
     results = run(
         args.samples, args.idle, args.flooders, args.rate, args.warmup, args.kinds, args.rounds
     )

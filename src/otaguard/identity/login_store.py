@@ -115,8 +115,9 @@ class Logins:
             ConfigError: ``scopes`` names an unknown scope (nothing issued).
         """
         now = now or utcnow()
-        seen = self._read(name, client, now)
-        ok = self.gate.run(verify_password, seen.password_hash, password)
+        with self.gate.admitted():  # a busy refusal costs no database read either
+            seen = self._read(name, client, now)
+            ok = self.gate.verify(verify_password, seen.password_hash, password)
         if not seen.exists:
             raise AuthError(REFUSED)
         with self.db.session() as s:  # short: the outcome only

@@ -17,9 +17,10 @@ loop -- TLS, ``/healthz``, device check-ins -- waits for the CPU behind them (is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -61,19 +62,33 @@ class VerifyGate:
         )
         self._admitted = threading.BoundedSemaphore(self.workers + max_waiting)
 
-    def run(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on a verifier thread; the caller waits for it.
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold one of the ``workers + max_waiting`` places for the block (a login's read and
+        verification), or refuse at once.
 
         Raises:
-            LoginBusyError: ``workers + max_waiting`` verifications are already admitted;
-                nothing was run (retry shortly).
+            LoginBusyError: every place is taken; nothing was done (retry shortly).
         """
         if not self._admitted.acquire(blocking=False):
             raise LoginBusyError("too many logins in progress; try again shortly")
         try:
-            return self._executor.submit(fn, *args).result()
+            yield
         finally:
             self._admitted.release()
+
+    def verify(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on a verifier thread (inside ``admitted``); the caller waits for it."""
+        return self._executor.submit(fn, *args).result()
+
+    def run(self, fn: Callable[..., T], *args: object) -> T:
+        """``verify`` inside ``admitted``.
+
+        Raises:
+            LoginBusyError: as ``admitted``.
+        """
+        with self.admitted():
+            return self.verify(fn, *args)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -239,7 +240,8 @@ def healthz_latencies(url: str, ca: str, samples: int, pause: float) -> list[flo
     latencies = []
     verify = ssl.create_default_context(cafile=ca)
     with httpx.Client(base_url=url, verify=verify, timeout=HEALTHZ_TIMEOUT) as http:
-        http.get("/healthz")
+        with contextlib.suppress(httpx.TimeoutException):
+            http.get("/healthz")  # the connection (not measured)
         for _ in range(samples):
             start = time.perf_counter()
             try:
@@ -349,6 +351,14 @@ def _profile(pid: int, name: Path) -> subprocess.Popen[bytes] | None:
     )
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def _settle(pid: int, limit: float = 15.0) -> None:
     """Wait (at most ``limit`` s) until the server has finished the work the stopped load left
     queued (password checks): under 5 % of a core over half a second, so the next idle phase
@@ -413,13 +423,15 @@ def run(
                         "load_average": round(os.getloadavg()[0], 1),
                     }
                 )
+            peak_rss = _peak_rss_mib(server.pid)
         finally:
             _stop(server)
-    return _results(
+    results = _results(
         idle_ms, loaded_ms, per_round, cpu, idle_cpu, counts,
         {"idle_connections": idle, "kinds": kinds, "flooders_per_kind": flooders,
          "rate_per_flooder": rate},
     )  # fmt: skip
+    return {**results, "server_peak_rss_mib": peak_rss}
 
 
 def _results(

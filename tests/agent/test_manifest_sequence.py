@@ -81,3 +81,8 @@ def test_power_cut_at_every_operation_never_reuses_a_number(
         nxt = [after.take() for _ in range(4)]
         assert not before or min(nxt) > max(before), (cut_at, before, nxt)
         assert nxt == sorted(set(nxt))
+
+
+def test_the_file_is_private(tmp_path: Path) -> None:
+    ManifestSequence(tmp_path / "seq.json").take()
+    assert (tmp_path / "seq.json").stat().st_mode & 0o777 == 0o600

@@ -79,7 +79,7 @@ class ManifestSequence:
         number, reserved = next_number(self.next_free, self.reserved, self.block)
         if reserved != self.reserved:
             data = json.dumps({"reserved": reserved}).encode()
-            self.storage.write_atomic(self.path, data)
+            self.storage.write_atomic(self.path, data, mode=0o600)
             self.reserved = reserved
         self.next_free = number + 1
         return number

@@ -13,8 +13,9 @@ from sqlalchemy import event
 
 from otaguard.director.manifest import VersionManifest
 from otaguard.errors import ManifestError, ManifestReplayError
-from otaguard.store.checkin import CheckinRequest, ManifestMark, is_replay
+from otaguard.store.checkin import CheckinRequest
 from otaguard.store.database import Store
+from otaguard.store.replay import ManifestMark, is_replay
 
 HW = "hw-1"
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -184,3 +185,19 @@ def test_replay_rule_examples() -> None:
     assert is_replay(mark(T0, "b", 1), mark(T0, "a", 2))  # closed by the sequence
     assert not is_replay(mark(T0 - dt.timedelta(hours=1), "b", 3), mark(T0, "a", 2))
     assert not is_replay(mark(T0 + dt.timedelta(seconds=1), "a"), mark(T0, "a"))
+
+
+def test_a_refused_replay_reaches_the_anomaly_scan(store: Store) -> None:
+    """The replay alert of fleet/integrity.py is fed by the refusals themselves: before, a
+    refused replay left no observation, so the rule never fired for real check-ins."""
+    from otaguard.fleet.alerts import AlertKind
+    from otaguard.fleet.integrity import manifest_anomalies
+
+    store.register_device("d1", HW, "cred")
+    store.check_in("d1", manifest=lambda _k: manifest("2.0.0", "b", T0, "n2", sequence=8))
+    store.checkins.observed.clear()
+    with pytest.raises(ManifestReplayError):
+        store.check_in("d1", manifest=lambda _k: manifest("1.0.0", "a", T0, "n1", sequence=7))
+    alerts = manifest_anomalies(list(store.checkins.observed))
+    assert [a.kind for a in alerts] == [AlertKind.REPLAY_ATTEMPT]
+    assert "sequence 7, not above the accepted 8" in alerts[0].message

@@ -2,7 +2,7 @@
 than any this device signed before, across restarts and power cuts.
 
 Why: the server refuses a manifest whose number is not above the last one it accepted
-(``store/checkin.py`` ``is_replay``), so a captured manifest cannot be sent again later, not
+(``store/replay.py`` ``is_replay``), so a captured manifest cannot be sent again later, not
 even one of the same second, and the order does not depend on the device's clock (a board
 without a battery-backed clock may boot in the past).
 

@@ -25,7 +25,6 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, select, update
 from otaguard.errors import (
     AuthError,
     CompatibilityError,
-    ManifestReplayError,
     NotFoundError,
     OTAGuardError,
 )
@@ -36,6 +35,7 @@ from otaguard.store.base import UtcDateTime, utcnow
 from otaguard.store.credentials import secret_hash
 from otaguard.store.engine import Database
 from otaguard.store.models import Deployment, DeploymentTarget, Device
+from otaguard.store.replay import ManifestMark, is_replay, replay_error, replay_seen
 
 
 class DeviceReport(Protocol):
@@ -192,50 +192,6 @@ def _offers_for(
     return offered
 
 
-@dataclass(frozen=True)
-class ManifestMark:
-    """Where a signed manifest stands in its device's order: its sequence number (None: an
-    agent from before sequences), its clock (None: an unsigned report) and its nonce. For the
-    device's last accepted manifest: the last sequence ever accepted, and the last manifest's
-    clock and nonce."""
-
-    sequence: int | None
-    when: dt.datetime | None
-    nonce: str | None
-
-
-def is_replay(new: ManifestMark, last: ManifestMark) -> bool:
-    """Must this manifest be refused as a replay of (or older than) the last accepted one?
-
-    * With a sequence number: exactly when it is not above the last accepted sequence
-      (the device keeps it strictly increasing across power cuts). The clock plays no part:
-      a device whose clock went back is not refused, another manifest of the same second with
-      a lower number is. The first sequenced manifest of a device is accepted.
-    * Without one (agents from before sequences, or a device fallen back to such an agent):
-      the clock rule -- older than the last accepted manifest's clock, or that same second
-      with the same nonce. Manifests carry whole seconds, so this rule cannot order two
-      manifests of one second.
-    * Unsigned reports (no clock: tests and tools) are never replays.
-    Freshness (how far the clock may be from the server's) is ``verify_manifest``'s check.
-    """
-    if new.when is None:
-        return False
-    if new.sequence is not None:
-        return last.sequence is not None and new.sequence <= last.sequence
-    if last.when is None:
-        return False
-    return new.when < last.when or (new.when == last.when and new.nonce == last.nonce)
-
-
-def _replay_error(report: DeviceReport, last: ManifestMark) -> ManifestReplayError:
-    if report.sequence is not None:
-        return ManifestReplayError(
-            f"manifest sequence {report.sequence} is not above the last accepted "
-            f"{last.sequence}: not newer than the last accepted one"
-        )
-    return ManifestReplayError(f"manifest of {report.time} is not newer than the last accepted one")
-
-
 def _accept(
     requests: Sequence[CheckinRequest],
     rows: _DeviceRows,
@@ -269,7 +225,10 @@ def _accept(
                 )
             mark = ManifestMark(report.sequence, report.time, report.nonce)
             if is_replay(mark, last[request.device_id]):
-                raise _replay_error(report, last[request.device_id])
+                observed.append(
+                    replay_seen(request.device_id, report, row.security_version, last, now)
+                )
+                raise replay_error(report, last[request.device_id])
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
             continue

@@ -45,7 +45,7 @@ class Device(Base):
     last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     # The last accepted signed manifest's clock and nonce, and the highest manifest sequence
     # number accepted (None: none yet, or reset by a re-enrollment): an earlier one is a
-    # replay (store/checkin.py ``is_replay``).
+    # replay (store/replay.py ``is_replay``).
     manifest_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     manifest_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
     manifest_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -1,5 +1,5 @@
 """Each device's highest accepted manifest sequence number (issue 11: replay refusal that does
-not depend on the device's clock; ``store/checkin.py`` ``is_replay``).
+not depend on the device's clock; ``store/replay.py`` ``is_replay``).
 
 Revision ID: 0009
 Revises: 0007

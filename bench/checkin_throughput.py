@@ -9,7 +9,7 @@ the same stack (uvicorn, same TLS setup): the ceiling. The figures are check-ins
 latency, and the ratio to the ceiling (goal >= 0.5).
 
 To tell the check-in's own cost from the web framework's, the same load also drives
-``GET /healthz`` on the same OTAGuard server process (FastAPI, its middleware and thread pool,
+``GET /healthz`` on the same OTAGuard server process (FastAPI and its middleware,
 no database, no signature): the ``framework`` figures, with their ratio to the ceiling too.
 
 Run: ``.venv/bin/python bench/checkin_throughput.py [--devices 500] [--duration 10]``

@@ -151,6 +151,13 @@ class RateLimitedError(AuthError):
     code = "rate_limited"
 
 
+class LoginBusyError(RateLimitedError):
+    """Too many password checks in progress on this server (``identity/verify_gate.py``):
+    refused before any work, retry shortly. Not a failed login: counts towards no lock-out."""
+
+    code = "login_busy"
+
+
 class PolicyError(OTAGuardError):
     """A rollout, health-gate or anomaly policy value is invalid. ``problems`` lists every fault
     found, so an operator fixes them in one go rather than one per request."""

@@ -80,7 +80,7 @@ def _event(client: httpx.Client, report_id: str) -> httpx.Response:
     return client.post("/device/v1/events", json=body)
 
 
-def _checkin(client: httpx.Client, dev: Dev) -> httpx.Response:
+def _checkin(client: httpx.Client, dev: Dev, sequence: int | None = None) -> httpx.Response:
     manifest = VersionManifest.create(
         device_id=dev.id,
         hardware=HARDWARE,
@@ -88,6 +88,7 @@ def _checkin(client: httpx.Client, dev: Dev) -> httpx.Response:
         slot="a",
         security_version=0,
         agent_version="test",
+        sequence=sequence,
     )
     return client.post(
         "/device/v1/checkin", json={"manifest": sign_manifest(manifest, dev.manifest_key)}
@@ -128,6 +129,35 @@ def test_device_reads_and_writes_only_its_own_state(world: tuple[Demo, Dev, Dev]
         state = f"/device/v1/deployments/{dep['id']}/state"
         assert cb.get(state).status_code == 200
         assert ca_.get(state).status_code == 404
+
+
+def test_enrollment_resets_the_manifest_count(world: tuple[Demo, Dev, Dev], tmp_path: Path) -> None:
+    """A factory-reset device counts its manifests from 1 again: refused as replaying (the
+    control) until an operator's one-time token enrolls it again, which resets the count."""
+    demo, a, _b = world
+    assert demo.api is not None
+    assert demo.ctx is not None
+    assert demo.ctx.settings.tls is not None
+    with _client(demo, a) as client:
+        assert _checkin(client, a, sequence=500).status_code == 200
+        refused = _checkin(client, a, sequence=1)
+        assert (refused.status_code, refused.json()["error"]) == (401, "manifest")
+    token = demo.api.enrollment_token(a.id)
+    key = load_or_create_key(tmp_path / "reset" / "client.key")
+    pem = enroll(demo.url, demo.ctx.settings.tls.ca_cert, a.id, token, make_csr(key, a.id))
+    (tmp_path / "reset" / "client.pem").write_text(pem)
+    again = Dev(
+        a.id, tmp_path / "reset" / "client.pem", key_path(tmp_path, "reset"), a.manifest_key, ""
+    )
+    with _client(demo, again) as client:
+        assert _checkin(client, again, sequence=1).status_code == 200
+        assert _checkin(client, again, sequence=1).status_code == 401  # counting again
+    resets = [
+        e.detail.get("manifest_order_reset")
+        for e in demo.ctx.identity.audit_entries()
+        if e.action == "device.enroll" and e.target == a.id
+    ]
+    assert resets == [False, True]
 
 
 def test_revocation_refuses_next_request_on_same_connection(

@@ -10,6 +10,7 @@ coverage-guided, or the hypothesis fallback).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -186,7 +187,13 @@ def manifest_seeds() -> list[bytes]:
     )
     envelope = sign_manifest(manifest, _device_signer())
     payload = manifest.payload()
-    return [b"\0" + json.dumps(envelope).encode(), b"\1" + payload, b"\1" + DEEP_JSON[:4000]]
+    numbered = dataclasses.replace(manifest, sequence=2**63 - 1).payload()  # the largest number
+    return [
+        b"\0" + json.dumps(envelope).encode(),
+        b"\1" + payload,
+        b"\1" + numbered,
+        b"\1" + DEEP_JSON[:4000],
+    ]
 
 
 # Director assignments (director/assignment.py): the bytes the device downloads.

@@ -4,7 +4,7 @@ is still served."""
 
 from __future__ import annotations
 
-from otaguard.identity.refusal_tally import RefusalTally
+from otaguard.identity.refusal_tally import OTHER_ADDRESSES, RefusalTally
 
 from .conftest import CHECKIN, EVENTS, World, signed_body
 
@@ -63,3 +63,20 @@ def test_tally_counts_per_kind_and_address_and_closes_windows() -> None:
     assert first
     assert closed == []
     assert [(c.kind, c.client, c.count) for c in t.close_all()] == []
+
+
+def test_many_addresses_share_one_window_past_the_per_kind_limit() -> None:
+    """An attacker rotating addresses (a botnet, an IPv6 prefix) gets at most
+    ``addresses_per_kind`` immediate rows per kind and window, then one for all other
+    addresses; without the limit (control) every address would write its own row."""
+    t = RefusalTally(window_seconds=60, addresses_per_kind=3)
+    rows = [t.refused("login", f"10.0.0.{i}", float(i), {"i": i})[0] for i in range(10)]
+    assert rows == [True] * 3 + [True] + [False] * 6  # 3 own windows, then "*" once
+    t.refused("other", "10.0.0.99", 10.0, {})  # another kind has its own budget
+    summaries = {(s.kind, s.client): s.count for s in t.close_all()}
+    assert summaries == {("login", OTHER_ADDRESSES): 7}
+    control = RefusalTally(window_seconds=60, addresses_per_kind=10_000)
+    assert all(control.refused("login", f"10.0.0.{i}", 0.0, {})[0] for i in range(10))
+    # windows expire per address: the limit frees up again
+    t.refused("login", "10.0.1.1", 100.0, {})
+    assert t.refused("login", "10.0.1.2", 100.0, {})[0]

@@ -4,6 +4,7 @@ request just under each limit still served (the control)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ FAST = EdgeLimits(
     max_head_bytes=4096,
     max_header_count=20,
     head_timeout=0.5,
+    handshake_timeout=2.0,  # loaded machines: a real handshake may take a while
     body_idle_timeout=0.5,
     keep_alive_timeout=0.5,
     linger_seconds=0.3,
@@ -118,6 +120,18 @@ def test_a_connection_that_sends_nothing_is_closed(fast: Server) -> None:
         elapsed = time.monotonic() - start
     assert status == 408
     assert FAST.head_timeout * 0.8 <= elapsed < FAST.head_timeout + 3
+
+
+def test_a_connection_that_never_finishes_its_tls_handshake_is_closed(fast: Server) -> None:
+    """A TCP connection that never sends a ClientHello (asyncio's default would hold it 60 s,
+    outside every HTTP limit) is closed after ``handshake_timeout``; the control, a started
+    handshake, is answered."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", fast.port), timeout=10) as raw:
+        assert raw.recv(1) == b""  # closed by the server, nothing sent
+        elapsed = time.monotonic() - start
+    assert FAST.handshake_timeout * 0.8 <= elapsed < FAST.handshake_timeout + 3
+    assert get(fast.port) == 200
 
 
 def test_trickled_headers_are_cut_off(fast: Server) -> None:

@@ -5,6 +5,7 @@ nothing for a missing, bad, foreign or stale one."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -247,3 +248,25 @@ def test_manifest_image_sha256_is_optional_and_checked() -> None:
         raw = json.loads(m.payload()) | {"image_sha256": bad}
         with pytest.raises(ManifestError, match="image_sha256"):
             verify_manifest(_signed_payload(key, raw), key_json, device_id="dev-1")
+
+
+def test_manifest_sequence_field() -> None:
+    """A sequence number round-trips through signing; an older agent's payload has no such
+    field (what it signs is unchanged); anything but an integer from 1 to 2**63 - 1 is refused."""
+    from securesystemslib.dsse import Envelope
+
+    key = CryptoSigner.generate_ed25519()
+    key_json = json.dumps(public_key_dict(key))
+    numbered = dataclasses.replace(manifest("dev-1"), sequence=2**63 - 1)
+    assert verify_manifest(sign_manifest(numbered, key), key_json, device_id="dev-1") == numbered
+    unnumbered = manifest("dev-1")
+    assert "sequence" not in json.loads(unnumbered.payload())
+    assert (
+        verify_manifest(sign_manifest(unnumbered, key), key_json, device_id="dev-1") == unnumbered
+    )
+    for bad in (0, -1, 2**63, True, "5", 1.5, [1]):
+        raw = json.loads(unnumbered.payload()) | {"sequence": bad}
+        e = Envelope(json.dumps(raw).encode(), PAYLOAD_TYPE, {})
+        e.sign(key)
+        with pytest.raises(ManifestError, match="sequence must be an integer"):
+            verify_manifest(e.to_dict(), key_json, device_id="dev-1")

@@ -127,6 +127,14 @@ class UpdateAgent(Installer):
         from otaguard.director.manifest import VersionManifest, sign_manifest
 
         boot = self.boot
+        try:
+            sequence = self.manifest_sequence.take()  # durable before the manifest leaves
+        except OSError as exc:
+            raise DownloadError(f"cannot reserve a manifest sequence number: {exc}") from exc
+        except OTAGuardError as exc:
+            raise DownloadError(
+                f"cannot number the version manifest: {exc}", permanent=True
+            ) from exc
         manifest = VersionManifest.create(
             device_id=self.config.device_id,
             hardware=self.config.hardware,
@@ -135,6 +143,7 @@ class UpdateAgent(Installer):
             security_version=self.otp.value(),
             agent_version=__version__,
             image_sha256=self.journal.slot_images.get(boot.slot) if boot else None,
+            sequence=sequence,
         )
         try:
             body = {"manifest": sign_manifest(manifest, manifest_signer(self.config))}

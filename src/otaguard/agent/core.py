@@ -28,6 +28,8 @@ from otaguard.agent.health_reports import HealthProbe
 from otaguard.agent.install_window import WAITING_PREFIX, install_gate
 from otaguard.agent.journal import Journal, JournalChange, JournalFile
 from otaguard.agent.journal_keeper import JournalKeeper
+from otaguard.agent.manifest_sequence import FILE_NAME as SEQUENCE_FILE
+from otaguard.agent.manifest_sequence import ManifestSequence
 from otaguard.agent.outcome import Action, Outcome
 from otaguard.agent.renewal import CertificateRenewal
 from otaguard.agent.reporting import Report, RunningImage, report_item
@@ -70,6 +72,7 @@ class AgentCore:
             config.health_command, config.health_timeout
         )
         self.keeper = JournalKeeper(JournalFile(config.journal_path, storage))
+        self.manifest_sequence = ManifestSequence(config.state_dir / SEQUENCE_FILE, storage)
         self.boot: BootResult | None = None
         self.sleep = sleep
         self.clock = clock

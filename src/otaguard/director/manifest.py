@@ -1,7 +1,9 @@
 """Version manifests signed by the device (in the spirit of Uptane's ECU version manifests).
 
 At every check-in the device reports what it runs (hardware type, version, slot, security
-version, agent version) plus a nonce and its clock, as a JSON payload in a **DSSE envelope**
+version, agent version) plus a nonce, its clock and its manifest sequence number (strictly
+increasing per device, kept durably by the agent: the server's replay check orders manifests by
+it, whatever the device's clock says; absent from older agents' manifests), as a JSON payload in a **DSSE envelope**
 (``securesystemslib.dsse``) signed with the device's own key. The key is generated on the device
 at provisioning; only its public half is registered with the server. The server verifies the
 envelope against the registered key before it records anything, so what it shows for a device
@@ -31,6 +33,8 @@ PAYLOAD_TYPE = "application/vnd.otaguard.version-manifest+json"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=10)
 MAX_PAYLOAD_BYTES = 4096
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: the largest manifest sequence number (a signed 64-bit column on the server)
+MAX_SEQUENCE = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class VersionManifest:
     #: sha256 (hex) of the image in the active slot, as installed (decompressed); None from
     #: agents that do not report it. The server offers a delta only for exactly this image.
     image_sha256: str | None = None
+    # Strictly increasing per device (1, 2, ...; gaps allowed); None: an agent from before
+    # sequences (its payload has no such field, and the server orders it by its clock).
+    sequence: int | None = None
 
     @classmethod
     def create(
@@ -59,6 +66,7 @@ class VersionManifest:
         agent_version: str | None,
         image_sha256: str | None = None,
         now: dt.datetime | None = None,
+        sequence: int | None = None,
     ) -> VersionManifest:
         when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
         return cls(
@@ -71,13 +79,17 @@ class VersionManifest:
             nonce=secrets.token_hex(16),
             timestamp=when.isoformat().replace("+00:00", "Z"),
             image_sha256=image_sha256,
+            sequence=sequence,
         )
 
     def payload(self) -> bytes:
-        fields = asdict(self)
-        if fields["image_sha256"] is None:  # as older agents sign it, for older servers
-            del fields["image_sha256"]
-        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        data = asdict(self)
+        # Optional fields left out when unknown: the payload an older agent signs, which an
+        # older server accepts.
+        for name in ("image_sha256", "sequence"):
+            if data[name] is None:
+                del data[name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def time(self) -> dt.datetime:
@@ -207,6 +219,13 @@ def _parse_payload(payload: bytes) -> VersionManifest:
     sv = data.get("security_version", 0)
     if not isinstance(sv, int) or isinstance(sv, bool) or not 0 <= sv <= 2**31 - 1:
         raise ManifestError("manifest field security_version must be an integer >= 0")
+    sequence = data.get("sequence")
+    if sequence is not None and (
+        not isinstance(sequence, int)
+        or isinstance(sequence, bool)
+        or not 1 <= sequence <= MAX_SEQUENCE
+    ):
+        raise ManifestError(f"manifest field sequence must be an integer from 1 to {MAX_SEQUENCE}")
     device_id = _opt_str(data, "device_id", 128)
     hardware = _opt_str(data, "hardware", 64)
     nonce = _opt_str(data, "nonce", 64)
@@ -226,6 +245,7 @@ def _parse_payload(payload: bytes) -> VersionManifest:
         nonce=nonce,
         timestamp=timestamp,
         image_sha256=image_sha256,
+        sequence=sequence,
     )
     _ = manifest.time  # refuse an unparsable clock here, not later
     return manifest

@@ -87,7 +87,9 @@ class ManifestObservation:
 
     ``anti_rollback_floor``: the highest security version the device had committed;
     ``newest_seen_at``: the issue time of the newest manifest accepted from it;
-    ``nonce_reused``: the manifest's nonce was seen before from this device."""
+    ``nonce_reused``: the manifest's nonce was seen before from this device;
+    ``sequence`` / ``newest_sequence``: its sequence number and the highest accepted (a
+    number not above it is a replay, whatever the clocks say)."""
 
     device_id: str
     security_version: int
@@ -95,6 +97,8 @@ class ManifestObservation:
     issued_at: datetime
     newest_seen_at: datetime | None = None
     nonce_reused: bool = False
+    sequence: int | None = None
+    newest_sequence: int | None = None
 
 
 def manifest_anomalies(observations: Sequence[ManifestObservation]) -> list[Alert]:
@@ -116,13 +120,21 @@ def manifest_anomalies(observations: Sequence[ManifestObservation]) -> list[Aler
             )
             alerts.setdefault(alert.key, alert)
         older = o.newest_seen_at is not None and o.issued_at < o.newest_seen_at
-        if older or o.nonce_reused:
+        lower = (
+            o.sequence is not None
+            and o.newest_sequence is not None
+            and o.sequence <= o.newest_sequence
+        )
+        if older or o.nonce_reused or lower:
             why = "reuses a nonce" if o.nonce_reused else "is older than one already accepted"
+            if lower:
+                why = f"has sequence {o.sequence}, not above the accepted {o.newest_sequence}"
             message = f"device {o.device_id} sent a manifest that {why}: a replay"
             evidence = {
                 "issued_at": o.issued_at.isoformat(),
                 "newest_seen_at": o.newest_seen_at.isoformat() if o.newest_seen_at else "",
                 "nonce_reused": o.nonce_reused,
+                **({"sequence": o.sequence or 0} if lower else {}),
             }
             alert = Alert(AlertKind.REPLAY_ATTEMPT, Severity.CRITICAL, subject, message, evidence)
             alerts.setdefault(alert.key, alert)

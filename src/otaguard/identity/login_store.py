@@ -12,7 +12,10 @@ work (argon2id, ~90 ms, 64 MiB) for free, and its rules must hold under that loa
 - lock-out is per (account, client address): failures from one address lock that address out
   of that account only; a slower account-wide lock (``LockoutPolicy.account_*``) bounds
   guessing from many addresses but never applies to an address that has logged in to the
-  account before, so an attacker cannot lock a user out of their usual address.
+  account before, so an attacker cannot lock a user out of their usual address;
+- the verification itself runs on ``identity/verify_gate.py``'s few low-priority threads with
+  a bounded wait (``LoginBusyError`` past it), so a flood of logins from many addresses cannot
+  take every core and the memory from the rest of the server.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from otaguard.identity.passwords import (
     verify_password,
 )
 from otaguard.identity.rbac import ALL_SCOPES
+from otaguard.identity.verify_gate import VerifyGate, shared_gate
 from otaguard.store.base import utcnow
 from otaguard.store.engine import Database
 from otaguard.store.identity_models import LoginThrottle, User
@@ -61,9 +65,18 @@ def throttled(
 class Logins:
     """Login and own-password change on one ``Database``."""
 
-    def __init__(self, db: Database, lockout: LockoutPolicy) -> None:
+    def __init__(
+        self, db: Database, lockout: LockoutPolicy, gate: VerifyGate | None = None
+    ) -> None:
         self.db = db
         self.lockout = lockout
+        self._gate = gate
+
+    @property
+    def gate(self) -> VerifyGate:
+        if self._gate is None:
+            self._gate = shared_gate()
+        return self._gate
 
     def _read(self, name: str, client: str, now: dt.datetime) -> _Seen:
         with self.db.session(write=False) as s:
@@ -97,11 +110,14 @@ class Logins:
         Raises:
             AuthError: refused (``REFUSED``, whatever the reason: unknown name, wrong password,
                 disabled, locked); the failure was counted. Retry after the lock-out ends.
+            LoginBusyError: too many password checks in progress; nothing was checked or
+                counted (retry shortly).
             ConfigError: ``scopes`` names an unknown scope (nothing issued).
         """
         now = now or utcnow()
-        seen = self._read(name, client, now)
-        ok = verify_password(seen.password_hash, password)
+        with self.gate.admitted():  # a busy refusal costs no database read either
+            seen = self._read(name, client, now)
+            ok = self.gate.verify(verify_password, seen.password_hash, password)
         if not seen.exists:
             raise AuthError(REFUSED)
         with self.db.session() as s:  # short: the outcome only
@@ -142,7 +158,7 @@ class Logins:
         now = utcnow()
         new_hash = hash_password(new)
         seen = self._read(name, client, now)
-        ok = verify_password(seen.password_hash, current)
+        ok = self.gate.run(verify_password, seen.password_hash, current)
         with self.db.session() as s:
             u = s.get(User, name, with_for_update=True)
             if u is None or not ok:

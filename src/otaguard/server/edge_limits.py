@@ -23,6 +23,7 @@ class EdgeLimits:
     max_head_bytes: int = 32 << 10  # request line + all header fields: 431 past it
     max_header_count: int = 100  # header fields: 431 past it
     head_timeout: float = 10.0  # connection (or next request) to end of head: 408 / close
+    handshake_timeout: float = 10.0  # TCP connection to finished TLS handshake: close
     body_idle_timeout: float = 30.0  # longest wait for the next body bytes: 408 / close
     keep_alive_timeout: float = 15.0  # idle between requests: close
     max_connections_per_address: int = 256  # open TLS connections per client address: 503

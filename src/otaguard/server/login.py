@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from otaguard.errors import AuthError, RateLimitedError
+from otaguard.errors import AuthError, LoginBusyError, RateLimitedError
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.identity.store import LOGIN_TOKEN_TTL, IssuedToken
 from otaguard.server.context import ServerContext
@@ -34,12 +34,20 @@ def password_login(
     Raises:
         RateLimitedError: too many failures from ``client`` lately (retry later).
         AuthError: wrong name or password, or the account is locked (not retried).
+        LoginBusyError: too many password checks in progress (audited aggregated per address
+            and window; retry shortly).
     """
     if failures.blocked(client, time.monotonic()):
         metrics.auth_failures.labels("login").inc()
         raise RateLimitedError("too many failed attempts from this address; try later")
     try:
         issued = ctx.identity.login(username, password, client=client, scopes=scopes, ttl=ttl)
+    except LoginBusyError:  # nothing was checked: not a failure of this address
+        metrics.auth_failures.labels("login_busy").inc()
+        ctx.refusals.refused(
+            "auth.login.busy", client, target=username, outcome="login_busy", detail={"via": via}
+        )
+        raise
     except AuthError as exc:
         metrics.auth_failures.labels("login").inc()
         failures.failure(client, time.monotonic())

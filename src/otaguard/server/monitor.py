@@ -35,7 +35,7 @@ def scan_once(
     """One anomaly scan of the window from ``since``; returns the alerts raised for the first
     time (counted and pushed)."""
     observed = ctx.store.checkins.observed
-    downgrades = [observed.popleft() for _ in range(len(observed))]
+    downgrades = [observed.popleft() for _ in range(len(observed))]  # and refused replays
     found = signals.gather(
         ctx.store,
         since,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import sys
 import threading
@@ -34,6 +35,35 @@ def tune_interpreter() -> None:
     """Set the GIL hand-over interval for a server process (process-wide, so only where a
     server is started)."""
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+
+
+class EdgeServer(uvicorn.Server):
+    """uvicorn's server with a bound on the TLS handshake (``EdgeLimits.handshake_timeout``;
+    asyncio's default is 60 s and uvicorn does not expose it): a client that opens TCP
+    connections and never finishes a handshake holds each for at most that long."""
+
+    def __init__(self, config: uvicorn.Config, handshake_timeout: float) -> None:
+        super().__init__(config)
+        self.handshake_timeout = handshake_timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        create_server = loop.create_server
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("ssl") is not None:
+                kwargs.setdefault("ssl_handshake_timeout", self.handshake_timeout)
+            return create_server(*args, **kwargs)
+
+        loop.create_server = bounded  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server  # the loop's own method again
+
+
+def make_server(config: uvicorn.Config, limits: EdgeLimits | None) -> EdgeServer:
+    return EdgeServer(config, (limits or EdgeLimits()).handshake_timeout)
 
 
 def uvicorn_config(
@@ -128,7 +158,7 @@ def serve_forever(ctx: ServerContext, *, log_level: str = "info") -> None:
     tune_interpreter()
     config = _config(ctx, log_level=log_level)
     reload_certificate(config, ctx.settings.tls, on_sighup=True)
-    uvicorn.Server(config).run()
+    make_server(config, ctx.settings.edge).run()
 
 
 def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServer:
@@ -136,7 +166,7 @@ def start_in_thread(ctx: ServerContext, *, timeout: float = 15.0) -> RunningServ
     config = _config(ctx)
     tune_interpreter()
     reloader = reload_certificate(config, ctx.settings.tls)
-    server = uvicorn.Server(config)
+    server = make_server(config, ctx.settings.edge)
     thread = threading.Thread(target=server.run, name="otaguard-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -46,6 +46,7 @@ class LightDevice:
     stage: int = 0  # 0 idle, >0 rounds spent on the current update
     checked_in: bool = False
     gone: bool = False  # silent: stopped talking
+    sequence: int = 0  # the last manifest sequence number signed (as the agent keeps it)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -131,6 +132,7 @@ class LightFleet:
         if device.fault is Fault.DOWNGRADE and device.checked_in:
             security = 0  # below the floor of 1 it enrolled with
         device.checked_in = True
+        device.sequence += 1
         if device.fault is Fault.ROGUE_FIRMWARE:
             version = "99.0.0-unpublished"
         manifest = VersionManifest.create(
@@ -140,6 +142,7 @@ class LightFleet:
             slot="a",
             security_version=security,
             agent_version="light-sim",
+            sequence=device.sequence,
         )
         body = {"manifest": sign_manifest(manifest, device.signer)}
         reply: dict[str, Any] = self.call(

@@ -5,9 +5,10 @@ Why a module of its own: this is the statement mix every device runs every poll 
 it is written in SQLAlchemy Core with statements built once at import (no ORM unit of work, no
 statement compilation per request), a fixed number of round trips per *batch* (lock the
 devices, record the reports in one executemany, find the offers, raise the assignment
-counters), and nothing per request but Python. The replay check (a signed manifest must be
-newer than the device's last accepted one) compares against the locked row already read. Keep it that way: no extra query or call per
-request inside ``CheckIns.check_in_many``.
+counters), and nothing per request but Python. The replay check (``is_replay``: a signed
+manifest must come after the device's last accepted one, by its sequence number, or by its
+clock for agents from before sequences) compares against the locked row already read. Keep it
+that way: no extra query or call per request inside ``CheckIns.check_in_many``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, select, update
 from otaguard.errors import (
     AuthError,
     CompatibilityError,
-    ManifestReplayError,
     NotFoundError,
     OTAGuardError,
 )
@@ -35,6 +35,7 @@ from otaguard.store.base import UtcDateTime, utcnow
 from otaguard.store.credentials import secret_hash
 from otaguard.store.engine import Database
 from otaguard.store.models import Deployment, DeploymentTarget, Device
+from otaguard.store.replay import ManifestMark, is_replay, replay_error, replay_seen
 
 
 class DeviceReport(Protocol):
@@ -56,6 +57,8 @@ class DeviceReport(Protocol):
     def time(self) -> dt.datetime | None: ...
     @property
     def image_sha256(self) -> str | None: ...
+    @property
+    def sequence(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Reported:
     nonce: str | None = None
     time: dt.datetime | None = None  # unsigned: no replay check
     image_sha256: str | None = None
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ _RECORD_REPORT = (
         manifest_at=func.coalesce(bindparam("b_mat", type_=UtcDateTime()), _DEVICES.c.manifest_at),
         manifest_nonce=func.coalesce(bindparam("b_mnonce"), _DEVICES.c.manifest_nonce),
         image_sha256=bindparam("b_image"),
+        manifest_sequence=func.coalesce(bindparam("b_mseq"), _DEVICES.c.manifest_sequence),
     )
 )
 _DEVICES_FOR_CHECKIN = (
@@ -137,6 +142,7 @@ _DEVICES_FOR_CHECKIN = (
         _DEVICES.c.security_version,
         _DEVICES.c.manifest_at,
         _DEVICES.c.manifest_nonce,
+        _DEVICES.c.manifest_sequence,
     )
     .where(_DEVICES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_DEVICES.c.id)
@@ -192,20 +198,6 @@ def _offers_for(
     return offered
 
 
-def is_replay(
-    when: dt.datetime | None,
-    nonce: str | None,
-    last_when: dt.datetime | None,
-    last_nonce: str | None,
-) -> bool:
-    """A signed manifest older than the device's last accepted one, or that one again (same
-    second and nonce). Manifests carry whole seconds: another nonce in the same second is
-    a new report. Unsigned reports (no time) are not checked."""
-    if when is None or last_when is None:
-        return False
-    return when < last_when or (when == last_when and nonce == last_nonce)
-
-
 def _accept(
     requests: Sequence[CheckinRequest],
     rows: _DeviceRows,
@@ -218,7 +210,10 @@ def _accept(
     requests' indexes."""
     reports: dict[str, dict[str, Any]] = {}
     accepted: list[int] = []
-    last = {d: (r.manifest_at, r.manifest_nonce) for d, r in rows.items()}
+    last = {
+        d: ManifestMark(r.manifest_sequence, r.manifest_at, r.manifest_nonce)
+        for d, r in rows.items()
+    }
     for i, request in enumerate(requests):
         row = rows.get(request.device_id)
         try:
@@ -234,10 +229,12 @@ def _accept(
                 raise CompatibilityError(
                     f"device reports hardware {report.hardware!r}, registered as {row.hardware!r}"
                 )
-            if is_replay(report.time, report.nonce, *last[request.device_id]):
-                raise ManifestReplayError(
-                    f"manifest of {report.time} is not newer than the last accepted one"
+            mark = ManifestMark(report.sequence, report.time, report.nonce)
+            if is_replay(mark, last[request.device_id]):
+                observed.append(
+                    replay_seen(request.device_id, report, row.security_version, last, now)
                 )
+                raise replay_error(report, last[request.device_id])
         except OTAGuardError as exc:
             outcomes[i] = CheckinOutcome(error=exc)
             continue
@@ -257,9 +254,14 @@ def _accept(
             "b_mat": report.time,
             "b_mnonce": report.nonce,
             "b_image": report.image_sha256,
+            "b_mseq": None,
         }
-        if report.time is not None:
-            last[request.device_id] = (report.time, report.nonce)
+        if report.time is not None:  # a manifest without a sequence keeps the last one
+            before = last[request.device_id].sequence
+            seq = report.sequence if report.sequence is not None else before
+            last[request.device_id] = ManifestMark(seq, report.time, report.nonce)
+            # the batch's highest (the device's last report of the batch may have none)
+            reports[request.device_id]["b_mseq"] = seq
         accepted.append(i)
     return reports, accepted
 

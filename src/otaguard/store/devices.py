@@ -89,6 +89,19 @@ class Devices:
             if d is None or not ok:
                 raise AuthError("unknown device or wrong credential")
 
+    def reset_manifest_order(self, device_id: str) -> bool:
+        """Forget the device's last accepted manifest (sequence, clock, nonce): its next signed
+        manifest is accepted whatever its sequence number. Called when the device enrolls again
+        with an operator's one-time token (a re-provisioned or factory-reset device starts its
+        count anew). True when there was something to forget."""
+        with self.db.session() as s:
+            d = s.get(Device, device_id, with_for_update=True)
+            if d is None:
+                raise NotFoundError(f"no device {device_id}")
+            had = d.manifest_sequence is not None or d.manifest_at is not None
+            d.manifest_sequence = d.manifest_at = d.manifest_nonce = None
+            return had
+
     def get_device(self, device_id: str) -> DeviceView:
         with self.db.session(write=False) as s:
             d = s.get(Device, device_id)

@@ -43,12 +43,15 @@ class Device(Base):
     update_state: Mapped[str] = mapped_column(String(32), default="idle")
     assignment_counter: Mapped[int] = mapped_column(Integer, default=0)
     last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-    # The last accepted signed manifest's clock and nonce: an older one is a replay.
+    # The last accepted signed manifest's clock and nonce, and the highest manifest sequence
+    # number accepted (None: none yet, or reset by a re-enrollment): an earlier one is a
+    # replay (store/replay.py ``is_replay``).
     manifest_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     manifest_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The active slot's image sha256 the last accepted signed manifest reported (None: not
     # reported): a delta is offered only when it was made from exactly this image.
     image_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    manifest_sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Accepted for updates (False: enrolled, waiting for an operator's accept when the server
     # asks for that step); decommissioned devices are never offered anything again.

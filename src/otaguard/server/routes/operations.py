@@ -17,5 +17,7 @@ def prometheus(metrics: Metrics) -> Response:
 
 
 @router.get("/healthz", tags=["ops"])
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """Liveness: answered on the event loop itself (no thread-pool hop), so its latency is
+    the loop's (docs/BENCHMARKS.md, "/healthz under a hostile load")."""
     return {"status": "ok", "version": __version__}

@@ -83,6 +83,9 @@ def enroll(body: EnrollIn, request: Request, ctx: Ctx, metrics: Metrics) -> Cert
         if hardware != device.hardware:
             raise CompatibilityError("token hardware differs from the registered device")
         cert = ctx.device_ca.issue(body.csr, device_id=body.device_id, hardware=hardware)
+        # An enrollment starts the device's manifest count anew (a re-provisioned device's
+        # agent counts from 1 again): docs/SECURITY.md "Check-in replay".
+        reset = ctx.store.devices.reset_manifest_order(body.device_id)
     except OTAGuardError as exc:
         raise _enroll_refused(ctx, body.device_id, facts, exc) from None
     out = _out(ctx, cert)
@@ -90,7 +93,13 @@ def enroll(body: EnrollIn, request: Request, ctx: Ctx, metrics: Metrics) -> Cert
         actor=f"device:{body.device_id}",
         action="device.enroll",
         target=body.device_id,
-        detail={**facts, "serial": out.serial, "hardware": hardware, "not_after": out.not_after},
+        detail={
+            **facts,
+            "serial": out.serial,
+            "hardware": hardware,
+            "not_after": out.not_after,
+            "manifest_order_reset": reset,
+        },
     )
     return out
 

@@ -11,6 +11,8 @@ from securesystemslib.signer import CryptoSigner
 
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
+from otaguard.fleet.anomaly import AnomalyPolicy
+from otaguard.fleet.tally import WindowTally
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
@@ -111,6 +113,8 @@ class ServerSettings:
     # without the repository having published them (factory images).
     anomaly_window_seconds: float = 3600.0
     factory_versions: list[str] = field(default_factory=list)
+    # The anomaly rules' thresholds (fleet/anomaly.py; defaults in docs/DESIGN.md).
+    anomaly: AnomalyPolicy = field(default_factory=AnomalyPolicy)
     # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret_file: Path | None = None
@@ -137,11 +141,15 @@ class ServerContext:
     # Where routes and the evaluator note "this device has something new" (server/push.py);
     # the app's lifespan replaces it with the MQTT publisher when a broker is configured.
     push: NoPush = field(default_factory=NoPush)
+    # Bytes served from /tuf/targets per claimed downloader and file (fleet/traffic.py), for
+    # the anomaly scan; failed authentications per address are ``refusals.bursts``.
+    downloads: WindowTally = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         self.refusals = RefusalLog(self.identity.audit)
+        self.downloads = WindowTally()
         self.device_refusals = DeviceRefusals(self.refusals)
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.

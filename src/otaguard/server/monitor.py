@@ -1,5 +1,7 @@
 """The server's periodic fleet work, off the check-in hot path: evaluate running rollouts
-(``server/evaluator.py``), scan the last window's signals for anomalies (``fleet.anomaly``),
+(``server/evaluator.py``), scan the last window's signals for anomalies (``fleet.anomaly``:
+the database's, the check-in batches' downgrade and replay observations, and the in-memory
+tallies of failed authentications per address and downloads per device),
 store new alerts (deduplicated by key), count them, export per-phase rollout gauges and push
 new alerts to the webhooks.
 """
@@ -35,14 +37,17 @@ def scan_once(
     """One anomaly scan of the window from ``since``; returns the alerts raised for the first
     time (counted and pushed)."""
     observed = ctx.store.checkins.observed
-    downgrades = [observed.popleft() for _ in range(len(observed))]
+    manifests = [observed.popleft() for _ in range(len(observed))]
+    policy = ctx.settings.anomaly
     found = signals.gather(
         ctx.store,
         since,
-        downgrades=downgrades,
+        downgrades=manifests,
         factory_versions=ctx.settings.factory_versions,
+        auth_buckets=ctx.refusals.bursts.read(utcnow() - policy.auth_window),
+        download_buckets=ctx.downloads.read(since),
     )
-    new = ctx.store.monitoring.raise_alerts(scan(found, utcnow()))
+    new = ctx.store.monitoring.raise_alerts(scan(found, utcnow(), policy))
     for alert in new:
         metrics.alerts.labels(alert.kind).inc()
         if notifier is not None:

@@ -200,6 +200,28 @@ def is_replay(
     return when < last_when or (when == last_when and nonce == last_nonce)
 
 
+def replayed(
+    device_id: str,
+    report: DeviceReport,
+    last_when: dt.datetime | None,
+    last_nonce: str | None,
+) -> ManifestObservation:
+    """A refused replay, for the anomaly scan's alert (a replay, not also a downgrade: the
+    floor given is the manifest's own security version)."""
+    assert report.time is not None  # is_replay: only signed manifests are replays
+    return ManifestObservation(
+        device_id,
+        report.security_version,
+        report.security_version,
+        report.time,
+        newest_seen_at=last_when,
+        nonce_reused=report.time == last_when and report.nonce == last_nonce,
+        nonce=report.nonce,
+        newest_nonce=last_nonce,
+        refused=True,
+    )
+
+
 def _accept(
     requests: Sequence[CheckinRequest],
     rows: _DeviceRows,
@@ -229,6 +251,7 @@ def _accept(
                     f"device reports hardware {report.hardware!r}, registered as {row.hardware!r}"
                 )
             if is_replay(report.time, report.nonce, *last[request.device_id]):
+                observed.append(replayed(request.device_id, report, *last[request.device_id]))
                 raise ManifestReplayError(
                     f"manifest of {report.time} is not newer than the last accepted one"
                 )
@@ -293,7 +316,8 @@ class CheckIns:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        #: reports below the device's recorded security version, for the anomaly scan to take
+        #: reports below the device's recorded security version and refused replays, for
+        #: the anomaly scan to take
         self.observed: deque[ManifestObservation] = deque(maxlen=10_000)
 
     def check_in(

@@ -19,6 +19,7 @@ from otaguard.errors import NotFoundError, PayloadTooLargeError, RepositoryError
 from otaguard.repo.publish import publish_release
 from otaguard.server import schemas
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
+from otaguard.server.downloads import note_download
 from otaguard.server.ranges import blob_response, bytes_response, etag_matches
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics
@@ -93,6 +94,7 @@ def metadata(
 @tuf_router.get("/targets/{path:path}", responses=_DOWNLOAD_RESPONSES)
 def target(
     path: str,
+    request: Request,
     ctx: Ctx,
     metrics: Metrics,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -116,7 +118,10 @@ def target(
         range_,
         {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"},
     )
-    metrics.bytes_served.inc(int(response.headers.get("content-length", 0)))
+    size = int(response.headers.get("content-length", 0))
+    metrics.bytes_served.inc(size)
+    if response.status_code in (200, 206):  # per downloader, for the volume alert
+        note_download(ctx, request.scope, digest, size)
     return response
 
 

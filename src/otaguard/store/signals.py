@@ -107,7 +107,7 @@ def _downloads(s: Session, since: dt.datetime, buckets: Sequence[Bucket]) -> lis
     digests: dict[str, str] = {}
     for ids in _chunks(traffic.bearer_claims(buckets)):
         rows = s.execute(select(Device.id, Device.credential_hash).where(Device.id.in_(ids)))
-        digests.update({i: h for i, h in rows})
+        digests.update({str(i): str(h) for i, h in rows})
     devices = {b.key[1] for b in buckets if traffic.proven(b.key, digests)}
     expected: dict[str, int] = {}
     t = DeploymentTarget

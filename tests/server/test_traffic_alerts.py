@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -206,3 +207,23 @@ def test_a_refused_replay_raises_its_alert_with_times_and_nonces(demo_world: Dem
         metrics.registry.get_sample_value("otaguard_alerts_total", {"kind": "replay_attempt"}) == 1
     )
     assert notifier.published[0]["alert"]["kind"] == "replay_attempt"
+
+
+def test_server_command_refuses_impossible_thresholds_before_starting(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from otaguard.cli.main import app
+
+    data = tmp_path / "server"
+    args = ["server", "--data-dir", str(data), "--port", "0"]
+    bad = [*args, "--auth-burst-threshold", "0", "--download-volume-factor", "0.5"]
+    result = CliRunner().invoke(app, bad)
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert "auth_threshold must be >= 1" in output
+    assert "volume.factor must be >= 1" in output
+    assert not data.exists()  # nothing was created
+    half = [*args, "--webhook-url", "https://127.0.0.1:9/hook"]
+    result = CliRunner().invoke(app, half)
+    assert result.exit_code == 2
+    assert "--webhook-secret-file" in " ".join(result.output.split())

@@ -13,8 +13,10 @@ older than the scan needs are pruned when read. Pure: the caller passes the time
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 Key = tuple[str, ...]
 
@@ -31,40 +33,40 @@ class Bucket:
     events: int
 
 
-@dataclass
 class WindowTally:
     """Counts per key in buckets of ``bucket_seconds``; ``read(since)`` returns the buckets
     whose last event is at or after ``since`` and forgets older ones."""
 
-    bucket_seconds: float = 10.0
-    max_keys: int = 50_000
-    dropped: int = 0
-    _open: dict[tuple[Key, int], Bucket] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, bucket_seconds: float = 10.0, max_keys: int = 50_000) -> None:
+        self.bucket_seconds = bucket_seconds
+        self.max_keys = max_keys
+        self.dropped = 0
+        # (key, bucket number) -> [first, last, amount, events], oldest opened first
+        self._open: OrderedDict[tuple[Key, int], list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def add(self, key: Key, at: datetime, amount: int = 1) -> None:
         """Count one event of ``key`` at ``at`` (``amount``: bytes, or 1)."""
-        slot = int(at.timestamp() // self.bucket_seconds)
+        slot = (key, int(at.timestamp() // self.bucket_seconds))
         with self._lock:
-            found = self._open.get((key, slot))
+            found = self._open.get(slot)
             if found is not None:
-                self._open[(key, slot)] = Bucket(
-                    key,
-                    min(found.first, at),
-                    max(found.last, at),
-                    found.amount + amount,
-                    found.events + 1,
-                )
+                if at < found[0]:
+                    found[0] = at
+                if at > found[1]:
+                    found[1] = at
+                found[2] += amount
+                found[3] += 1
                 return
             if len(self._open) >= self.max_keys:
-                del self._open[next(iter(self._open))]  # the first opened: the oldest
+                self._open.popitem(last=False)  # the first opened: the oldest
                 self.dropped += 1
-            self._open[(key, slot)] = Bucket(key, at, at, amount, 1)
+            self._open[slot] = [at, at, amount, 1]
 
     def read(self, since: datetime) -> list[Bucket]:
         """The buckets with events at or after ``since`` (older ones are forgotten)."""
         with self._lock:
-            old = [k for k, b in self._open.items() if b.last < since]
+            old = [k for k, b in self._open.items() if b[1] < since]
             for k in old:
                 del self._open[k]
-            return list(self._open.values())
+            return [Bucket(k[0], *b) for k, b in self._open.items()]

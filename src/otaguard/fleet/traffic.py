@@ -28,6 +28,9 @@ class Proof(StrEnum):
     NONE = "none"  # nothing claimed, or a claim already refused
 
 
+_CERTIFICATE, _BEARER = Proof.CERTIFICATE.value, Proof.BEARER.value
+
+
 def auth_key(source: str, route: str) -> Key:
     return (source, route)
 
@@ -49,14 +52,14 @@ def download_key(proof: Proof, device_id: str, digest: str, source: str, target:
 
 def bearer_claims(buckets: Sequence[Bucket]) -> set[str]:
     """The device ids claimed with a bearer credential: whose stored digests the scan needs."""
-    return {b.key[1] for b in buckets if len(b.key) == 5 and b.key[0] == Proof.BEARER.value}
+    return {b.key[1] for b in buckets if len(b.key) == 5 and b.key[0] == _BEARER}
 
 
 def proven(key: Key, credential_digests: Mapping[str, str]) -> bool:
     proof, device_id, digest = key[0], key[1], key[2]
-    if proof == Proof.CERTIFICATE.value:
+    if proof == _CERTIFICATE:
         return bool(device_id)
-    if proof == Proof.BEARER.value:
+    if proof == _BEARER:
         stored = credential_digests.get(device_id)
         return stored is not None and hmac.compare_digest(stored, digest)
     return False

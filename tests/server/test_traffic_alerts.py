@@ -119,6 +119,8 @@ def test_failed_authentications_from_every_site_raise_one_burst(demo_world: Demo
         == 1
     )
     assert [p["alert"]["subject"] for p in notifier.published] == ["source:127.0.0.1"]
+    dropped = metrics.registry.get_sample_value
+    assert dropped("otaguard_tally_dropped", {"tally": "auth_failures"}) == 0  # saw everything
     assert scan(d, metrics) == []  # raised once; seen again, it is updated, not new
     listed = d.api.http.get("/api/v1/alerts").json()["items"] if d.api else []
     assert [a["kind"] for a in listed] == ["auth_failure_burst"]

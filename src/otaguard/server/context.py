@@ -27,6 +27,8 @@ PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
 ADMIN_TOKEN_ENV = "OTAGUARD_ADMIN_TOKEN"
 MAX_ARTIFACT_BYTES = 4 << 30
 MAX_METADATA_BYTES = 8 << 20
+#: most open download-tally buckets (about 0.6 KiB each); past it the oldest are dropped
+DOWNLOAD_BUCKETS = 200_000
 
 
 def read_or_create_secret(path: Path, env: str | None = None) -> str:
@@ -149,7 +151,8 @@ class ServerContext:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         self.refusals = RefusalLog(self.identity.audit)
-        self.downloads = WindowTally()
+        # one bucket per downloader, file and minute: a fleet's hour of downloads fits
+        self.downloads = WindowTally(bucket_seconds=60.0, max_keys=DOWNLOAD_BUCKETS)
         self.device_refusals = DeviceRefusals(self.refusals)
         # Key material from the CA directory, state (tokens, certificates, CRL) in the
         # database; a file-based directory's issued.json/tokens.json are imported once.

@@ -10,6 +10,7 @@ dictionary update under a lock.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
 from starlette.types import Scope
 
@@ -40,5 +41,5 @@ def note_download(ctx: ServerContext, scope: Scope, target_digest: str, size: in
         token = bearer_token(scope_header(scope, "authorization"))
         if token is not None and claimed:
             proof, digest = Proof.BEARER, secret_hash(token)
-    key = download_key(proof, claimed, digest, source, target_digest)
+    key = download_key(proof, claimed, digest, source, sys.intern(target_digest))  # few files
     ctx.downloads.add(key, dt.datetime.now(dt.UTC), size)

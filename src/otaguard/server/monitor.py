@@ -47,6 +47,8 @@ def scan_once(
         auth_buckets=ctx.refusals.bursts.read(utcnow() - policy.auth_window),
         download_buckets=ctx.downloads.read(since),
     )
+    metrics.tally_dropped.labels("auth_failures").set(ctx.refusals.bursts.dropped)
+    metrics.tally_dropped.labels("downloads").set(ctx.downloads.dropped)
     new = ctx.store.monitoring.raise_alerts(scan(found, utcnow(), policy))
     for alert in new:
         metrics.alerts.labels(alert.kind).inc()

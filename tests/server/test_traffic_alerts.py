@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from securesystemslib.signer import CryptoSigner
 
 from otaguard.crypto.device_key import public_key_dict
@@ -23,6 +25,24 @@ from otaguard.server.metrics import ServerMetrics
 from otaguard.server.monitor import scan_once
 from otaguard.server.webhooks import WebhookNotifier
 from otaguard.store.monitoring import AlertView
+
+
+@pytest.fixture
+def demo_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
+    """The shared demo world, but the server's own monitoring task does nothing: each test
+    runs the scan itself (``scan_once``) and must see what it raises first."""
+
+    async def idle(*_args: object) -> None:
+        return None
+
+    monkeypatch.setattr("otaguard.server.app.run_monitor", idle)
+    d = Demo(tmp_path / "data", devices=4, port=0, payload_size=64 * 1024, workers=4)
+    d.start_server()
+    d.setup_repository()
+    try:
+        yield d
+    finally:
+        d.close()
 
 
 class Recorder(WebhookNotifier):

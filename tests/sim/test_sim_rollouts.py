@@ -31,6 +31,7 @@ def run_fleet(
     assert d.api is not None
     assert d.ctx is not None
     d.ctx.store.rollouts.silent_after = 0.5
+    d.ctx.settings.download_scan_seconds = 0  # every scan reads the download tally
     fleet = LightFleet(d.api.http, scenario(name, devices=devices), hardware=HARDWARE)
     fleet.enroll("1.0.0")
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from otaguard.errors import PolicyError
 from otaguard.fleet.alerts import Alert, AlertKind, EvidenceValue, Severity
@@ -181,8 +182,7 @@ def _burst_alert(
 # --- download volume ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DownloadUsage:
+class DownloadUsage(NamedTuple):
     """What one downloader fetched in the scanned window: ``bytes_downloaded`` over
     ``requests`` requests for ``targets`` distinct files; ``expected_bytes``: the size of what
     it was assigned in that window (0 when nothing). ``device_id`` is a device whose identity

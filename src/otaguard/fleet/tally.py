@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 Key = tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):
     """Events of one ``key`` whose time fell in one bucket: ``amount`` summed (bytes, or 1 per
     event), ``events`` counted, ``first``/``last`` the times of the first and last."""
 

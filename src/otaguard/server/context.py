@@ -115,8 +115,11 @@ class ServerSettings:
     # without the repository having published them (factory images).
     anomaly_window_seconds: float = 3600.0
     factory_versions: list[str] = field(default_factory=list)
-    # The anomaly rules' thresholds (fleet/anomaly.py; defaults in docs/DESIGN.md).
+    # The anomaly rules' thresholds (fleet/anomaly.py; defaults in docs/DESIGN.md), and how
+    # often the download tally is read (each read walks every downloader of the window: a
+    # minute is plenty for a volume alert, and keeps that work off most monitoring passes).
     anomaly: AnomalyPolicy = field(default_factory=AnomalyPolicy)
+    download_scan_seconds: float = 60.0
     # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret_file: Path | None = None
@@ -146,6 +149,7 @@ class ServerContext:
     # Bytes served from /tuf/targets per claimed downloader and file (fleet/traffic.py), for
     # the anomaly scan; failed authentications per address are ``refusals.bursts``.
     downloads: WindowTally = field(init=False)
+    downloads_read_at: float = field(init=False, default=float("-inf"))  # monotonic
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from otaguard.errors import OTAGuardError
 from otaguard.fleet.anomaly import scan
+from otaguard.fleet.tally import Bucket
 from otaguard.server.context import ServerContext
 from otaguard.server.evaluator import evaluate_all
 from otaguard.server.metrics import ServerMetrics
@@ -45,7 +47,7 @@ def scan_once(
         downgrades=manifests,
         factory_versions=ctx.settings.factory_versions,
         auth_buckets=ctx.refusals.bursts.read(utcnow() - policy.auth_window),
-        download_buckets=ctx.downloads.read(since),
+        download_buckets=download_buckets(ctx, since),
     )
     metrics.tally_dropped.labels("auth_failures").set(ctx.refusals.bursts.dropped)
     metrics.tally_dropped.labels("downloads").set(ctx.downloads.dropped)
@@ -55,6 +57,16 @@ def scan_once(
         if notifier is not None:
             notifier.publish({"alert": alert.__dict__})
     return new
+
+
+def download_buckets(ctx: ServerContext, since: dt.datetime) -> list[Bucket]:
+    """The download tally's buckets, at most every ``download_scan_seconds`` (none between
+    reads: the volume alerts already raised stay stored)."""
+    now = time.monotonic()
+    if now - ctx.downloads_read_at < ctx.settings.download_scan_seconds:
+        return []
+    ctx.downloads_read_at = now
+    return ctx.downloads.read(since)
 
 
 def export_rollouts(ctx: ServerContext, metrics: ServerMetrics) -> None:

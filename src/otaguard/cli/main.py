@@ -26,6 +26,7 @@ from otaguard.errors import OTAGuardError
 
 if TYPE_CHECKING:
     from otaguard.demo import Demo
+    from otaguard.fleet.anomaly import AnomalyPolicy
 
 app = typer.Typer(
     help="OTAGuard: secure over-the-air updates for IoT fleets.",
@@ -193,6 +194,11 @@ def server(
     tls_cert: opt.TLSCert = None,
     tls_key: opt.TLSKey = None,
     mqtt_config: opt.MqttConfig = None,
+    auth_burst_threshold: opt.AuthBurstThreshold = 20,
+    download_volume_factor: opt.DownloadVolumeFactor = 3.0,
+    download_volume_floor: opt.DownloadVolumeFloor = 1 << 20,
+    webhook_url: opt.WebhookURLs = None,
+    webhook_secret_file: opt.WebhookSecretFile = None,
 ) -> None:
     """Run the update server (TLS on; a local CA is generated on first run)."""
     from otaguard.crypto.tls import TLSFiles
@@ -206,8 +212,13 @@ def server(
     if missing:
         raise _fail(OTAGuardError(f"TLS files not found: {', '.join(missing)}"))
     supplied = TLSFiles(tls_cert, tls_cert, tls_key) if tls_cert and tls_key else None
+    if bool(webhook_url) != (webhook_secret_file is not None):
+        raise _fail(OTAGuardError("--webhook-url and --webhook-secret-file go together"))
 
     try:
+        anomaly = _anomaly_policy(
+            auth_burst_threshold, download_volume_factor, download_volume_floor
+        )
         push = PushSettings.from_toml(mqtt_config) if mqtt_config is not None else None
         if push is not None:
             import paho.mqtt.client  # noqa: F401  (server extra: a clear message if missing)
@@ -230,6 +241,9 @@ def server(
                 tls=supplied,
                 extra_hostnames=list(tls_hostname or []),
                 mqtt=push,
+                anomaly=anomaly,
+                webhook_urls=list(webhook_url or []),
+                webhook_secret_file=webhook_secret_file,
             )
         )
     except OTAGuardError as exc:
@@ -241,6 +255,19 @@ def server(
         serve_forever(ctx)
     finally:
         ctx.close()
+
+
+def _anomaly_policy(auth_threshold: int, volume_factor: float, volume_floor: int) -> AnomalyPolicy:
+    """The anomaly rules' thresholds from the command line (``PolicyError`` names each
+    impossible value)."""
+    from otaguard.fleet.anomaly import AnomalyPolicy, VolumePolicy
+
+    volume = VolumePolicy(
+        factor=volume_factor,
+        floor_bytes=volume_floor,
+        critical_factor=max(VolumePolicy().critical_factor, volume_factor),
+    )
+    return AnomalyPolicy(auth_threshold=auth_threshold, volume=volume)
 
 
 @app.command("export-static")

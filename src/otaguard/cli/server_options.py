@@ -80,3 +80,24 @@ MqttConfig = Annotated[
         "(host, port, tls/ca_file, username, password_file, topic_prefix; docs/DESIGN.md)."
     ),
 ]
+AuthBurstThreshold = Annotated[
+    int,
+    typer.Option(help="Alert on this many failed authentications from one address in 5 min."),
+]
+DownloadVolumeFactor = Annotated[
+    float,
+    typer.Option(
+        help="Alert on a device downloading more than this many times its assigned size "
+        "(or the fleet's median, or the floor)."
+    ),
+]
+DownloadVolumeFloor = Annotated[
+    int, typer.Option(help="Bytes any device may download per window without an alert.")
+]
+WebhookURLs = Annotated[
+    list[str] | None,
+    typer.Option(help="Push new alerts to this URL (repeat), signed with the secret below."),
+]
+WebhookSecretFile = Annotated[
+    Path | None, typer.Option(help="File holding the webhooks' HMAC secret.")
+]

@@ -24,7 +24,9 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
+from otaguard.errors import PolicyError
 from otaguard.fleet.alerts import Alert, AlertKind, EvidenceValue, Severity
 from otaguard.fleet.integrity import (
     ManifestObservation,
@@ -112,8 +114,19 @@ def _spike_alert(
 
 @dataclass(frozen=True)
 class AuthFailure:
-    source: str  # the client address the failure came from
+    """``count`` failed authentications from ``source`` (the client address) on ``route``
+    (``POST /device/v1/checkin``...), the last at ``at`` and the first at ``first`` (default:
+    ``at``): one failure, or a bucket of them as the server tallies them."""
+
+    source: str
     at: datetime
+    route: str = ""
+    count: int = 1
+    first: datetime | None = None
+
+
+#: at most this many routes are named in an alert's evidence
+MAX_ROUTES = 5
 
 
 def auth_failure_bursts(
@@ -124,47 +137,69 @@ def auth_failure_bursts(
     threshold: int = 20,
 ) -> list[Alert]:
     """Sources with ``threshold`` or more failures in the ``window`` before ``now``
-    (critical at ten times that)."""
-    recent: dict[str, list[datetime]] = defaultdict(list)
+    (critical at ten times that). Evidence: the address, the count, the window, the first
+    and last failure and the routes tried (most tried first)."""
+    recent: dict[str, list[AuthFailure]] = defaultdict(list)
     for f in failures:
-        if now - window < f.at <= now:
-            recent[f.source].append(f.at)
+        if now - window < f.at <= now and f.count > 0:
+            recent[f.source].append(f)
     alerts = []
-    for source, times in sorted(recent.items()):
-        if len(times) < threshold:
+    for source, mine in sorted(recent.items()):
+        count = sum(f.count for f in mine)
+        if count < threshold:
             continue
-        severity = Severity.CRITICAL if len(times) >= 10 * threshold else Severity.WARNING
-        minutes = window.total_seconds() / 60
-        message = f"{len(times)} failed authentications from {source} in {minutes:g} min"
-        evidence: dict[str, EvidenceValue] = {
-            "failures": len(times),
-            "window_seconds": window.total_seconds(),
-            "threshold": threshold,
-            "first": min(times).isoformat(),
-            "last": max(times).isoformat(),
-        }
-        alerts.append(
-            Alert(AlertKind.AUTH_FAILURE_BURST, severity, f"source:{source}", message, evidence)
-        )
+        alerts.append(_burst_alert(source, mine, count, window, threshold))
     return alerts
+
+
+def _burst_alert(
+    source: str, mine: list[AuthFailure], count: int, window: timedelta, threshold: int
+) -> Alert:
+    severity = Severity.CRITICAL if count >= 10 * threshold else Severity.WARNING
+    per_route: dict[str, int] = defaultdict(int)
+    for f in mine:
+        per_route[f.route or "unknown"] += f.count
+    ranked = sorted(per_route.items(), key=lambda kv: (-kv[1], kv[0]))
+    routes = ", ".join(f"{route} ({n})" for route, n in ranked[:MAX_ROUTES])
+    minutes = window.total_seconds() / 60
+    message = (
+        f"{count} failed authentications from {source} in {minutes:g} min "
+        f"(threshold {threshold}): {routes}"
+    )
+    evidence: dict[str, EvidenceValue] = {
+        "source": source,
+        "failures": count,
+        "window_seconds": window.total_seconds(),
+        "threshold": threshold,
+        "first": min(f.first or f.at for f in mine).isoformat(),
+        "last": max(f.at for f in mine).isoformat(),
+        "routes": routes,
+        "distinct_routes": len(per_route),
+    }
+    return Alert(AlertKind.AUTH_FAILURE_BURST, severity, f"source:{source}", message, evidence)
 
 
 # --- download volume ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DownloadUsage:
-    """Bytes a device downloaded in the scanned window; ``expected_bytes``: the size of what
-    it was assigned in that window (0 when nothing)."""
+class DownloadUsage(NamedTuple):
+    """What one downloader fetched in the scanned window: ``bytes_downloaded`` over
+    ``requests`` requests for ``targets`` distinct files; ``expected_bytes``: the size of what
+    it was assigned in that window (0 when nothing). ``device_id`` is a device whose identity
+    was verified, or, when ``anonymous``, the client address of downloads that proved none
+    (a public mirror's visitors, or a device id claimed without its credential)."""
 
     device_id: str
     bytes_downloaded: int
     expected_bytes: int = 0
+    requests: int = 0
+    targets: int = 0
+    anonymous: bool = False
 
 
 @dataclass(frozen=True)
 class VolumePolicy:
-    """Flag a device above ``factor`` times the most it should need: its assignment, the
+    """Flag a downloader above ``factor`` times the most it should need: its assignment, the
     fleet's median, or ``floor_bytes`` (metadata polls), whichever is largest."""
 
     factor: float = 3.0
@@ -179,27 +214,34 @@ def download_volume(
         return []
     median = statistics.median(u.bytes_downloaded for u in usage)
     alerts = []
-    for u in sorted(usage, key=lambda u: u.device_id):
+    for u in sorted(usage, key=lambda u: (u.anonymous, u.device_id)):
         allowance = max(u.expected_bytes, median, policy.floor_bytes)
         ratio = u.bytes_downloaded / allowance
         if ratio <= policy.factor:
             continue
-        severity = Severity.CRITICAL if ratio >= policy.critical_factor else Severity.WARNING
-        message = (
-            f"device {u.device_id} downloaded {u.bytes_downloaded:,} bytes, {ratio:.1f} times "
-            f"what its updates and the fleet's median explain"
-        )
-        evidence: dict[str, EvidenceValue] = {
-            "bytes_downloaded": u.bytes_downloaded,
-            "expected_bytes": u.expected_bytes,
-            "fleet_median_bytes": median,
-            "ratio": round(ratio, 3),
-            "factor": policy.factor,
-        }
-        alerts.append(
-            Alert(AlertKind.DOWNLOAD_VOLUME, severity, f"device:{u.device_id}", message, evidence)
-        )
+        alerts.append(_volume_alert(u, ratio, median, policy))
     return alerts
+
+
+def _volume_alert(u: DownloadUsage, ratio: float, median: float, policy: VolumePolicy) -> Alert:
+    severity = Severity.CRITICAL if ratio >= policy.critical_factor else Severity.WARNING
+    who = f"unauthenticated client {u.device_id}" if u.anonymous else f"device {u.device_id}"
+    message = (
+        f"{who} downloaded {u.bytes_downloaded:,} bytes in {u.requests} request(s), "
+        f"{ratio:.1f} times what its updates and the fleet's median explain"
+    )
+    evidence: dict[str, EvidenceValue] = {
+        "bytes_downloaded": u.bytes_downloaded,
+        "requests": u.requests,
+        "targets": u.targets,
+        "expected_bytes": u.expected_bytes,
+        "fleet_median_bytes": median,
+        "ratio": round(ratio, 3),
+        "factor": policy.factor,
+        "floor_bytes": policy.floor_bytes,
+    }
+    subject = f"source:{u.device_id}" if u.anonymous else f"device:{u.device_id}"
+    return Alert(AlertKind.DOWNLOAD_VOLUME, severity, subject, message, evidence)
 
 
 # --- everything at once -------------------------------------------------------------------
@@ -223,11 +265,40 @@ class FleetSignals:
 
 @dataclass(frozen=True)
 class AnomalyPolicy:
+    """Every rule's thresholds (defaults in docs/DESIGN.md, "Anomaly rules"). An impossible
+    value is refused when the policy is made (``PolicyError`` naming every fault), so a
+    server never starts with a rule that can never fire or always fires."""
+
     spike: SpikePolicy = SpikePolicy()
     verification_fleet_threshold: int = 3
     auth_window: timedelta = timedelta(minutes=5)
     auth_threshold: int = 20
     volume: VolumePolicy = VolumePolicy()
+
+    def __post_init__(self) -> None:
+        problems = policy_problems(self)
+        if problems:
+            raise PolicyError("invalid anomaly policy: " + "; ".join(problems), problems=problems)
+
+
+def policy_problems(p: AnomalyPolicy) -> tuple[str, ...]:
+    """What is wrong with a policy's values (empty: nothing)."""
+    checks = [
+        (p.spike.min_attempts >= 1, "spike.min_attempts must be >= 1"),
+        (0 <= p.spike.margin < 1, "spike.margin must be in [0, 1)"),
+        (p.spike.ratio >= 1, "spike.ratio must be >= 1"),
+        (0 < p.spike.alpha < 1, "spike.alpha must be in (0, 1)"),
+        (p.verification_fleet_threshold >= 1, "verification_fleet_threshold must be >= 1"),
+        (p.auth_window.total_seconds() > 0, "auth_window must be positive"),
+        (p.auth_threshold >= 1, "auth_threshold must be >= 1"),
+        (p.volume.factor >= 1, "volume.factor must be >= 1"),
+        (p.volume.floor_bytes >= 1, "volume.floor_bytes must be >= 1"),
+        (
+            p.volume.critical_factor >= p.volume.factor,
+            "volume.critical_factor must be >= volume.factor",
+        ),
+    ]
+    return tuple(message for ok, message in checks if not ok)
 
 
 def scan(

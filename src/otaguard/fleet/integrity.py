@@ -87,7 +87,9 @@ class ManifestObservation:
 
     ``anti_rollback_floor``: the highest security version the device had committed;
     ``newest_seen_at``: the issue time of the newest manifest accepted from it;
-    ``nonce_reused``: the manifest's nonce was seen before from this device;
+    ``nonce_reused``: the manifest's nonce was seen before from this device; ``nonce`` and
+    ``newest_nonce``: the manifest's and the newest accepted one's (evidence only);
+    ``refused``: the server refused the manifest (a replay is never recorded);
     ``sequence`` / ``newest_sequence``: its sequence number and the highest accepted (a
     number not above it is a replay, whatever the clocks say)."""
 
@@ -97,6 +99,9 @@ class ManifestObservation:
     issued_at: datetime
     newest_seen_at: datetime | None = None
     nonce_reused: bool = False
+    nonce: str | None = None
+    newest_nonce: str | None = None
+    refused: bool = False
     sequence: int | None = None
     newest_sequence: int | None = None
 
@@ -129,11 +134,18 @@ def manifest_anomalies(observations: Sequence[ManifestObservation]) -> list[Aler
             why = "reuses a nonce" if o.nonce_reused else "is older than one already accepted"
             if lower:
                 why = f"has sequence {o.sequence}, not above the accepted {o.newest_sequence}"
-            message = f"device {o.device_id} sent a manifest that {why}: a replay"
+            newest = o.newest_seen_at.isoformat() if o.newest_seen_at else "none"
+            message = (
+                f"device {o.device_id} sent a manifest of {o.issued_at.isoformat()} that {why} "
+                f"(newest accepted: {newest}): a replay" + (", refused" if o.refused else "")
+            )
             evidence = {
                 "issued_at": o.issued_at.isoformat(),
                 "newest_seen_at": o.newest_seen_at.isoformat() if o.newest_seen_at else "",
                 "nonce_reused": o.nonce_reused,
+                "nonce": o.nonce or "",
+                "newest_nonce": o.newest_nonce or "",
+                "refused": o.refused,
                 **({"sequence": o.sequence or 0} if lower else {}),
             }
             alert = Alert(AlertKind.REPLAY_ATTEMPT, Severity.CRITICAL, subject, message, evidence)

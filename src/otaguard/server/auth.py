@@ -84,6 +84,7 @@ def refuse_operator(request: Request, exc: AuthError, actor: str = "anonymous") 
     )
     if not isinstance(exc, ForbiddenError):
         failures_of(request).failure(client_address(request), time.monotonic())
+        ctx.refusals.failed(client_address(request), f"{method} {path}")
     return exc
 
 

@@ -11,6 +11,8 @@ from securesystemslib.signer import CryptoSigner
 
 from otaguard.crypto.keys import load_or_create_signer, write_private
 from otaguard.crypto.tls import TLSFiles, ensure_local_tls
+from otaguard.fleet.anomaly import AnomalyPolicy
+from otaguard.fleet.tally import WindowTally
 from otaguard.identity.authority import DeviceAuthority
 from otaguard.identity.store import IdentityStore
 from otaguard.repo.online import OnlineRepository
@@ -26,6 +28,8 @@ PASSPHRASE_ENV = "OTAGUARD_ONLINE_KEY_PASSPHRASE"
 ADMIN_TOKEN_ENV = "OTAGUARD_ADMIN_TOKEN"
 MAX_ARTIFACT_BYTES = 4 << 30
 MAX_METADATA_BYTES = 8 << 20
+#: most open download-tally buckets (about 0.6 KiB each); past it the oldest are dropped
+DOWNLOAD_BUCKETS = 200_000
 
 
 def read_or_create_secret(path: Path, env: str | None = None) -> str:
@@ -112,6 +116,11 @@ class ServerSettings:
     # without the repository having published them (factory images).
     anomaly_window_seconds: float = 3600.0
     factory_versions: list[str] = field(default_factory=list)
+    # The anomaly rules' thresholds (fleet/anomaly.py; defaults in docs/DESIGN.md), and how
+    # often the download tally is read (each read walks every downloader of the window: a
+    # minute is plenty for a volume alert, and keeps that work off most monitoring passes).
+    anomaly: AnomalyPolicy = field(default_factory=AnomalyPolicy)
+    download_scan_seconds: float = 60.0
     # Alert webhooks: URLs, and a file holding the HMAC secret (docs/DESIGN.md, Rollouts).
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret_file: Path | None = None
@@ -140,11 +149,17 @@ class ServerContext:
     # Where routes and the evaluator note "this device has something new" (server/push.py);
     # the app's lifespan replaces it with the MQTT publisher when a broker is configured.
     push: NoPush = field(default_factory=NoPush)
+    # Bytes served from /tuf/targets per claimed downloader and file (fleet/traffic.py), for
+    # the anomaly scan; failed authentications per address are ``refusals.bursts``.
+    downloads: WindowTally = field(init=False)
+    downloads_read_at: float = field(init=False, default=float("-inf"))  # monotonic
 
     def __post_init__(self) -> None:
         self.identity = IdentityStore(self.store, audit_key=audit_key(self.settings.data_dir))
         self.store.rollouts.silent_after = self.settings.rollout_silent_seconds
         self.refusals = RefusalLog(self.identity.audit)
+        # one bucket per downloader, file and minute: a fleet's hour of downloads fits
+        self.downloads = WindowTally(bucket_seconds=60.0, max_keys=DOWNLOAD_BUCKETS)
         self.device_refusals = DeviceRefusals(self.refusals)
         self.transfer_tally = TransferTally()
         # Key material from the CA directory, state (tokens, certificates, CRL) in the

@@ -16,6 +16,9 @@ from otaguard.identity.store import LOGIN_TOKEN_TTL, IssuedToken
 from otaguard.server.context import ServerContext
 from otaguard.server.metrics import ServerMetrics
 
+#: the route a login came through, as the auth-failure alert names it
+LOGIN_ROUTES = {"api": "POST /api/v1/auth/login", "console": "POST /console/login"}
+
 
 def password_login(
     ctx: ServerContext,
@@ -39,6 +42,7 @@ def password_login(
     """
     if failures.blocked(client, time.monotonic()):
         metrics.auth_failures.labels("login").inc()
+        ctx.refusals.failed(client, LOGIN_ROUTES.get(via, f"login ({via})"))
         raise RateLimitedError("too many failed attempts from this address; try later")
     try:
         issued = ctx.identity.login(username, password, client=client, scopes=scopes, ttl=ttl)
@@ -51,6 +55,7 @@ def password_login(
     except AuthError as exc:
         metrics.auth_failures.labels("login").inc()
         failures.failure(client, time.monotonic())
+        ctx.refusals.failed(client, LOGIN_ROUTES.get(via, f"login ({via})"))
         ctx.identity.audit(  # the actor is the address: the name is only what it claimed
             actor=f"client:{client}",
             action="auth.login",

@@ -90,6 +90,13 @@ class ServerMetrics:
             ["deployment", "phase", "status"],
             registry=self.registry,
         )
+        self.tally_dropped = Gauge(
+            "otaguard_tally_dropped",
+            "Buckets the in-memory traffic tallies dropped when full (auth failures, "
+            "downloads): the anomaly scan saw less than happened",
+            ["tally"],
+            registry=self.registry,
+        )
         self.webhook_deliveries = Counter(
             "otaguard_webhook_deliveries",
             "Alert webhook deliveries by outcome",

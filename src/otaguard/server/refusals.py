@@ -1,5 +1,8 @@
 """Refused requests: the audit rows they produce (aggregated per client address and window,
-``identity/refusal_tally.py``) and the failure limit on device authentication per address.
+``identity/refusal_tally.py``), the failure limit on device authentication per address, and the
+per-address tally of failed authentications the anomaly scan reads (``RefusalLog.bursts``:
+every refused authentication, device or operator, API, console, login or enrollment, goes
+through ``RefusalLog.failed``).
 
 The rule (docs/SECURITY.md, "Refusals and rate limits"): the limit counts *failed*
 authentications only. A request from a limited address is still checked first, and the
@@ -11,6 +14,7 @@ the client address; a device id or user name the request claimed is recorded onl
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +22,8 @@ from typing import Any
 from starlette.types import Scope
 
 from otaguard.errors import AuthError, RateLimitedError
+from otaguard.fleet.tally import WindowTally
+from otaguard.fleet.traffic import auth_key
 from otaguard.identity.ratelimit import FailureWindow
 from otaguard.identity.refusal_tally import RefusalTally, Tally
 
@@ -45,10 +51,19 @@ class RefusalLog:
         self._audit = audit
         self.tally = RefusalTally(window_seconds=window_seconds)
         self.clock = clock
+        #: failed authentications per (address, route) in time buckets, for the burst alert
+        self.bursts = WindowTally()
+
+    def failed(self, client: str, target: str) -> None:
+        """Count one failed authentication from ``client`` on ``target`` ("METHOD /path")
+        for the anomaly scan (memory only, bounded; no audit row: the caller writes that)."""
+        self.bursts.add(auth_key(client, target), dt.datetime.now(dt.UTC))
 
     def refused(
         self, action: str, client: str, *, target: str, outcome: str, detail: dict[str, Any]
     ) -> None:
+        """Audit a refused authentication (aggregated) and count it for the burst alert."""
+        self.failed(client, target)
         sample = {"target": target, "outcome": outcome, **detail}
         first, closed = self.tally.refused(action, client, self.clock(), sample)
         for t in closed:

@@ -7,12 +7,16 @@ in one process. A scenario (``sim/scenarios.py``) makes a seeded share of them m
 run drives a phased deployment round by round (every device checks in once per round, then
 the rollout is evaluated) and returns what the rollout did and which alerts fired.
 
-What it does not simulate: downloads (no artifact bytes move), power loss mid-write, boot
-loaders. ``sim/device.py`` is the full agent on emulated slots for that.
+Devices download the file their signed assignment names from ``/tuf/targets`` (with Range
+when resuming after a power loss), so the server's per-device download accounting sees real
+traffic. What it does not simulate: verifying the download, writing slots, boot loaders.
+``sim/device.py`` is the full agent on emulated slots for that.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import secrets
 from collections.abc import Callable
@@ -28,6 +32,11 @@ from otaguard.errors import OTAGuardError
 from otaguard.sim.scenarios import Fault, Scenario
 
 SLOW_ROUNDS = 3
+#: a looping device downloads its update this many times, or 4 MiB worth, whichever is more
+LOOP_DOWNLOADS = 10
+LOOP_BYTES = 4 << 20
+#: wrong credentials a guessing client tries (once, from the fleet's address)
+GUESSES = 30
 
 
 class SimulationError(OTAGuardError):
@@ -47,6 +56,10 @@ class LightDevice:
     checked_in: bool = False
     gone: bool = False  # silent: stopped talking
     sequence: int = 0  # the last manifest sequence number signed (as the agent keeps it)
+    kept: dict[str, Any] | None = None  # replay: its first signed manifest, sent again
+    lost_power: bool = False  # power loss: already lost it once, mid-download
+    resume_at: int = 0  # power loss: bytes kept from before the loss (0: restart)
+    guessed: bool = False  # credential guessing: done
 
     @property
     def headers(self) -> dict[str, str]:
@@ -145,10 +158,64 @@ class LightFleet:
             sequence=device.sequence,
         )
         body = {"manifest": sign_manifest(manifest, device.signer)}
+        if device.fault is Fault.REPLAY and device.kept is None:
+            device.kept = body
         reply: dict[str, Any] = self.call(
             "POST", "/device/v1/checkin", json=body, headers=device.headers
         )
         return reply
+
+    def misbehave(self, device: LightDevice) -> None:
+        """Before a round's check-in: a replayed old manifest, or (once) a burst of wrong
+        credentials claiming the device's id. The server refuses both (checked by the
+        tests: a refusal here that turned into a success would be a bug)."""
+        if device.fault is Fault.REPLAY and device.kept is not None:
+            self._refused(device.headers, device.kept)
+        if device.fault is Fault.CREDENTIAL_GUESSING and not device.guessed:
+            device.guessed = True
+            for _ in range(GUESSES):
+                headers = {**device.headers, "Authorization": f"Bearer {secrets.token_hex(16)}"}
+                manifest = VersionManifest.create(
+                    device_id=device.id,
+                    hardware=device.hardware,
+                    version=device.version,
+                    slot="a",
+                    security_version=device.security_version,
+                    agent_version="light-sim",
+                )
+                self._refused(headers, {"manifest": sign_manifest(manifest, device.signer)})
+
+    def _refused(self, headers: dict[str, str], body: dict[str, Any]) -> None:
+        r = self.api.post("/device/v1/checkin", json=body, headers=headers)
+        if r.status_code not in (401, 429):
+            raise SimulationError(f"a bad check-in was answered {r.status_code}: {r.text[:200]}")
+
+    def fetch(self, device: LightDevice, assignment: str) -> bool:
+        """Download the assigned file as the device's fault says; False when the device lost
+        power before it had all of it (it resumes, or restarts, next round)."""
+        url, length = assigned_file(assignment)
+        if device.fault is Fault.POWER_LOSS and not device.lost_power:
+            device.lost_power = True
+            half = max(1, length // 2)
+            self._get(device, url, 0, half - 1)
+            device.resume_at = half if self.rng.random() < 0.5 else 0
+            return False
+        times = 1
+        if device.fault is Fault.DOWNLOAD_LOOP:
+            times = max(LOOP_DOWNLOADS, math.ceil(LOOP_BYTES / max(1, length)))
+        for _ in range(times):
+            self._get(device, url, device.resume_at)
+            device.resume_at = 0
+        return True
+
+    def _get(self, device: LightDevice, url: str, first: int = 0, last: int | None = None) -> None:
+        """Bytes ``first`` to ``last`` (inclusive; None: to the end) of ``url``."""
+        headers = dict(device.headers)
+        if first > 0 or last is not None:
+            headers["Range"] = f"bytes={first}-{'' if last is None else last}"
+        r = self.api.get(url, headers=headers)
+        if r.status_code not in (200, 206):
+            raise SimulationError(f"GET {url}: {r.status_code} {r.text[:200]}")
 
     def report(self, device: LightDevice, event: str, deployment: int, **detail: Any) -> None:
         body = {
@@ -174,6 +241,7 @@ class LightFleet:
         """One round of one device: check in, and act on an offer as its fault says."""
         if device.gone:
             return
+        self.misbehave(device)
         reply = self.check_in(device)
         if reply.get("action") != "update" or reply.get("deployment_id") != deployment:
             return
@@ -193,6 +261,8 @@ class LightFleet:
             )
             return
         self.report(device, "downloading", deployment)
+        if not self.fetch(device, str(reply["assignment"])):
+            return  # lost power: the next round's check-in finds the same offer
         if fault is Fault.INSTALL_FAILURE:
             self.report(device, "failed", deployment, code="install", error="write failed")
             return
@@ -203,6 +273,17 @@ class LightFleet:
         device.version = new_version
         self.report(device, "committed", deployment)
         self.health(device, worse=fault is Fault.HEALTH_FAILURE)
+
+
+def assigned_file(assignment: str) -> tuple[str, int]:
+    """The ``/tuf/targets`` URL (consistent snapshot: ``dir/<sha256>.<name>``) and length of
+    the one file a director assignment names (read, not verified: the simulator is not
+    the agent)."""
+    targets = json.loads(assignment)["signed"]["targets"]
+    ((path, info),) = targets.items()
+    directory, _, name = path.rpartition("/")
+    prefixed = f"{info['hashes']['sha256']}.{name}"
+    return f"/tuf/targets/{directory + '/' if directory else ''}{prefixed}", int(info["length"])
 
 
 def run_rollout(

@@ -22,6 +22,10 @@ class Fault(StrEnum):
     DOWNGRADE = "downgrade"  # checks in with a security version below its floor
     ROGUE_FIRMWARE = "rogue_firmware"  # runs a version the repository never published
     SLOW = "slow"  # takes several rounds for each step (a slow link)
+    POWER_LOSS = "power_loss"  # loses power mid-download, then resumes (or restarts) it
+    DOWNLOAD_LOOP = "download_loop"  # downloads its update over and over (a retry loop)
+    REPLAY = "replay"  # sends an old signed manifest again (a captured one, replayed)
+    CREDENTIAL_GUESSING = "credential_guessing"  # wrong credentials from its address
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("downgrade", faults={Fault.DOWNGRADE: 0.02}),
         Scenario("rogue-firmware", faults={Fault.ROGUE_FIRMWARE: 0.02}),
         Scenario("slow", faults={Fault.SLOW: 0.5}),
+        Scenario("power-loss", faults={Fault.POWER_LOSS: 0.3}),
+        Scenario("download-loop", faults={Fault.DOWNLOAD_LOOP: 0.02}),
+        Scenario("replay", faults={Fault.REPLAY: 0.02}),
+        Scenario("credential-guessing", faults={Fault.CREDENTIAL_GUESSING: 0.01}),
     )
 }
 

@@ -304,7 +304,8 @@ class CheckIns:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        #: reports below the device's recorded security version, for the anomaly scan to take
+        #: reports below the device's recorded security version and refused replays, for
+        #: the anomaly scan to take
         self.observed: deque[ManifestObservation] = deque(maxlen=10_000)
 
     def check_in(

@@ -81,6 +81,9 @@ def replay_seen(
         report.time or now,
         newest_seen_at=mark.when,
         nonce_reused=report.time == mark.when and report.nonce == mark.nonce,
+        nonce=report.nonce,
+        newest_nonce=mark.nonce,
+        refused=True,
         sequence=report.sequence,
         newest_sequence=mark.sequence,
     )

@@ -77,6 +77,7 @@ def enroll(body: EnrollIn, request: Request, ctx: Ctx, metrics: Metrics) -> Cert
         hardware = ctx.device_ca.consume_token(body.token, body.device_id)
     except AuthError as exc:
         metrics.auth_failures.labels("device").inc()
+        ctx.refusals.failed(facts["client"], "POST /device/v1/enroll")
         raise _enroll_refused(ctx, body.device_id, facts, exc) from None
     try:
         device = ctx.store.get_device(body.device_id)  # registered by an operator first
@@ -113,6 +114,7 @@ def current_certificate(request: Request) -> ca.DeviceIdentity:
             raise AuthError("renewal needs the current client certificate")
     except AuthError as exc:
         metrics_of(request).auth_failures.labels("device").inc()
+        ctx.refusals.failed(client_address(request), "POST /device/v1/renew")
         ctx.identity.audit(
             actor="anonymous",
             action="device.renew",

@@ -17,12 +17,11 @@ from starlette.concurrency import run_in_threadpool
 
 from otaguard.errors import NotFoundError, PayloadTooLargeError, RepositoryError, StoreError
 from otaguard.repo.publish import publish_release
-from otaguard.server import schemas
+from otaguard.server import downloads, schemas, transfers
 from otaguard.server.context import MAX_METADATA_BYTES, ServerContext
 from otaguard.server.ranges import blob_response, bytes_response, etag_matches
 from otaguard.server.routes.params import ERROR_RESPONSES, Operator
 from otaguard.server.state import Ctx, Metrics
-from otaguard.server.transfers import note_download
 from otaguard.store.blobs import check_digest
 
 _METADATA_NAME = re.compile(
@@ -120,7 +119,9 @@ def target(
     )
     served = int(response.headers.get("content-length", 0))
     metrics.bytes_served.inc(served)
-    note_download(ctx, request.scope, path, digest, served)  # the fleet's bytes view
+    transfers.note_download(ctx, request.scope, path, digest, served)  # the fleet's bytes view
+    if response.status_code in (200, 206):  # per downloader, for the volume alert
+        downloads.note_download(ctx, request.scope, digest, served)
     return response
 
 

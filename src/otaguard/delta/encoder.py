@@ -29,7 +29,6 @@ from pathlib import Path
 import bsdiff4.core  # type: ignore[import-untyped]
 
 from otaguard.delta import codec
-from otaguard.delta.covers import hdiff_available, hdiff_covers
 from otaguard.delta.container import (
     HEADER_SIZE,
     MIN_SEGMENT_OUTPUT,
@@ -42,6 +41,7 @@ from otaguard.delta.container import (
     pack_header,
     pack_segment,
 )
+from otaguard.delta.covers import hdiff_available, hdiff_covers
 from otaguard.delta.decoder import add_bytes
 from otaguard.delta.info import DeltaInfo
 from otaguard.delta.ops import Op, encode_ops

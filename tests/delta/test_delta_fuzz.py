@@ -36,10 +36,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, bytes,
     rng = random.Random(4)
     noise_old, noise_new = rng.randbytes(3000), rng.randbytes(3000)
     out = []
-    for name, (a, b) in {"delta": (old, new), "full": (noise_old, noise_new)}.items():
+    cases = {
+        "delta": (old, new, ("bsdiff",)),
+        "full": (noise_old, noise_new, ("bsdiff",)),
+        "delta-hdiff": (old, new, ("hdiffpatch",)),  # the second matcher's instructions
+    }
+    for name, (a, b, matchers) in cases.items():
         (tmp / f"{name}.old").write_bytes(a)
         (tmp / f"{name}.new").write_bytes(b)
-        encode(tmp / f"{name}.old", tmp / f"{name}.new", tmp / f"{name}.patch")
+        encode(tmp / f"{name}.old", tmp / f"{name}.new", tmp / f"{name}.patch", matchers=matchers)
         out.append((a, (tmp / f"{name}.patch").read_bytes(), b))
     return out
 
@@ -99,7 +104,7 @@ SLOW = settings(
 
 
 @FAST
-@given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=4))
+@given(which=st.integers(0, 2), ops=st.lists(mutations, min_size=1, max_size=4))
 def test_mutated_patches_fail_cleanly(
     corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
 ) -> None:
@@ -109,7 +114,7 @@ def test_mutated_patches_fail_cleanly(
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @SLOW
-@given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=8))
+@given(which=st.integers(0, 2), ops=st.lists(mutations, min_size=1, max_size=8))
 def test_mutated_patches_fail_cleanly_long(
     corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
 ) -> None:

@@ -47,7 +47,8 @@ def test_parser_reads_what_hdiffpatch_writes() -> None:
     assert covers
     end = 0
     for c in covers:
-        assert c.new_pos >= end and c.old_pos + c.length <= len(old)
+        assert c.new_pos >= end
+        assert c.old_pos + c.length <= len(old)
         end = c.new_pos + c.length
     assert sum(c.length for c in covers) > len(new) // 2  # most of a rebuilt file is covered
 
@@ -149,8 +150,10 @@ def test_hdiff_ops_rebuild_any_pair(pair: tuple[bytes, bytes]) -> None:
             out += payload
         else:
             chunk = old[src : src + arg]
-            out += chunk if op.name == "COPY" else bytes(
-                (a + b) & 0xFF for a, b in zip(chunk, payload, strict=True)
+            out += (
+                chunk
+                if op.name == "COPY"
+                else bytes((a + b) & 0xFF for a, b in zip(chunk, payload, strict=True))
             )
             src += arg
     assert bytes(out) == new

@@ -147,7 +147,7 @@ def child_create(tool: str, old: Path, new: Path, patch: Path) -> None:
         from otaguard.delta import encode
 
         info = encode(old, new, patch)
-        print(info.algorithm.name)
+        print(info.algorithm.name, info.matcher)
 
 
 def child_apply(tool: str, old: Path, patch: Path, out: Path) -> None:

@@ -113,6 +113,7 @@ def test_the_smaller_matcher_wins(tmp_path: Path) -> None:
     }
     both = encode(tmp_path / "o", tmp_path / "n", tmp_path / "both")
     assert both.patch_size == min(sizes.values())
+    assert both.matcher == min(sizes, key=lambda m: sizes[m])
 
 
 def test_unknown_matcher_is_refused(tmp_path: Path) -> None:

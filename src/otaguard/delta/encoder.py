@@ -235,19 +235,23 @@ def _compress(
     return out
 
 
+_Packed = list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]
+
+
 def _smallest_delta(
     old: bytes, new: bytes, segment_size: int, matchers: tuple[str, ...]
-) -> list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]:
-    """Every usable matcher's patch, compressed; the smallest (the first on a tie)."""
+) -> tuple[str, _Packed]:
+    """Every usable matcher's patch, compressed: (matcher, patch) of the smallest (the first
+    on a tie)."""
     usable = [m for m in matchers if m != "hdiffpatch" or hdiff_available()]
     unknown = set(matchers) - set(_MIDDLES)
     if unknown or not usable:
         raise DeltaError(f"unknown or unusable matchers: {sorted(unknown) or list(matchers)}")
-    best = None
+    best: tuple[str, _Packed] | None = None
     for name in usable:
         packed = _compress(_plan(matched_ops(old, new, _MIDDLES[name]), segment_size))
-        if best is None or _body_size(packed) < _body_size(best):
-            best = packed
+        if best is None or _body_size(packed) < _body_size(best[1]):
+            best = name, packed
     assert best is not None
     return best
 
@@ -302,12 +306,12 @@ def encode(
     if segment_size < MIN_SEGMENT_OUTPUT:
         raise DeltaError(f"segment size below {MIN_SEGMENT_OUTPUT} bytes")
     old, new = old_path.read_bytes(), new_path.read_bytes()
-    delta = _smallest_delta(old, new, segment_size, matchers)
+    matcher, delta = _smallest_delta(old, new, segment_size, matchers)
     algorithm, chosen = Algorithm.DELTA, delta
     if allow_full and _full_may_pay(new, _body_size(delta)):
         full = _compress(_plan(_full_items(new), segment_size))
         if _body_size(full) <= _body_size(delta):  # a tie: no source needed is better
-            algorithm, chosen = Algorithm.FULL, full
+            algorithm, chosen, matcher = Algorithm.FULL, full, "none"
     header = Header(
         algorithm=algorithm,
         segments=len(chosen),
@@ -329,4 +333,5 @@ def encode(
         target_sha256=header.target_sha256.hex(),
         segments=header.segments,
         patch_size=size,
+        matcher=matcher,
     )

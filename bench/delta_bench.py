@@ -237,7 +237,8 @@ def bench_pair(pair: Pair, work: Path, tools: list[str] = TOOLS) -> dict[str, An
             "roundtrip": ok,
         }
         if tool == "ours":
-            row[tool]["algorithm"] = stdout.strip()
+            algorithm, _, matcher = stdout.strip().partition(" ")
+            row[tool]["algorithm"], row[tool]["matcher"] = algorithm, matcher
         print(f"  {pair.name} {tool}: {row[tool]}", file=sys.stderr, flush=True)
         out.unlink()
     return row
@@ -274,7 +275,7 @@ def bench_image(corpus_rootfs: Pair, work: Path) -> dict[str, Any]:
     return {
         "image_size": 512 << 20,
         "patch_size": patch.stat().st_size,
-        "algorithm": stdout.strip(),
+        "algorithm": stdout.strip().partition(" ")[0],
         "gen_s": round(gen_s, 1),
         "gen_rss_mib": round(gen_rss, 1),
         "roundtrip": ok,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import bsdiff4.core  # type: ignore[import-untyped]
 
-from otaguard.delta import codec
+from otaguard.delta import codec, operands
 from otaguard.delta.container import (
     HEADER_SIZE,
     MIN_SEGMENT_OUTPUT,
@@ -59,6 +59,7 @@ class _SegmentPlan:
     source_start: int
     ops: list[tuple[Op, int]] = field(default_factory=list)
     diff: list[bytes] = field(default_factory=list)
+    diff_src: list[int] = field(default_factory=list)  # source offset of each ADD's bytes
     extra: list[bytes] = field(default_factory=list)
     output_len: int = 0
 
@@ -198,6 +199,7 @@ def _plan(items: Iterator[tuple[Op, int, bytes]], segment_size: int) -> list[_Se
             cur.ops.append((op, k))
             if op == Op.ADD:
                 cur.diff.append(payload[done : done + k])
+                cur.diff_src.append(src)
             elif op == Op.INSERT:
                 cur.extra.append(payload[done : done + k])
             if op != Op.INSERT:
@@ -221,14 +223,29 @@ def _full_items(new: bytes) -> Iterator[tuple[Op, int, bytes]]:
         yield Op.INSERT, len(new), new
 
 
+def _compress_diff(p: _SegmentPlan, old: bytes) -> tuple[Codec, int, int, bytes]:
+    """The difference stream whole or split by operand positions (``operands.py``), the
+    smaller of the two."""
+    best = codec.compress_best(b"".join(p.diff), "diff")
+    if not p.diff:
+        return best
+    fields, rest = [], []
+    for src, diff in zip(p.diff_src, p.diff, strict=True):
+        f, r = operands.split(old[src : src + len(diff)], diff)
+        fields.append(f)
+        rest.append(r)
+    split = codec.compress_split(b"".join(fields), b"".join(rest))
+    return split if len(split[3]) < len(best[3]) else best
+
+
 def _compress(
-    plans: list[_SegmentPlan],
+    plans: list[_SegmentPlan], old: bytes = b""
 ) -> list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]:
     out = []
     for p in plans:
         streams = [
             codec.compress_best(encode_ops(p.ops), "ops"),
-            codec.compress_best(b"".join(p.diff), "diff"),
+            _compress_diff(p, old),
             codec.compress_best(b"".join(p.extra), "extra"),
         ]
         out.append((p, streams))
@@ -249,7 +266,7 @@ def _smallest_delta(
         raise DeltaError(f"unknown or unusable matchers: {sorted(unknown) or list(matchers)}")
     best: tuple[str, _Packed] | None = None
     for name in usable:
-        packed = _compress(_plan(matched_ops(old, new, _MIDDLES[name]), segment_size))
+        packed = _compress(_plan(matched_ops(old, new, _MIDDLES[name]), segment_size), old)
         if best is None or _body_size(packed) < _body_size(best[1]):
             best = name, packed
     assert best is not None

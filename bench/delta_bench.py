@@ -288,6 +288,8 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     exe = [r for r in rows if r["kind"] == "executable"]
     present = [t for t in TOOLS if all(t in r for r in exe)]
     means = {t: sum(r[t]["size"] for r in exe) / len(exe) for t in present}
+    if not any(t in present for t in OPEN_TOOLS):
+        return {"mean_sizes": means}  # no open tool measured: nothing to compare with
     best = min((t for t in OPEN_TOOLS if t in present), key=lambda t: means[t])
     over_zstd = [r["pair"] for r in rows if r["ours"]["size"] > r["zstd_full"]]
     return {

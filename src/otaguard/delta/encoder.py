@@ -223,11 +223,13 @@ def _full_items(new: bytes) -> Iterator[tuple[Op, int, bytes]]:
         yield Op.INSERT, len(new), new
 
 
-def _compress_diff(p: _SegmentPlan, old: bytes) -> tuple[Codec, int, int, bytes]:
-    """The difference stream whole or split by operand positions (``operands.py``), the
-    smaller of the two."""
+def _compress_diff(
+    p: _SegmentPlan, old: bytes, split_difference: bool | None
+) -> tuple[Codec, int, int, bytes]:
+    """The difference stream whole or split by operand positions (``operands.py``): the
+    smaller of the two, or as ``split_difference`` says when it is not None."""
     best = codec.compress_best(b"".join(p.diff), "diff")
-    if not p.diff:
+    if not p.diff or split_difference is False:
         return best
     fields, rest = [], []
     for src, diff in zip(p.diff_src, p.diff, strict=True):
@@ -235,17 +237,17 @@ def _compress_diff(p: _SegmentPlan, old: bytes) -> tuple[Codec, int, int, bytes]
         fields.append(f)
         rest.append(r)
     split = codec.compress_split(b"".join(fields), b"".join(rest))
-    return split if len(split[3]) < len(best[3]) else best
+    return split if split_difference or len(split[3]) < len(best[3]) else best
 
 
 def _compress(
-    plans: list[_SegmentPlan], old: bytes = b""
+    plans: list[_SegmentPlan], old: bytes = b"", split_difference: bool | None = None
 ) -> list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]:
     out = []
     for p in plans:
         streams = [
             codec.compress_best(encode_ops(p.ops), "ops"),
-            _compress_diff(p, old),
+            _compress_diff(p, old, split_difference),
             codec.compress_best(b"".join(p.extra), "extra"),
         ]
         out.append((p, streams))
@@ -256,7 +258,11 @@ _Packed = list[tuple[_SegmentPlan, list[tuple[Codec, int, int, bytes]]]]
 
 
 def _smallest_delta(
-    old: bytes, new: bytes, segment_size: int, matchers: tuple[str, ...]
+    old: bytes,
+    new: bytes,
+    segment_size: int,
+    matchers: tuple[str, ...],
+    split_difference: bool | None = None,
 ) -> tuple[str, _Packed]:
     """Every usable matcher's patch, compressed: (matcher, patch) of the smallest (the first
     on a tie)."""
@@ -266,7 +272,8 @@ def _smallest_delta(
         raise DeltaError(f"unknown or unusable matchers: {sorted(unknown) or list(matchers)}")
     best: tuple[str, _Packed] | None = None
     for name in usable:
-        packed = _compress(_plan(matched_ops(old, new, _MIDDLES[name]), segment_size), old)
+        items = matched_ops(old, new, _MIDDLES[name])
+        packed = _compress(_plan(items, segment_size), old, split_difference)
         if best is None or _body_size(packed) < _body_size(best[1]):
             best = name, packed
     assert best is not None
@@ -313,17 +320,20 @@ def encode(
     segment_size: int = DEFAULT_SEGMENT,
     allow_full: bool = True,
     matchers: tuple[str, ...] = MATCHERS,
+    split_difference: bool | None = None,
 ) -> DeltaInfo:
     """Write a patch turning ``old_path`` into ``new_path`` to ``out_path`` (atomically).
 
     Runs each of ``matchers`` (``MATCHERS``: bsdiff, and HDiffPatch's covers when hdiffpatch
     is installed) and keeps the smallest patch; falls back to a ``FULL`` patch when that is
-    smaller (unless ``allow_full`` is False). Raises ``DeltaError`` on a bad segment size or
+    smaller (unless ``allow_full`` is False). Each segment's difference stream is whole or
+    split by operand positions (``operands.py``), whichever is smaller, unless
+    ``split_difference`` forces one (tests, benchmarks). Raises ``DeltaError`` on a bad segment size or
     an unknown matcher."""
     if segment_size < MIN_SEGMENT_OUTPUT:
         raise DeltaError(f"segment size below {MIN_SEGMENT_OUTPUT} bytes")
     old, new = old_path.read_bytes(), new_path.read_bytes()
-    matcher, delta = _smallest_delta(old, new, segment_size, matchers)
+    matcher, delta = _smallest_delta(old, new, segment_size, matchers, split_difference)
     algorithm, chosen = Algorithm.DELTA, delta
     if allow_full and _full_may_pay(new, _body_size(delta)):
         full = _compress(_plan(_full_items(new), segment_size))

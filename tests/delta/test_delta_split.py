@@ -176,7 +176,7 @@ def _prefix(f_comp: int, f_raw: int, props: int) -> bytes:
 def _real_prefix() -> tuple[int, int, int]:
     data = split_patch()
     at = HEADER_SIZE + SEGMENT_SIZE + len(encode_ops([(Op.ADD, len(SOURCE))]))
-    return SPLIT_PREFIX.unpack(data[at : at + SPLIT_PREFIX.size])  # type: ignore[return-value]
+    return SPLIT_PREFIX.unpack(data[at : at + SPLIT_PREFIX.size])
 
 
 @pytest.mark.parametrize(

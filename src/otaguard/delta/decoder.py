@@ -3,7 +3,8 @@
 Runs on the device. The source is read with seeks from the active slot, the output goes out in
 order through the caller's ``write`` (the inactive slot), and at most one 1 MiB piece of each of
 source, difference and output plus the LZMA2 dictionaries (at most 8 MiB per stream, refused
-above that before allocating) are in memory whatever the image size. Every length in the patch
+above that before allocating; a split difference stream adds one of at most 1 MiB) are in
+memory whatever the image size. Every length in the patch
 is checked against its limit before it is used; any inconsistency is a ``DeltaFormatError``.
 The rebuilt image is hashed as it is written and compared with the sha256 in the header (and
 with the one the caller expects, which on a device comes from signed metadata).

@@ -6,7 +6,9 @@ already, and the table's ``dict_log2`` lets the decoder refuse a dictionary larg
 before liblzma allocates it (the decoder's memory is its dictionary). The encoder tries a few
 settings per stream and keeps the smallest: difference bytes compress best with ``lc=0..1,
 pb=0`` (no byte alignment), instructions and inserted code with the defaults, inserted x86 code
-sometimes better behind the BCJ filter.
+sometimes better behind the BCJ filter. The difference stream may also be *split*
+(``compress_split``/``SplitReader``): operand bytes and the rest as two raw LZMA2 streams behind
+a 17-byte prefix, merged back by positions found in the source (``operands.py``).
 """
 
 from __future__ import annotations

@@ -25,8 +25,10 @@ sha256 + write + one ``fsync``, against a plain ``sha256 + write + fsync`` copy 
 (1 MiB chunks) in the same run; peak RSS growth is the process's ``VmHWM`` minus its RSS just
 before applying.
 
-Usage: ``.venv/bin/python bench/delta_bench.py [--pairs a,b] [--no-image] [--out
-bench/results/delta_bench.json]``; writes the JSON and prints a markdown report.
+Usage: ``.venv/bin/python bench/delta_bench.py [--pairs a,b] [--executables] [--tools
+ours,hdiffpatch,bsdiff4] [--no-image] [--out bench/results/delta_bench.json]``; writes the JSON
+and prints the goal (``bench/delta_report.py`` renders the tables). ``--tools`` measures a subset
+(the goal's ratio is then against the best open tool measured).
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def child_create(tool: str, old: Path, new: Path, patch: Path) -> None:
         from otaguard.delta import encode
 
         info = encode(old, new, patch)
-        print(info.algorithm.name)
+        print(info.algorithm.name, info.matcher)
 
 
 def child_apply(tool: str, old: Path, patch: Path, out: Path) -> None:
@@ -216,12 +218,12 @@ def compressed_sizes(new: Path, work: Path) -> dict[str, int]:
     return {"zstd_full": z.stat().st_size, "xz_full": x.stat().st_size}
 
 
-def bench_pair(pair: Pair, work: Path) -> dict[str, Any]:
+def bench_pair(pair: Pair, work: Path, tools: list[str] = TOOLS) -> dict[str, Any]:
     old, new = Path(pair.old), Path(pair.new)
     want = pair.new_sha256
     row: dict[str, Any] = {"pair": pair.name, "kind": pair.kind, "new_size": pair.new_size}
     row.update(compressed_sizes(new, work))
-    for tool in TOOLS:
+    for tool in tools:
         patch, out = work / f"{tool}.patch", work / f"{tool}.out"
         gen_s, gen_rss, stdout = run_measured(create_cmd(tool, old, new, patch))
         app_s, app_rss, _ = run_measured(apply_cmd(tool, old, patch, out))
@@ -235,7 +237,8 @@ def bench_pair(pair: Pair, work: Path) -> dict[str, Any]:
             "roundtrip": ok,
         }
         if tool == "ours":
-            row[tool]["algorithm"] = stdout.strip()
+            algorithm, _, matcher = stdout.strip().partition(" ")
+            row[tool]["algorithm"], row[tool]["matcher"] = algorithm, matcher
         print(f"  {pair.name} {tool}: {row[tool]}", file=sys.stderr, flush=True)
         out.unlink()
     return row
@@ -272,7 +275,7 @@ def bench_image(corpus_rootfs: Pair, work: Path) -> dict[str, Any]:
     return {
         "image_size": 512 << 20,
         "patch_size": patch.stat().st_size,
-        "algorithm": stdout.strip(),
+        "algorithm": stdout.strip().partition(" ")[0],
         "gen_s": round(gen_s, 1),
         "gen_rss_mib": round(gen_rss, 1),
         "roundtrip": ok,
@@ -283,8 +286,11 @@ def bench_image(corpus_rootfs: Pair, work: Path) -> dict[str, Any]:
 
 def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     exe = [r for r in rows if r["kind"] == "executable"]
-    means = {t: sum(r[t]["size"] for r in exe) / len(exe) for t in TOOLS}
-    best = min(OPEN_TOOLS, key=lambda t: means[t])
+    present = [t for t in TOOLS if all(t in r for r in exe)]
+    means = {t: sum(r[t]["size"] for r in exe) / len(exe) for t in present}
+    if not any(t in present for t in OPEN_TOOLS):
+        return {"mean_sizes": means}  # no open tool measured: nothing to compare with
+    best = min((t for t in OPEN_TOOLS if t in present), key=lambda t: means[t])
     over_zstd = [r["pair"] for r in rows if r["ours"]["size"] > r["zstd_full"]]
     return {
         "mean_sizes": means,
@@ -300,6 +306,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=5, metavar=("ACTION", "TOOL", "A", "B", "C"))
     parser.add_argument("--pairs", default="")
     parser.add_argument("--no-image", action="store_true")
+    parser.add_argument(
+        "--tools", default=",".join(TOOLS), help="comma-separated subset (ours must be in it)"
+    )
+    parser.add_argument("--executables", action="store_true", help="only the executable pairs")
     parser.add_argument("--out", type=Path, default=Path("bench/results/delta_bench.json"))
     args = parser.parse_args()
     if args.child:
@@ -314,6 +324,9 @@ def main() -> None:
     pairs = load_pairs()
     if args.pairs:
         pairs = [p for p in pairs if p.name in args.pairs.split(",")]
+    if args.executables:
+        pairs = [p for p in pairs if p.kind == "executable"]
+    tools = [t for t in TOOLS if t in args.tools.split(",")]
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "python": platform.python_version(),
@@ -323,7 +336,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent / "cache") as tmp:
         for pair in pairs:
-            result["pairs"].append(bench_pair(pair, Path(tmp)))
+            result["pairs"].append(bench_pair(pair, Path(tmp), tools))
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")  # partial results survive
         if not args.no_image:

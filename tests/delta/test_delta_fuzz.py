@@ -36,10 +36,22 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, bytes,
     rng = random.Random(4)
     noise_old, noise_new = rng.randbytes(3000), rng.randbytes(3000)
     out = []
-    for name, (a, b) in {"delta": (old, new), "full": (noise_old, noise_new)}.items():
+    cases = {
+        "delta": (old, new, ("bsdiff",), False),
+        "full": (noise_old, noise_new, ("bsdiff",), False),
+        "delta-hdiff": (old, new, ("hdiffpatch",), False),  # the second matcher's instructions
+        "delta-split": (old, new, ("bsdiff",), True),  # split difference stream (codec 3)
+    }
+    for name, (a, b, matchers, split) in cases.items():
         (tmp / f"{name}.old").write_bytes(a)
         (tmp / f"{name}.new").write_bytes(b)
-        encode(tmp / f"{name}.old", tmp / f"{name}.new", tmp / f"{name}.patch")
+        encode(
+            tmp / f"{name}.old",
+            tmp / f"{name}.new",
+            tmp / f"{name}.patch",
+            matchers=matchers,
+            split_difference=split,
+        )
         out.append((a, (tmp / f"{name}.patch").read_bytes(), b))
     return out
 
@@ -99,7 +111,7 @@ SLOW = settings(
 
 
 @FAST
-@given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=4))
+@given(which=st.integers(0, 3), ops=st.lists(mutations, min_size=1, max_size=4))
 def test_mutated_patches_fail_cleanly(
     corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
 ) -> None:
@@ -109,7 +121,7 @@ def test_mutated_patches_fail_cleanly(
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @SLOW
-@given(which=st.integers(0, 1), ops=st.lists(mutations, min_size=1, max_size=8))
+@given(which=st.integers(0, 3), ops=st.lists(mutations, min_size=1, max_size=8))
 def test_mutated_patches_fail_cleanly_long(
     corpus: list[tuple[bytes, bytes, bytes]], which: int, ops: list[tuple[str, int, int]]
 ) -> None:
@@ -122,8 +134,11 @@ def test_random_bytes_fail_cleanly(data: bytes) -> None:
     outcome(b"src", data, b"")
 
 
-def test_every_truncation_fails_cleanly(corpus: list[tuple[bytes, bytes, bytes]]) -> None:
-    source, patch, target = corpus[0]
+@pytest.mark.parametrize("which", [0, 3])  # whole and split difference streams
+def test_every_truncation_fails_cleanly(
+    corpus: list[tuple[bytes, bytes, bytes]], which: int
+) -> None:
+    source, patch, target = corpus[which]
     for cut in range(0, len(patch), max(1, len(patch) // 200)):
         with pytest.raises(DeltaError):
             DeltaDecoder(io.BytesIO(source), io.BytesIO(patch[:cut])).apply(io.BytesIO().write)

@@ -6,18 +6,25 @@ already, and the table's ``dict_log2`` lets the decoder refuse a dictionary larg
 before liblzma allocates it (the decoder's memory is its dictionary). The encoder tries a few
 settings per stream and keeps the smallest: difference bytes compress best with ``lc=0..1,
 pb=0`` (no byte alignment), instructions and inserted code with the defaults, inserted x86 code
-sometimes better behind the BCJ filter.
+sometimes better behind the BCJ filter. The difference stream may also be *split*
+(``compress_split``/``SplitReader``): operand bytes and the rest as two raw LZMA2 streams behind
+a 17-byte prefix, merged back by positions found in the source (``operands.py``).
 """
 
 from __future__ import annotations
 
 import lzma
+import struct
+from dataclasses import replace
 from typing import Any, BinaryIO
 
+from otaguard.delta import operands
 from otaguard.delta.container import MAX_DICT_LOG2, MIN_DICT_LOG2, Codec, StreamDesc
 from otaguard.errors import DeltaFormatError
 
 READ_SIZE = 64 * 1024
+SPLIT_PREFIX = struct.Struct("<QQB")  # operand part: comp_len, raw_len, LZMA properties
+SPLIT_FIELDS_MAX_DICT_LOG2 = 20  # the operand part is small: 1 MiB of dictionary at most
 
 
 def lzma_props(lc: int, lp: int, pb: int) -> int:
@@ -52,6 +59,43 @@ CANDIDATES: dict[str, list[tuple[Codec, int, int, int]]] = {
 }
 
 
+def _check_props(props: int) -> None:
+    if props >= 225 or props % 9 + props // 9 % 5 > 4:
+        raise DeltaFormatError(f"bad LZMA properties byte {props}")
+
+
+def fields_dict_log2(raw_len: int) -> int:
+    return min(SPLIT_FIELDS_MAX_DICT_LOG2, dict_log2_for(raw_len))
+
+
+def compress_split(fields: bytes, rest: bytes) -> tuple[Codec, int, int, bytes]:
+    """The difference as operand bytes and the rest (``operands.py``), each compressed with
+    the better of two settings; one ``SPLIT_LZMA2`` stream."""
+    packed_fields: tuple[int, bytes] | None = None
+    f_log2 = fields_dict_log2(len(fields))
+    for lc, lp, pb in ((0, 2, 2), (0, 0, 0)):
+        props = lzma_props(lc, lp, pb)
+        data = lzma.compress(
+            fields, format=lzma.FORMAT_RAW, filters=_filters(Codec.LZMA2, props, f_log2)
+        )
+        if packed_fields is None or len(data) < len(packed_fields[1]):
+            packed_fields = props, data
+    assert packed_fields is not None
+    r_log2 = dict_log2_for(len(rest))
+    best_rest: tuple[int, bytes] | None = None
+    for _, lc, lp, pb in CANDIDATES["diff"][:2]:
+        props = lzma_props(lc, lp, pb)
+        data = lzma.compress(
+            rest, format=lzma.FORMAT_RAW, filters=_filters(Codec.LZMA2, props, r_log2)
+        )
+        if best_rest is None or len(data) < len(best_rest[1]):
+            best_rest = props, data
+    assert best_rest is not None
+    f_props, f_data = packed_fields
+    head = SPLIT_PREFIX.pack(len(f_data), len(fields), f_props)
+    return Codec.SPLIT_LZMA2, best_rest[0], r_log2, head + f_data + best_rest[1]
+
+
 def compress_best(data: bytes, kind: str) -> tuple[Codec, int, int, bytes]:
     """(codec, props, dict_log2, compressed) of the smallest candidate for this stream."""
     best: tuple[Codec, int, int, bytes] = (Codec.STORED, 0, 0, data)
@@ -81,6 +125,8 @@ class StreamReader:
         self._end_in = desc.offset + desc.comp_len
         self._left = desc.raw_len
         self._dec: Any = None
+        if desc.codec == Codec.SPLIT_LZMA2:
+            raise DeltaFormatError("a split stream needs SplitReader")
         if desc.codec != Codec.STORED:
             filters = _filters(desc.codec, desc.lzma_props, desc.dict_log2)
             self._dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=filters)
@@ -108,6 +154,12 @@ class StreamReader:
         data = self._read_input(size) if self._dec is None else self._decompress(size)
         self._left -= len(data)
         return data
+
+    def difference(self, source: bytes, first: bool) -> bytes:
+        """The difference for ``source``, the next piece of an ADD instruction's source bytes
+        (``first``: the instruction's first piece)."""
+        del first
+        return self.read_exact(len(source))
 
     def read_exact(self, size: int) -> bytes:
         data = self.read(size)
@@ -145,3 +197,56 @@ class StreamReader:
                 raise DeltaFormatError("stream longer than its declared length")
         if self._next_in != self._end_in or (self._dec is not None and self._dec.unused_data):
             raise DeltaFormatError("trailing bytes after a compressed stream")
+
+
+class SplitReader:
+    """A ``SPLIT_LZMA2`` difference stream: two ``StreamReader``s (operand bytes, the rest)
+    merged back by the operand positions of the source (``operands.OperandScan``)."""
+
+    def __init__(self, patch: BinaryIO, desc: StreamDesc) -> None:
+        if desc.comp_len < SPLIT_PREFIX.size:
+            raise DeltaFormatError("split stream shorter than its prefix")
+        patch.seek(desc.offset)
+        head = patch.read(SPLIT_PREFIX.size)
+        if len(head) != SPLIT_PREFIX.size:
+            raise DeltaFormatError("patch file shorter than its segment table says")
+        f_comp, f_raw, f_props = SPLIT_PREFIX.unpack(head)
+        _check_props(f_props)
+        rest_comp = desc.comp_len - SPLIT_PREFIX.size - f_comp
+        if rest_comp < 0 or f_raw > desc.raw_len:
+            raise DeltaFormatError("split stream parts do not fit the stream")
+        at = desc.offset + SPLIT_PREFIX.size
+        fields = StreamDesc(Codec.LZMA2, f_props, fields_dict_log2(f_raw), at, f_comp, f_raw)
+        rest = replace(
+            desc,
+            codec=Codec.LZMA2,
+            offset=at + f_comp,
+            comp_len=rest_comp,
+            raw_len=desc.raw_len - f_raw,
+        )
+        self._fields = StreamReader(patch, fields)
+        self._rest = StreamReader(patch, rest)
+        self._scan = operands.OperandScan()
+
+    def difference(self, source: bytes, first: bool) -> bytes:
+        if first:
+            self._scan = operands.OperandScan()
+        ranges = self._scan.scan(source)
+        n_fields = operands.field_bytes(ranges)
+        fields = self._fields.read_exact(n_fields)
+        rest = self._rest.read_exact(len(source) - n_fields)
+        return operands.merge(ranges, fields, rest)
+
+    @property
+    def remaining(self) -> int:
+        return self._fields.remaining + self._rest.remaining
+
+    def finish(self) -> None:
+        self._fields.finish()
+        self._rest.finish()
+
+
+def open_stream(patch: BinaryIO, desc: StreamDesc) -> StreamReader | SplitReader:
+    return (
+        SplitReader(patch, desc) if desc.codec == Codec.SPLIT_LZMA2 else StreamReader(patch, desc)
+    )

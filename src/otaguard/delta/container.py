@@ -22,6 +22,10 @@ Then ``segments`` fixed-size records (``SEGMENT_SIZE`` = 108 bytes)::
     output_offset, output_len, source_start     3 x u64
     3 stream descriptors (ops, diff, extra), each:
         codec u8, lzma_props u8, dict_log2 u8, reserved u8, offset u64, comp_len u64, raw_len u64
+    codec: 0 stored, 1 raw LZMA2, 2 x86 BCJ + LZMA2, 3 (difference stream only, added after
+    the first patches were made; older decoders refuse it as an unknown codec) split: a 17-byte
+    prefix (operand part's comp_len u64 and raw_len u64, its LZMA properties u8), the operand
+    part, then the rest, both raw LZMA2 (``codec.SplitReader``, ``operands.py``)
 
 Then the streams, in segment order and ops, diff, extra order, exactly tiling the rest of the
 file. A segment's streams decode independently of every other segment, so an apply cut by a
@@ -64,6 +68,8 @@ class Codec(IntEnum):
     STORED = 0
     LZMA2 = 1
     BCJ_X86_LZMA2 = 2
+    # difference stream only: operand bytes and the rest as two raw LZMA2 streams (codec.py)
+    SPLIT_LZMA2 = 3
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ def parse_segment(data: bytes, header: Header, index: int, expect_offset: int) -
     out_off, out_len, src_start = _SEGMENT_HEAD.unpack_from(data)
     at = _SEGMENT_HEAD.size
     ops, diff, extra = (_parse_stream(data, at + i * _STREAM.size) for i in range(3))
+    if Codec.SPLIT_LZMA2 in (ops.codec, extra.codec):
+        raise DeltaFormatError(f"segment {index}: a split stream is only for differences")
     if out_off != expect_offset or out_len == 0 or out_off + out_len > header.target_size:
         raise DeltaFormatError(f"segment {index}: output range out of place")
     last = index == header.segments - 1

@@ -3,7 +3,8 @@
 Runs on the device. The source is read with seeks from the active slot, the output goes out in
 order through the caller's ``write`` (the inactive slot), and at most one 1 MiB piece of each of
 source, difference and output plus the LZMA2 dictionaries (at most 8 MiB per stream, refused
-above that before allocating) are in memory whatever the image size. Every length in the patch
+above that before allocating; a split difference stream adds one of at most 1 MiB) are in
+memory whatever the image size. Every length in the patch
 is checked against its limit before it is used; any inconsistency is a ``DeltaFormatError``.
 The rebuilt image is hashed as it is written and compared with the sha256 in the header (and
 with the one the caller expects, which on a device comes from signed metadata).
@@ -21,7 +22,7 @@ from typing import BinaryIO
 
 import bsdiff4.core  # type: ignore[import-untyped]
 
-from otaguard.delta.codec import READ_SIZE, StreamReader
+from otaguard.delta.codec import READ_SIZE, SplitReader, StreamReader, open_stream
 from otaguard.delta.container import (
     HEADER_SIZE,
     SEGMENT_SIZE,
@@ -217,7 +218,8 @@ class DeltaDecoder:
         return resume.segment, hasher
 
     def _apply_segment(self, seg: Segment, out: _Output) -> None:
-        ops_r, diff_r, extra_r = (StreamReader(self._patch, d) for d in seg.streams)
+        ops_r, extra_r = StreamReader(self._patch, seg.ops), StreamReader(self._patch, seg.extra)
+        diff_r = open_stream(self._patch, seg.diff)
         reader = OpReader()
         src, produced = seg.source_start, 0
         while True:
@@ -258,11 +260,14 @@ class DeltaDecoder:
             out.emit(extra.read_exact(k))
             count -= k
 
-    def _from_source(self, op: Op, src: int, count: int, diff: StreamReader, out: _Output) -> int:
+    def _from_source(
+        self, op: Op, src: int, count: int, diff: StreamReader | SplitReader, out: _Output
+    ) -> int:
         if self.header.algorithm != Algorithm.DELTA or self._source is None:
             raise DeltaFormatError("a full-image patch may not read the source")
         if src + count > self.header.source_size:
             raise DeltaFormatError("instruction reads beyond the end of the source")
+        first = True
         while count:
             k = min(count, CHUNK)
             self._source.seek(src)
@@ -270,7 +275,8 @@ class DeltaDecoder:
             if len(data) != k:
                 raise DeltaSourceMismatchError("the source image is shorter than it was")
             if op == Op.ADD:
-                data = add_bytes(data, diff.read_exact(k))
+                data = add_bytes(data, diff.difference(data, first))
+                first = False
             out.emit(data)
             src += k
             count -= k

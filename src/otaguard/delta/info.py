@@ -23,6 +23,7 @@ class DeltaInfo:
     segments: int
     patch_size: int
     format_version: int = FORMAT_VERSION
+    matcher: str | None = None  # which matcher the encoder kept (not in the patch; None when read)
 
     @property
     def needs_source(self) -> bool:

@@ -18,14 +18,13 @@ def byte_size(n: int) -> str:
     """``n`` bytes in binary units, three significant figures (``812 B``, ``1.50 MiB``)."""
     if n < 1024:
         return f"{n} B"
-    value = float(n)
-    unit = "B"
-    for unit in _UNITS:
+    value = float(n) / 1024
+    unit = 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
         value /= 1024
-        if value < 1024:
-            break
+        unit += 1
     digits = 2 if value < 10 else 1 if value < 100 else 0
-    return f"{value:.{digits}f} {unit}"
+    return f"{value:.{digits}f} {_UNITS[unit]}"
 
 
 def transfer_lines(transfer: Mapping[str, int] | None) -> list[tuple[str, str]]:

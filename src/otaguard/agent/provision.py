@@ -66,7 +66,13 @@ def provision_device(
     named = set(slot_versions or {}) | set(slot_image_files or {})
     if boot_slot not in ("a", "b") or not named <= {"a", "b"}:
         raise ConfigError("slots are a and b")
-    known = set(JournalFile(config.journal_path).load().slot_images)
+    before = JournalFile(config.journal_path).load()
+    known = {  # hashed already, for the same factory version: not read again
+        slot
+        for slot in before.slot_images
+        if (slot_versions or {}).get(slot, before.slot_versions.get(slot))
+        == before.slot_versions.get(slot)
+    }
     images = slot_hashes(layout, slot_versions or {}, slot_image_files or {}, known)
     out = Provisioned()
     config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -97,9 +103,9 @@ def slot_hashes(
 ) -> dict[str, str]:
     """The sha256 of the image each slot holds: for a slot given an image file, that file's
     (after checking the slot's first bytes are exactly it); for a slot given only a version
-    in a plain-file layout (``slots = "files"``) and no hash in the journal (``known``), the
-    slot file's. Block slots without an
-    image file stay unknown (a partition is longer than its image).
+    in a plain-file layout (``slots = "files"``) and not hashed for that version already
+    (``known``), the slot file's. Block slots without an image file stay unknown (a
+    partition is longer than its image).
 
     Raises:
         ConfigError: an image file cannot be read, or the slot does not hold it.

@@ -31,12 +31,13 @@ def read_token(source: Path) -> str:
     return text.strip()
 
 
-def parse_slot_versions(items: list[str]) -> dict[str, str]:
+def parse_slot_versions(items: list[str], option: str = "--slot-version") -> dict[str, str]:
+    """``SLOT=VALUE`` items (``--slot-version a=1.0.0``, ``--slot-image a=factory.img``)."""
     out: dict[str, str] = {}
     for item in items:
         slot, sep, version = item.partition("=")
         if not sep or slot not in ("a", "b") or not version:
-            raise ConfigError(f"takes SLOT=VALUE (a=1.0.0, a=factory.img), not {item!r}")
+            raise ConfigError(f"{option} takes SLOT=VALUE (slot a or b), not {item!r}")
         out[slot] = version
     return out
 
@@ -77,7 +78,9 @@ def device_provision(
             layout,
             boot_slot=boot_slot,
             slot_versions=parse_slot_versions(slot_version or []),
-            slot_image_files={k: Path(v) for k, v in parse_slot_versions(slot_image or []).items()},
+            slot_image_files={
+                k: Path(v) for k, v in parse_slot_versions(slot_image or [], "--slot-image").items()
+            },
             token=token,
         )
     except OTAGuardError as exc:

@@ -123,9 +123,11 @@ class DeltaSteps(AgentCore):
         """A factory image whose version the journal knows but whose sha256 it does not (a
         device provisioned before provisioning recorded hashes): when the active slot is a
         plain file (its length is the image's), hash it once, bounded by ``MAX_HASHED_SLOT``,
-        and journal it, so the version manifest names the image and a delta can be offered."""
+        and journal it, so the version manifest names the image and a delta can be offered.
+        A boot that read the image's header itself (the simulated boot ROM) is left as it
+        was: such devices learn their hashes when an image verifies, or at a delta offer."""
         boot = self.boot
-        if boot is None or boot.slot in self.journal.slot_images:
+        if boot is None or boot.header is not None or boot.slot in self.journal.slot_images:
             return
         plain = isinstance(self.slots, FileSlots) and not isinstance(self.slots, BlockDeviceSlots)
         if boot.slot not in self.journal.slot_versions or not plain:

@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from kit.agent import toml_str
@@ -16,6 +17,7 @@ from kit.delta import images, release_image, sign_and_publish
 from otaguard.cli.main import app
 from otaguard.crypto.keys import public_key_json
 from otaguard.demo import HARDWARE, Demo
+from otaguard.errors import ConfigError
 from otaguard.repo.maker_deltas import add_deltas
 
 runner = CliRunner()
@@ -209,3 +211,30 @@ def test_agent_hashes_a_plain_file_factory_slot_once_when_the_journal_lacks_it(
     path.write_text(json.dumps(journal))
     (downloaded,) = first_update(d, toml, v2_name)
     assert str(downloaded.get("delta", "")).endswith(".otadelta"), downloaded
+
+
+def test_block_slots_record_a_hash_only_from_the_factory_image_file(tmp_path: Path) -> None:
+    """Partitions are longer than their image: without the image file the hash stays unknown
+    (never the whole partition's); with it, the partition's first bytes are checked."""
+    from otaguard.agent.layout import DeviceLayout
+    from otaguard.agent.provision import slot_hashes
+
+    image = b"factory image bytes" * 500
+    part_a, part_b = tmp_path / "mmcblk0p2", tmp_path / "mmcblk0p3"
+    part_a.write_bytes(image + bytes(64 * 1024))  # the partition: image, then free space
+    part_b.write_bytes(bytes(64 * 1024))
+    layout = DeviceLayout(
+        slots="block",
+        slot_a=part_a,
+        slot_b=part_b,
+        uboot_env=[tmp_path / "env"],
+        otp_file=tmp_path / "otp",
+    )
+    assert slot_hashes(layout, {"a": "1.0.0"}, {}, set()) == {}
+    factory = tmp_path / "factory.img"
+    factory.write_bytes(image)
+    got = slot_hashes(layout, {"a": "1.0.0"}, {"a": factory}, set())
+    assert got == {"a": hashlib.sha256(image).hexdigest()}
+    factory.write_bytes(image[:-1] + b"X")  # control: another image is refused
+    with pytest.raises(ConfigError, match="does not hold the image"):
+        slot_hashes(layout, {"a": "1.0.0"}, {"a": factory}, set())

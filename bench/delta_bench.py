@@ -25,10 +25,17 @@ sha256 + write + one ``fsync``, against a plain ``sha256 + write + fsync`` copy 
 (1 MiB chunks) in the same run; peak RSS growth is the process's ``VmHWM`` minus its RSS just
 before applying.
 
+Device apply through the real agent: with ``--apply-mib N`` (default 512; 0 skips it) the run
+also measures ``bench/delta_apply.py`` (a real server, ``otaguard agent run --once`` installing
+an N MiB image from a delta: peak RSS growth over the agent's idle baseline, apply throughput
+against a plain copy, generation time and memory), under ``agent_apply`` in the JSON; the
+report (``bench/delta_report.py``) prints it with the rest.
+
 Usage: ``.venv/bin/python bench/delta_bench.py [--pairs a,b] [--executables] [--tools
-ours,hdiffpatch,bsdiff4] [--no-image] [--out bench/results/delta_bench.json]``; writes the JSON
-and prints the goal (``bench/delta_report.py`` renders the tables). ``--tools`` measures a subset
-(the goal's ratio is then against the best open tool measured).
+ours,hdiffpatch,bsdiff4] [--no-image] [--apply-mib 512] [--out bench/results/delta_bench.json]``;
+writes the JSON and prints the goal (``bench/delta_report.py`` renders the tables). ``--tools``
+measures a subset (the goal's ratio is then against the best open tool measured). A quick run:
+``--pairs orjson-3.10.6-3.10.7 --no-image --apply-mib 32``.
 """
 
 from __future__ import annotations
@@ -301,6 +308,19 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def agent_apply(size_mib: int, window_mib: int, work: Path) -> dict[str, Any]:
+    """``bench/delta_apply.py``'s measurement (the real agent applying a delta) in this run."""
+    import delta_apply
+
+    window = min(window_mib, max(1, size_mib // 4))
+    result = delta_apply.measure(work, size_mib << 20, window << 20)
+    return {
+        **result,
+        "rss_goal_met": result["rss_growth_mib"] < 32,
+        "throughput_goal_met": result["apply_ratio_to_copy"] >= 0.5,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", nargs=5, metavar=("ACTION", "TOOL", "A", "B", "C"))
@@ -310,6 +330,8 @@ def main() -> None:
         "--tools", default=",".join(TOOLS), help="comma-separated subset (ours must be in it)"
     )
     parser.add_argument("--executables", action="store_true", help="only the executable pairs")
+    parser.add_argument("--apply-mib", type=int, default=512, help="agent apply image (0: skip)")
+    parser.add_argument("--apply-window-mib", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("bench/results/delta_bench.json"))
     args = parser.parse_args()
     if args.child:
@@ -342,6 +364,11 @@ def main() -> None:
         if not args.no_image:
             rootfs = next(p for p in load_pairs() if p.name == "rootfs-tar")
             result["image"] = bench_image(rootfs, Path(tmp))
+        if args.apply_mib:
+            (Path(tmp) / "agent").mkdir()
+            result["agent_apply"] = agent_apply(
+                args.apply_mib, args.apply_window_mib, Path(tmp) / "agent"
+            )
     if any(r["kind"] == "executable" for r in result["pairs"]):
         result["goal"] = goal(result["pairs"])
     result["load_after"] = os.getloadavg()[0]

@@ -38,8 +38,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         "goal": goal(pairs),
     }
     for r in results:
-        if "image" in r:
-            merged["image"] = r["image"]
+        for key in ("image", "agent_apply"):
+            if key in r:
+                merged[key] = r[key]
     return merged
 
 
@@ -154,6 +155,24 @@ def image_lines(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def agent_apply_lines(m: dict[str, Any]) -> list[str]:
+    """``delta_bench.py --apply-mib``: the real agent installing an image from a delta."""
+    a = m.get("agent_apply")
+    if not a:
+        return ["(agent apply not measured in this run: `--apply-mib 0`)"]
+    return [
+        f"- {a['image_mib']:.0f} MiB image, {a['window_mib']} MiB changed window; patch "
+        f"{_kib(a['patch_bytes'])} KiB in {a['segments']} segments, generated in {a['encode_s']} s",
+        f"- apply (patch fetch + rebuild into the inactive slot) {a['apply_s']} s = "
+        f"{a['apply_mib_s']} MiB/s vs plain sha256 + write + fsync copy {a['copy_mib_s']} MiB/s: "
+        f"**ratio {a['apply_ratio_to_copy']:.2f}** (goal ≥ 0.5: "
+        f"{'met' if a['throughput_goal_met'] else '**not met**'}); read-back verify {a['verify_s']} s",
+        f"- agent peak RSS {a['agent_delta_peak_rss_mib']} MiB vs {a['agent_idle_peak_rss_mib']} MiB "
+        f"idle: **growth {a['rss_growth_mib']} MiB** (goal < 32 MiB: "
+        f"{'met' if a['rss_goal_met'] else '**not met**'}); check to accept {a['check_to_accept_s']} s",
+    ]
+
+
 def render(m: dict[str, Any]) -> str:
     g = m["goal"]
     verdict = "met" if g["met"] else "**not met**"
@@ -178,6 +197,11 @@ def render(m: dict[str, Any]) -> str:
         "Device apply, 512 MiB image (rootfs tar + 472 MiB unchanged data):",
         "",
         *image_lines(m),
+        "",
+        "Device apply through the real agent (`otaguard agent run --once`, real server; "
+        "`bench/delta_apply.py`, run by `delta_bench.py --apply-mib`):",
+        "",
+        *agent_apply_lines(m),
     ]
     return "\n".join(out) + "\n"
 

@@ -147,8 +147,10 @@ def sweep(
     modes: tuple[bool, ...],
     step: int = 1,
     journal_seconds: float = 0.0,
+    window: Callable[[int], range] | None = None,
 ) -> tuple[int, int, Counter[str]]:
-    """Run the scenario once per cut point; return (K, cut points tried, cut operation kinds)."""
+    """Run the scenario once per cut point; return (K, cut points tried, cut operation kinds).
+    ``window``: the operations to cut at, from the probe's count K (default: all of them)."""
     d = w.d
     assert d.api is not None
     # Probe: count the operations of an uncut run.
@@ -162,7 +164,8 @@ def sweep(
     total = counter.count
     assert total > 20
 
-    cuts = [(lose, k) for lose in modes for k in range(1, total + 1, step)]
+    points = window(total) if window is not None else range(1, total + 1)
+    cuts = [(lose, k) for lose in modes for k in points[::step]]
     tag = f"{sc.name}-cut"
     devices = [provision(w, f"{sc.name}-{int(lose)}-{k}", tag, journal_seconds) for lose, k in cuts]
     dep_id = int(d.api.create_deployment(tag, w.v2_name, {"tag": tag})["id"])

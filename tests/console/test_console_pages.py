@@ -12,6 +12,7 @@ from sqlalchemy import update
 from otaguard.fleet.status import UpdateEvent
 from otaguard.server.console.session import SESSION_COOKIE
 from otaguard.store.identity_models import AuditRecord
+from otaguard.store.transfers import Served
 
 from .conftest import ConsoleApp
 
@@ -199,3 +200,24 @@ def test_console_filters_devices_and_a_deployment_by_the_same_state(console: Con
     assert "rolled back (1)" in page
     assert "waiting (1)" in page
     assert _device_rows(page) == ["dev-ok", "dev-rb", "dev-wait"]
+
+
+def test_deployment_page_shows_the_bytes_served(console: ConsoleApp) -> None:
+    """The fleet bytes view on the deployment page: nothing yet, then the recorded figures."""
+    _release(console)
+    console.ctx.store.register_device("dev-1", "hw", "c1", ["canary"])
+    dora = console.session("dora")
+    form = {"name": "canary-2", "target_name": "hw/fw-2.img", "kind": "tag", "value": "canary"}
+    assert console.post("/console/deployments", dora, form).status_code == 303
+    page = console.client.get("/console/deployments/1", cookies={SESSION_COOKIE: dora}).text
+    assert "nothing served to the deployment&#39;s devices yet" in page
+    resolve = lambda name, digest: ("hw/fw-2.img", name.endswith(".otadelta"))  # noqa: E731
+    console.ctx.store.transfers.record(
+        [Served("dev-1", None, "hw/fw-2.img.from-x.otadelta", "d" * 64, 512)], resolve
+    )
+    page = console.client.get("/console/deployments/1", cookies={SESSION_COOKIE: dora}).text
+    section = page[page.index('id="transfer"') :]
+    assert "512 B (512 B; deltas 512 B)" in section
+    assert "2.00 KiB (2048 B)" in section  # the release's full image length
+    assert "1.50 KiB (1536 B) (75.0% of the full images)" in section
+    assert "1, 1 of them by a delta" in section

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -22,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from securesystemslib.signer import CryptoSigner
 
+from otaguard.agent.delta_steps import SlotPrefix
 from otaguard.bundle.format import BundleError, BundleReader
+from otaguard.delta import Checkpoint, DeltaDecoder, encode
 from otaguard.device.bootenv import current_copy, decode_env, encode_env
 from otaguard.device.grubenv import comment_lines, decode_grubenv, encode_grubenv
 from otaguard.director.assignment import sign_assignment, verify_assignment
@@ -36,7 +39,7 @@ from otaguard.director.manifest import (
     sign_manifest,
     verify_manifest,
 )
-from otaguard.errors import AssignmentError, BootError, ManifestError
+from otaguard.errors import AssignmentError, BootError, DeltaError, ManifestError
 from otaguard.server.ranges import RangeNotSatisfiable, parse_range
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -129,8 +132,6 @@ def _tar(members: dict[str, bytes]) -> bytes:
 
 
 def bundle_seeds() -> list[bytes]:
-    import hashlib
-
     meta = b'{"signed": {}}'
     files = {"metadata/1.root.json": hashlib.sha256(meta).hexdigest()}
     manifest = json.dumps({"format": 1, "target": "t", "files": files}).encode()
@@ -316,6 +317,71 @@ def tuf_seeds() -> list[bytes]:
     return [struct.pack("B", i) + repo[name] for i, name in enumerate(names)] + [b"\1" + DEEP_JSON]
 
 
+# Delta patches (delta/container.py parse, delta/decoder.py streaming apply), fed as the agent
+# feeds them (agent/delta_steps.py). First byte: 0 = the bare decoder over the source;
+# 1 = as the device applies: the source a ``SlotPrefix`` view of a longer slot, the signed
+# source and target sha256 expected; 2 = a resume at the end of the first segment, with the
+# output written so far. The rest is the patch. Sources stay small (one segment) so a
+# million executions take minutes.
+
+
+@cache
+def _delta_images() -> tuple[bytes, bytes]:
+    import random
+
+    rng = random.Random(5)
+    source = rng.randbytes(6000)
+    target = bytearray(source)
+    target[100:164] = rng.randbytes(64)
+    target[3000:3000] = b"inserted code" * 20
+    return source, bytes(target)
+
+
+def delta_patch(data: bytes) -> None:
+    if not data:
+        return
+    source, target = _delta_images()
+    mode, patch = data[0] % 3, io.BytesIO(data[1:])
+    out = io.BytesIO()
+    if mode == 0:
+        bare = DeltaDecoder(io.BytesIO(source), patch)
+        bare.apply(out.write)
+        if hashlib.sha256(out.getvalue()).digest() != bare.header.target_sha256:
+            raise AssertionError("the decoder returned an image its patch does not name")
+        return
+    slot = SlotPrefix(cast(BinaryIO, io.BytesIO(source + b"\xff" * 512)), len(source))
+    decoder = DeltaDecoder(
+        cast(BinaryIO, slot),
+        patch,
+        expected_target_sha256=hashlib.sha256(target).hexdigest(),
+        expected_source_sha256=hashlib.sha256(source).hexdigest(),
+    )
+    if mode == 1:
+        decoder.apply(out.write)
+    else:
+        resume = Checkpoint(1, len(target))
+        decoder.apply(out.write, resume=resume, written=io.BytesIO(target))
+    if out.getvalue() != (b"" if mode == 2 else target):
+        raise AssertionError("a patch the decoder accepted rebuilt another image")
+
+
+def delta_seeds() -> list[bytes]:
+    source, target = _delta_images()
+    seeds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old, new, out = Path(tmp) / "old", Path(tmp) / "new", Path(tmp) / "patch"
+        old.write_bytes(source)
+        for image in (target, os.urandom(2000)):  # a delta, and a full-image patch
+            new.write_bytes(image)
+            encode(old, new, out)
+            seeds += [bytes([mode]) + out.read_bytes() for mode in (0, 1, 2)]
+    return seeds
+
+
+def _delta_expected() -> tuple[type[BaseException], ...]:
+    return (DeltaError,)
+
+
 def _tuf_expected() -> tuple[type[BaseException], ...]:
     from tuf.api.exceptions import RepositoryError
     from tuf.api.serialization import DeserializationError
@@ -331,4 +397,5 @@ TARGETS: dict[str, Target] = {
     "manifest": Target(version_manifest, manifest_seeds, (ManifestError,), max_len=8192),
     "assignment": Target(assignment, assignment_seeds, (AssignmentError,), max_len=12288),
     "tuf_metadata": Target(tuf_metadata, tuf_seeds, _tuf_expected(), max_len=12288),
+    "delta": Target(delta_patch, delta_seeds, _delta_expected(), max_len=8192),
 }

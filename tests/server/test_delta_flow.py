@@ -17,9 +17,11 @@ import httpx
 import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.ngclient import Updater
+from typer.testing import CliRunner
 
 from otaguard.bundle.create import create_bundle
 from otaguard.bundle.format import BundleReader
+from otaguard.cli.main import app
 from otaguard.crypto.keys import generate_signer
 from otaguard.demo import HARDWARE, Demo
 from otaguard.director.assignment import verify_assignment
@@ -30,6 +32,7 @@ from otaguard.repo.delta_targets import parse_delta_target
 from otaguard.repo.images import ReleaseInfo
 from otaguard.repo.maker_deltas import add_deltas
 from otaguard.repo.roles import TARGETS
+from otaguard.server.console.session import SESSION_COOKIE
 from otaguard.server.metrics import ServerMetrics
 from otaguard.server.transfers import flush
 
@@ -188,9 +191,43 @@ def test_delta_offered_only_on_exact_source_hash_and_bytes_counted(demo_world: D
         assert sample("otaguard_deployment_delta_bytes", labels) == view["delta_bytes"]
         assert sample("otaguard_deployment_full_bytes", labels) == view["full_bytes"]
         assert sample("otaguard_deltas_offered_total") == 1.0
+        _operators_see_the_bytes(d, dep, view)
     finally:
         for _signer, client in devices.values():
             client.close()
+
+
+def _operators_see_the_bytes(d: Demo, dep: int, view: dict[str, int]) -> None:
+    """``otaguard mgmt deployments show`` and the console's deployment page, against the
+    running server, show the figures of the fleet bytes view."""
+    assert d.ctx is not None
+    assert d.ctx.settings.tls is not None
+    d.ctx.identity.add_user("vera", ["viewer"])
+    token = d.ctx.identity.create_token("vera", scopes=["*"]).token
+    env = {
+        "OTAGUARD_TOKEN": token,
+        "OTAGUARD_SERVER": d.url,
+        "OTAGUARD_CA": str(d.ctx.settings.tls.ca_cert),
+        "OTAGUARD_CONTEXT": None,
+        "COLUMNS": "250",
+    }
+    r = CliRunner().invoke(app, ["mgmt", "deployments", "show", str(dep)], env=env)
+    assert r.exit_code == 0, r.output
+    saved = f"{view['saved_bytes']} B"
+    share = f"{100 * view['saved_bytes'] / view['full_bytes']:.1f}%"
+    for text in (f"{view['bytes_sent']} B", f"{view['full_bytes']} B", saved, share):
+        assert text in r.stdout, r.stdout
+    assert "2, 1 of them by a delta" in r.stdout
+    page = httpx.get(
+        f"{d.url}/console/deployments/{dep}",
+        cookies={SESSION_COOKIE: token},
+        verify=tls_context(d.ctx.settings.tls.ca_cert),
+    )
+    assert page.status_code == 200
+    html = page.text[page.text.index('id="transfer"') :]
+    for text in ("Bytes sent", f"{view['bytes_sent']} B", "Full-image bytes", saved, share):
+        assert text in html
+    assert "2, 1 of them by a delta" in html
 
 
 def test_bundle_carries_the_delta_and_its_metadata(demo_world: Demo, tmp_path: Path) -> None:

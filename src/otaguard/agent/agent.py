@@ -163,6 +163,7 @@ class UpdateAgent(Installer):
             # The server has not heard how the last update ended; checking in now could get
             # the same deployment offered again (and reinstalled). Report first.
             return Outcome(Action.RETRY, "reports not yet delivered; not checking in")
+        self.learn_active_image()
         self.transition(Event.CHECK)
         try:
             reply = self.check_in()

@@ -56,6 +56,7 @@ from otaguard.agent.retry import RetryBudget, backoff_cap
 from otaguard.agent.statemachine import Event
 from otaguard.agent.trusted_repo import trusted_target
 from otaguard.delta import Checkpoint, DeltaDecoder
+from otaguard.device.slots import BlockDeviceSlots, FileSlots
 from otaguard.errors import (
     DeltaError,
     DeltaTargetMismatchError,
@@ -70,6 +71,9 @@ from otaguard.repo.delta_targets import DeltaTarget, parse_delta_target
 from otaguard.repo.images import ReleaseInfo
 
 log = logging.getLogger(__name__)
+
+#: The largest plain-file slot ``learn_active_image`` hashes (bounded work at a cycle's start).
+MAX_HASHED_SLOT = 4 << 30
 
 
 class SlotPrefix:
@@ -114,6 +118,32 @@ class DeltaSteps(AgentCore):
         """A journal change without a state change (progress, a learnt hash), saved at once."""
         apply_change(self.journal, change)
         self.keeper.save()
+
+    def learn_active_image(self) -> None:
+        """A factory image whose version the journal knows but whose sha256 it does not (a
+        device provisioned before provisioning recorded hashes): when the active slot is a
+        plain file (its length is the image's), hash it once, bounded by ``MAX_HASHED_SLOT``,
+        and journal it, so the version manifest names the image and a delta can be offered.
+        A boot that read the image's header itself (the simulated boot ROM) is left as it
+        was: such devices learn their hashes when an image verifies, or at a delta offer."""
+        boot = self.boot
+        if boot is None or boot.header is not None or boot.slot in self.journal.slot_images:
+            return
+        plain = isinstance(self.slots, FileSlots) and not isinstance(self.slots, BlockDeviceSlots)
+        if boot.slot not in self.journal.slot_versions or not plain:
+            return
+        try:
+            with self.slots.open_read(boot.slot) as fh:
+                size = fh.seek(0, 2)
+                fh.seek(0)
+                if not 0 < size <= MAX_HASHED_SLOT:
+                    return
+                digest = str(hash_prefix(fh.read, size).hexdigest())
+        except (OSError, InstallError) as exc:
+            log.warning("cannot hash active slot %s: %s", boot.slot, exc)
+            return
+        log.info("active slot %s hashed once (%d bytes): image %s", boot.slot, size, digest)
+        self.record(SlotHashed(boot.slot, digest))
 
     def patch_path(self) -> Path:
         return self.config.state_dir / "delta" / "patch.otadelta"

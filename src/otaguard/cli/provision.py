@@ -31,12 +31,13 @@ def read_token(source: Path) -> str:
     return text.strip()
 
 
-def parse_slot_versions(items: list[str]) -> dict[str, str]:
+def parse_slot_versions(items: list[str], option: str = "--slot-version") -> dict[str, str]:
+    """``SLOT=VALUE`` items (``--slot-version a=1.0.0``, ``--slot-image a=factory.img``)."""
     out: dict[str, str] = {}
     for item in items:
         slot, sep, version = item.partition("=")
         if not sep or slot not in ("a", "b") or not version:
-            raise ConfigError(f"--slot-version takes SLOT=VERSION (a=1.0.0), not {item!r}")
+            raise ConfigError(f"{option} takes SLOT=VALUE (slot a or b), not {item!r}")
         out[slot] = version
     return out
 
@@ -50,6 +51,13 @@ def device_provision(
     slot_version: Annotated[
         list[str] | None,
         typer.Option(help="SLOT=VERSION: the release a slot holds from the factory (repeat)."),
+    ] = None,
+    slot_image: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SLOT=FILE: the factory image file a slot holds; its sha256 is recorded "
+            "(checked against the slot) so the first update can be a delta (repeat)."
+        ),
     ] = None,
     token_file: Annotated[
         Path | None,
@@ -70,6 +78,9 @@ def device_provision(
             layout,
             boot_slot=boot_slot,
             slot_versions=parse_slot_versions(slot_version or []),
+            slot_image_files={
+                k: Path(v) for k, v in parse_slot_versions(slot_image or [], "--slot-image").items()
+            },
             token=token,
         )
     except OTAGuardError as exc:

@@ -17,6 +17,7 @@ from otaguard.cli.manage.output import as_json, fields, note, page_note, table
 from otaguard.cli.manage.runtime import JsonOpt, LimitOpt, OffsetOpt, client, fail
 from otaguard.cli.manage.watch import watch
 from otaguard.fleet.status import DeviceState
+from otaguard.fleet.transfer_view import transfer_lines
 from otaguard.fleet_client import FleetClient
 
 deployments_app = typer.Typer(
@@ -76,13 +77,16 @@ def _show(d: dict[str, Any], title: str) -> None:
 
 @deployments_app.command("show")
 def deployments_show(ctx: typer.Context, deployment: DeploymentArg, json: JsonOpt = False) -> None:
-    """One deployment: release, selector, state and how many devices stand where."""
+    """One deployment: release, selector, state, how many devices stand where, and the bytes
+    served for it (sent, what full images would have needed, saved, devices by a delta)."""
     with client(ctx) as api:
         d = api.deployment(deployment)
     if json:
         as_json(d)
         return
     _show(d, f"deployment {deployment}")
+    lines = transfer_lines(d.get("transfer"))
+    fields(dict(lines), [(k, k) for k, _ in lines], title="bytes served")
 
 
 @deployments_app.command("devices")

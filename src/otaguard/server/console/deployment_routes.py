@@ -17,6 +17,7 @@ from otaguard.errors import CompatibilityError
 from otaguard.fleet.phases import RolloutPlan
 from otaguard.fleet.plan_codec import plan_from_json
 from otaguard.fleet.status import DeviceState
+from otaguard.fleet.transfer_view import transfer_lines
 from otaguard.server import rollout_control, schemas
 from otaguard.server.auth import audit_detail
 from otaguard.server.console import charts, phases
@@ -184,6 +185,7 @@ def _detail_values(
         "phase_rows": phases.phase_rows(view) if view else [],
         "decision": phases.decision_text(view) if view else "",
         "segments": charts.stacked(dep.counts),
+        "transfer": transfer_lines(dep.transfer),
         "approved_by": ctx.identity.approval(deployment_id),
         "failed": ctx.store.deployment_targets(deployment_id, status="failed", limit=FAILED_SHOWN),
         "targets": targets,

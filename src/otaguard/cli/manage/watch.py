@@ -8,8 +8,11 @@ only: the deployment goes on on the server, and the command says so.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from rich.progress import (
@@ -87,13 +90,47 @@ def watch(
 ) -> int:
     """Follow with a progress bar (or, with ``json``, one JSON Lines record per change); the
     exit status to end with."""
+    with _ctrl_c_between_polls() as nap:
+        return _watch(fetch, deployment_id, interval, timeout, json, nap)
+
+
+@contextmanager
+def _ctrl_c_between_polls() -> Iterator[Callable[[float], None]]:
+    """Ctrl-C as a flag the loop reads between polls (its sleep raises ``KeyboardInterrupt``
+    there), not an exception that may strike inside the progress bar's locks and leave its
+    refresh thread waiting forever; the previous handler is back afterwards."""
+    stop = threading.Event()
+
+    def nap(delay: float) -> None:
+        if stop.wait(delay):
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield time.sleep  # signals reach the main thread only: nothing to install
+        return
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: stop.set())
+    try:
+        yield nap
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _watch(
+    fetch: Callable[[], Mapping[str, Any]],
+    deployment_id: int,
+    interval: float,
+    timeout: float | None,
+    json: bool,
+    nap: Callable[[float], None],
+) -> int:
     if json:
 
         def line(reply: Mapping[str, Any], _p: DeploymentProgress) -> None:
             as_json(reply, one_line=True)
 
         code, message = _run(
-            lambda: follow(fetch, line, interval=interval, timeout=timeout), deployment_id
+            lambda: follow(fetch, line, interval=interval, timeout=timeout, sleep=nap),
+            deployment_id,
         )
     else:
         columns = (
@@ -105,7 +142,8 @@ def watch(
         with Progress(*columns, console=err) as bar:
             show = _bars(bar, deployment_id)
             code, message = _run(
-                lambda: follow(fetch, show, interval=interval, timeout=timeout), deployment_id
+                lambda: follow(fetch, show, interval=interval, timeout=timeout, sleep=nap),
+                deployment_id,
             )
     note(message)
     return code

@@ -190,33 +190,53 @@ def sweep(
     return total, len(cuts), kinds
 
 
-@pytest.mark.parametrize("scenario", [UPDATE, ROLLBACK], ids=lambda s: s.name)
+def cut_points(total: int, step: int) -> int:
+    """How many operations a sweep with ``step`` cuts at (both disk models: twice that)."""
+    return len(range(1, total + 1)[::step])
+
+
+# ``make test`` cuts the update at every operation and the rollback (whose download and writes
+# are the update's) at every second one; ``make test-slow`` cuts the rollback at every one too.
+@pytest.mark.parametrize(
+    ("scenario", "step"),
+    [
+        pytest.param(UPDATE, 1, id="update"),
+        pytest.param(ROLLBACK, 2, id="rollback-every-second"),
+        pytest.param(ROLLBACK, 1, id="rollback", marks=pytest.mark.slow),
+    ],
+)
 def test_power_cut_at_every_operation(
-    demo_world: Demo, scenario: Scenario, report_figure: Callable[[str], None]
+    demo_world: Demo, scenario: Scenario, step: int, report_figure: Callable[[str], None]
 ) -> None:
     w = make_world(demo_world)
-    total, tried, kinds = sweep(w, scenario, modes=(False, True))
+    total, tried, kinds = sweep(w, scenario, modes=(False, True), step=step)
+    every = "" if step == 1 else f", one in {step},"
     report_figure(
-        f"power cut, {scenario.name}: {tried} cut points tried ({total} operations x 2 disk "
-        f"models), all recovered; cut in: {dict(sorted(kinds.items()))}"
+        f"power cut, {scenario.name}: {tried} cut points tried ({total} operations{every} x 2 "
+        f"disk models), all recovered; cut in: {dict(sorted(kinds.items()))}"
     )
-    assert tried == 2 * total
+    assert tried == 2 * cut_points(total, step)
 
 
+@pytest.mark.parametrize(
+    "step", [pytest.param(3, id="every-third"), pytest.param(1, id="every", marks=pytest.mark.slow)]
+)
 def test_power_cut_while_the_journal_lags_the_slot(
-    demo_world: Demo, report_figure: Callable[[str], None]
+    demo_world: Demo, step: int, report_figure: Callable[[str], None]
 ) -> None:
     """``checkpoint_journal_seconds`` far above the download's length: every checkpoint syncs
     the slot but the journal records no progress until the download ends, so after a cut the
     agent resumes from an older offset than the slot holds and writes that part again. Every
-    cut point of the update, both disk models."""
+    third cut point of the update in ``make test``, every one under ``make test-slow``; both
+    disk models."""
     w = make_world(demo_world)
-    total, tried, kinds = sweep(w, UPDATE, modes=(False, True), journal_seconds=1e9)
+    total, tried, kinds = sweep(w, UPDATE, modes=(False, True), journal_seconds=1e9, step=step)
     report_figure(
         f"power cut, update with the journal lagging the slot: {tried} cut points tried "
-        f"({total} operations x 2 disk models), all recovered; cut in: {dict(sorted(kinds.items()))}"
+        f"({total} operations, one in {step}, x 2 disk models), all recovered; "
+        f"cut in: {dict(sorted(kinds.items()))}"
     )
-    assert tried == 2 * total
+    assert tried == 2 * cut_points(total, step)
 
 
 @pytest.mark.slow

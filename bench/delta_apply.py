@@ -50,20 +50,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 MIB = 1 << 20
 
-
-def baseline_copy(src: Path, dst: Path) -> float:
-    """Seconds for a plain sha256 + write copy (1 MiB chunks) and one fsync."""
-    h = hashlib.sha256()
-    start = time.perf_counter()
-    with open(src, "rb") as r, open(dst, "wb") as w:
-        while chunk := r.read(MIB):
-            h.update(chunk)
-            w.write(chunk)
-        w.flush()
-        os.fsync(w.fileno())
-    elapsed = time.perf_counter() - start
-    h.hexdigest()
-    return elapsed
+from agent_memory import baseline_copy  # noqa: E402  (same plain-copy baseline as the full install)
 
 
 def payloads(size: int, window: int, seed: int = 5) -> tuple[bytes, bytes]:
